@@ -1,0 +1,809 @@
+//! The sans-IO NATS connection state machine.
+//!
+//! [`Core`] owns the receive buffer (which the I/O layer fills in place), the write buffer
+//! (which the I/O layer drains once per event-loop tick), the subscription table, the muxed
+//! inbox used for JetStream publish acknowledgements and requests, and the in-flight table.
+//! It does no I/O, never blocks and never panics on input; what it cannot handle itself
+//! (messages for subscriptions, request replies, INFO, -ERR, PONG, finished publishes) it
+//! hands to a [`Sink`].
+//!
+//! Connection lifecycle, driven by the I/O layer:
+//!
+//! ```text
+//!   Disconnected --start_session(CONNECT)--> Handshaking --(PONG) session_ready()--> Connected
+//!        ^                                        |                                    |
+//!        +------------------ on_disconnect() -----+------------------------------------+
+//!   any state --close()--> Closed
+//! ```
+//!
+//! While not `Connected`, publishes and acks are kept in a bounded pending buffer; on
+//! `session_ready` they follow CONNECT, the re-sent subscriptions and the re-sent in-flight
+//! frames, in that order.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::encode::{self, AckKind};
+use crate::error::ProtoError;
+use crate::header;
+use crate::inflight::{Completed, GroupId, GroupStats, Inflight, MsgId, Outcome};
+use crate::jetstream::{parse_pub_ack, PubAck};
+use crate::parse::{parse_op, Limits, MsgOp, Op, Parsed};
+
+/// Default limit of the buffer for messages issued while disconnected (like nats.go).
+pub const DEFAULT_PENDING_LIMIT: usize = 8 * 1024 * 1024;
+const INITIAL_RECV: usize = 64 * 1024;
+const MIN_READ: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Disconnected,
+    Handshaking,
+    Connected,
+    Closed,
+}
+
+/// Receives what the core does not handle itself.
+pub trait Sink {
+    /// `INFO` from the server (JSON text).
+    fn info(&mut self, json: &[u8]);
+    /// `-ERR` from the server (text without quotes).
+    fn error(&mut self, text: &[u8]);
+    /// The server sent `PING`; the core already queued the `PONG`, which needs a flush.
+    fn ping(&mut self);
+    /// A `PONG` answered one of our `PING`s; `rtt_us` is its round trip when known.
+    fn pong(&mut self, rtt_us: Option<u64>);
+    /// A message for a subscription, or a request reply on the muxed inbox.
+    fn msg(&mut self, m: &MsgOp<'_>);
+    /// A JetStream publish finished.
+    fn completed(&mut self, c: Completed);
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub limits: Limits,
+    /// Bytes of publishes/acks kept while disconnected before publishes are refused.
+    pub pending_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            pending_limit: DEFAULT_PENDING_LIMIT,
+        }
+    }
+}
+
+/// Connection counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub msgs_in: u64,
+    pub bytes_in: u64,
+    pub msgs_out: u64,
+    pub bytes_out: u64,
+    pub sessions: u64,
+    pub reconnects: u64,
+    pub pings_sent: u64,
+    pub pongs: u64,
+    pub last_rtt_us: u64,
+    pub late_acks: u64,
+    pub dropped_msgs: u64,
+}
+
+#[derive(Debug)]
+struct Sub {
+    subject: Box<[u8]>,
+    queue: Option<Box<[u8]>>,
+    max: Option<u64>,
+    delivered: u64,
+}
+
+/// The receive buffer: always fully initialised; `buf[start..end]` holds unparsed bytes and
+/// `buf[end..]` is the writable tail handed to the socket.
+#[derive(Debug, Default)]
+pub struct RecvBuffer {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    limit: usize,
+}
+
+impl RecvBuffer {
+    fn new(limit: usize) -> Self {
+        RecvBuffer {
+            buf: vec![0; INITIAL_RECV],
+            start: 0,
+            end: 0,
+            limit,
+        }
+    }
+
+    /// Make room for the next read and return the writable tail. Compacts, grows (doubling,
+    /// never past the limit) and shrinks back after a large message; never moves memory any
+    /// other time.
+    pub fn prepare(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > 4 * INITIAL_RECV {
+                self.buf = vec![0; INITIAL_RECV];
+            }
+        }
+        if self.buf.len() - self.end < MIN_READ && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < MIN_READ && self.buf.len() < self.limit {
+            let new_len = (self.buf.len() * 2)
+                .min(self.limit)
+                .max(self.end + MIN_READ);
+            self.buf.resize(new_len, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Bytes writable right now (what `prepare` returned last, without preparing again).
+    pub fn spare(&self) -> usize {
+        self.buf.len() - self.end
+    }
+
+    /// `n` bytes were written into the tail.
+    pub fn commit(&mut self, n: usize) -> Result<(), ProtoError> {
+        if n > self.spare() {
+            return Err(ProtoError::InvalidArgument(format!(
+                "{n} bytes committed to a receive buffer with {} free",
+                self.spare()
+            )));
+        }
+        self.end += n;
+        Ok(())
+    }
+
+    /// Copy bytes in (for callers that do not read in place).
+    pub fn extend(&mut self, mut data: &[u8]) -> Result<(), ProtoError> {
+        while !data.is_empty() {
+            let tail = self.prepare();
+            if tail.is_empty() {
+                return Err(ProtoError::LineTooLong { limit: self.limit });
+            }
+            let n = tail.len().min(data.len());
+            tail[..n].copy_from_slice(&data[..n]);
+            self.end += n;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+/// A JetStream publish to encode. `headers` and `extra_headers` are pre-validated header
+/// lines (`key: value\r\n` each, without the version line or the final blank line).
+#[derive(Debug, Clone, Copy)]
+pub struct JsPublish<'a> {
+    pub subject: &'a [u8],
+    pub headers: &'a [u8],
+    pub extra_headers: &'a [u8],
+    pub group: GroupId,
+    pub ack_wait_ms: u64,
+    pub waiter: bool,
+    /// Keep the encoded frame so that it can be re-sent after a reconnect (only sensible when
+    /// the message carries a de-duplication id).
+    pub keep_frame: bool,
+}
+
+pub struct Core {
+    recv: RecvBuffer,
+    out: Vec<u8>,
+    pending: Vec<u8>,
+    state: State,
+    opts: Options,
+    server_max_payload: usize,
+    subs: BTreeMap<u64, Sub>,
+    next_sid: u64,
+    inbox_prefix: Box<[u8]>,
+    mux_sid: u64,
+    inflight: Inflight,
+    pings: VecDeque<u64>,
+    last_ack_wait_ms: u64,
+    stats: Stats,
+    completed_buf: Vec<Completed>,
+}
+
+impl Core {
+    /// `inbox_prefix` is the unique prefix of this connection's inboxes, e.g.
+    /// `_INBOX.3f2a...`; the muxed inbox subscription `<prefix>.*` is created here.
+    pub fn new(inbox_prefix: &str, opts: Options) -> Result<Self, ProtoError> {
+        let prefix = inbox_prefix.trim_end_matches('.');
+        encode::check_publish_subject(prefix.as_bytes())?;
+        let mut p = prefix.as_bytes().to_vec();
+        p.push(b'.');
+        let recv_limit = opts.limits.max_payload + opts.limits.max_control_line + 2 + MIN_READ;
+        let mut core = Core {
+            recv: RecvBuffer::new(recv_limit),
+            out: Vec::with_capacity(64 * 1024),
+            pending: Vec::new(),
+            state: State::Disconnected,
+            opts,
+            server_max_payload: 1024 * 1024,
+            subs: BTreeMap::new(),
+            next_sid: 1,
+            inbox_prefix: p.into_boxed_slice(),
+            mux_sid: 0,
+            inflight: Inflight::new(),
+            pings: VecDeque::new(),
+            last_ack_wait_ms: 15_000,
+            stats: Stats::default(),
+            completed_buf: Vec::new(),
+        };
+        let mut mux = core.inbox_prefix.to_vec();
+        mux.push(b'*');
+        core.mux_sid = core.subscribe(&mux, None)?;
+        Ok(core)
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// `<prefix>.` — request tokens appended to it must not be all digits (those are
+    /// publish-acknowledgement ids).
+    pub fn inbox_prefix(&self) -> &[u8] {
+        &self.inbox_prefix
+    }
+
+    pub fn mux_sid(&self) -> u64 {
+        self.mux_sid
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub fn inflight_totals(&self) -> GroupStats {
+        self.inflight.totals()
+    }
+
+    pub fn group_stats(&self, group: GroupId) -> GroupStats {
+        self.inflight.group(group)
+    }
+
+    pub fn drop_group(&mut self, group: GroupId) {
+        self.inflight.drop_group(group);
+    }
+
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.inflight.next_deadline()
+    }
+
+    pub fn recv_buffer(&mut self) -> &mut RecvBuffer {
+        &mut self.recv
+    }
+
+    pub fn server_max_payload(&self) -> usize {
+        self.server_max_payload
+    }
+
+    /// Apply the server's `max_payload` from INFO: larger publishes are refused locally, and
+    /// the parser accepts messages up to it (plus headroom) and no larger.
+    pub fn set_server_max_payload(&mut self, n: usize) {
+        self.server_max_payload = n;
+        self.opts.limits.max_payload = n
+            .saturating_add(64 * 1024)
+            .min(64 * 1024 * 1024 + 64 * 1024);
+        self.recv.limit =
+            self.opts.limits.max_payload + self.opts.limits.max_control_line + 2 + MIN_READ;
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.opts.limits
+    }
+
+    // -- reading -----------------------------------------------------------------------------
+
+    /// `n` bytes were written into the tail returned by `recv_buffer().prepare()`: parse and
+    /// dispatch every complete operation.
+    pub fn feed(&mut self, n: usize, now_us: u64, sink: &mut impl Sink) -> Result<(), ProtoError> {
+        self.recv.commit(n)?;
+        self.process(now_us, sink)
+    }
+
+    /// Copy `data` into the receive buffer and process it (tests, fuzzing, non-buffered I/O).
+    pub fn feed_bytes(
+        &mut self,
+        mut data: &[u8],
+        now_us: u64,
+        sink: &mut impl Sink,
+    ) -> Result<(), ProtoError> {
+        while !data.is_empty() {
+            let tail = self.recv.prepare();
+            if tail.is_empty() {
+                return Err(ProtoError::LineTooLong {
+                    limit: self.recv.limit,
+                });
+            }
+            let n = tail.len().min(data.len());
+            tail[..n].copy_from_slice(&data[..n]);
+            data = &data[n..];
+            self.feed(n, now_us, sink)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, now_us: u64, sink: &mut impl Sink) -> Result<(), ProtoError> {
+        // Parse out of a moved-out buffer so that handlers can mutate the rest of the core
+        // while borrowing message bytes (moving a Vec is three words).
+        let mut recv = std::mem::take(&mut self.recv);
+        let res = self.process_buf(&mut recv, now_us, sink);
+        self.recv = recv;
+        res
+    }
+
+    fn process_buf(
+        &mut self,
+        recv: &mut RecvBuffer,
+        now_us: u64,
+        sink: &mut impl Sink,
+    ) -> Result<(), ProtoError> {
+        loop {
+            let data = &recv.buf[recv.start..recv.end];
+            if data.is_empty() {
+                return Ok(());
+            }
+            match parse_op(data, &self.opts.limits)? {
+                Parsed::Incomplete => return Ok(()),
+                Parsed::Op(op, used) => {
+                    self.handle(op, now_us, sink);
+                    recv.start += used;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, op: Op<'_>, now_us: u64, sink: &mut impl Sink) {
+        match op {
+            Op::Msg(m) => self.handle_msg(&m, sink),
+            Op::Ping => {
+                encode::write_pong(&mut self.out);
+                sink.ping();
+            }
+            Op::Pong => {
+                self.stats.pongs += 1;
+                let rtt = self.pings.pop_front().map(|t| now_us.saturating_sub(t));
+                if let Some(r) = rtt {
+                    self.stats.last_rtt_us = r;
+                }
+                sink.pong(rtt);
+            }
+            Op::Ok => {}
+            Op::Info(json) => sink.info(json),
+            Op::Err(text) => sink.error(text),
+        }
+    }
+
+    fn ack_id(&self, subject: &[u8]) -> Option<MsgId> {
+        let rest = subject.strip_prefix(&*self.inbox_prefix)?;
+        if rest.is_empty() || rest.len() > 19 || !rest.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        crate::parse::parse_u64(rest)
+    }
+
+    fn handle_msg(&mut self, m: &MsgOp<'_>, sink: &mut impl Sink) {
+        self.stats.msgs_in += 1;
+        self.stats.bytes_in += (m.payload.len() + m.headers.map_or(0, <[u8]>::len)) as u64;
+        if m.sid == self.mux_sid {
+            if let Some(id) = self.ack_id(m.subject) {
+                let outcome = pub_ack_outcome(m);
+                match self.inflight.complete(id, outcome) {
+                    Some(c) => sink.completed(c),
+                    None => self.stats.late_acks += 1,
+                }
+                return;
+            }
+            sink.msg(m);
+            return;
+        }
+        let Some(sub) = self.subs.get_mut(&m.sid) else {
+            self.stats.dropped_msgs += 1;
+            return;
+        };
+        sub.delivered += 1;
+        let done = sub.max.is_some_and(|max| sub.delivered >= max);
+        sink.msg(m);
+        if done {
+            self.subs.remove(&m.sid);
+        }
+    }
+
+    // -- writing -----------------------------------------------------------------------------
+
+    /// The bytes to hand to the transport.
+    pub fn out(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// The transport took everything in [`Core::out`].
+    pub fn out_taken(&mut self) {
+        self.stats.bytes_out += self.out.len() as u64;
+        self.out.clear();
+        if self.out.capacity() > 4 * 1024 * 1024 {
+            self.out.shrink_to(64 * 1024);
+        }
+        if self.state == State::Connected {
+            self.inflight.mark_sent();
+        }
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Where publishes and acks go in the current state, after checking the pending limit.
+    fn data_buf(&mut self, extra: usize) -> Result<&mut Vec<u8>, ProtoError> {
+        match self.state {
+            State::Connected => Ok(&mut self.out),
+            State::Closed => Err(ProtoError::Closed),
+            State::Disconnected | State::Handshaking => {
+                if self.pending.len() + extra > self.opts.pending_limit {
+                    return Err(ProtoError::BufferFull {
+                        limit: self.opts.pending_limit,
+                    });
+                }
+                Ok(&mut self.pending)
+            }
+        }
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), ProtoError> {
+        if size > self.server_max_payload {
+            return Err(ProtoError::MessageTooLarge {
+                size,
+                limit: self.server_max_payload,
+            });
+        }
+        Ok(())
+    }
+
+    /// Core NATS publish. `headers` is a complete header block (or `None`).
+    pub fn publish(
+        &mut self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<(), ProtoError> {
+        encode::check_publish_subject(subject)?;
+        if let Some(r) = reply {
+            encode::check_token("reply subject", r)?;
+        }
+        let hlen = headers.map_or(0, <[u8]>::len);
+        self.check_size(hlen + payload.len())?;
+        let buf = self.data_buf(subject.len() + hlen + payload.len() + 64)?;
+        match headers {
+            Some(h) => encode::write_hpub(buf, subject, reply, h, payload),
+            None => encode::write_pub(buf, subject, reply, payload),
+        }
+        self.stats.msgs_out += 1;
+        Ok(())
+    }
+
+    /// JetStream publish with a reply on the muxed inbox; returns the message id. The outcome
+    /// arrives later through [`Sink::completed`].
+    pub fn js_publish(
+        &mut self,
+        p: &JsPublish<'_>,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<MsgId, ProtoError> {
+        let has_headers = !p.headers.is_empty() || !p.extra_headers.is_empty();
+        let hdr_len = if has_headers {
+            header::VERSION_LINE.len() + 2 + p.headers.len() + p.extra_headers.len() + 2
+        } else {
+            0
+        };
+        self.check_size(hdr_len + payload.len())?;
+        let id = self.inflight.next_id();
+        let prefix_len = self.inbox_prefix.len();
+        let estimate = p.subject.len() + prefix_len + hdr_len + payload.len() + 64;
+        let state = self.state;
+        // Borrow the prefix separately from the destination buffer.
+        let prefix = std::mem::take(&mut self.inbox_prefix);
+        let res = self.data_buf(estimate).map(|buf| {
+            let start = buf.len();
+            write_js_frame(buf, p, &prefix, id, hdr_len, payload);
+            start
+        });
+        self.inbox_prefix = prefix;
+        let start = res?;
+        let frame = if p.keep_frame {
+            let buf = if state == State::Connected {
+                &self.out
+            } else {
+                &self.pending
+            };
+            Some(buf[start..].to_vec().into_boxed_slice())
+        } else {
+            None
+        };
+        self.last_ack_wait_ms = p.ack_wait_ms;
+        let got = self.inflight.register(
+            p.group,
+            hdr_len + payload.len(),
+            now_ms.saturating_add(p.ack_wait_ms),
+            p.waiter,
+            frame,
+        );
+        debug_assert_eq!(got, id);
+        self.stats.msgs_out += 1;
+        Ok(id)
+    }
+
+    /// Acknowledge a JetStream message through its reply subject.
+    pub fn ack(&mut self, reply: &[u8], kind: AckKind) -> Result<(), ProtoError> {
+        encode::check_token("reply subject", reply)?;
+        let buf = self.data_buf(reply.len() + 48)?;
+        encode::write_ack(buf, reply, kind);
+        Ok(())
+    }
+
+    /// Subscribe; returns the sid. While disconnected the subscription is only recorded and
+    /// sent with the next session.
+    pub fn subscribe(&mut self, subject: &[u8], queue: Option<&[u8]>) -> Result<u64, ProtoError> {
+        if self.state == State::Closed {
+            return Err(ProtoError::Closed);
+        }
+        encode::check_token("subject", subject)?;
+        if let Some(q) = queue {
+            encode::check_token("queue group", q)?;
+        }
+        let sid = self.next_sid;
+        self.next_sid += 1;
+        if matches!(self.state, State::Connected | State::Handshaking) {
+            encode::write_sub(&mut self.out, subject, queue, sid);
+        }
+        self.subs.insert(
+            sid,
+            Sub {
+                subject: subject.into(),
+                queue: queue.map(Into::into),
+                max: None,
+                delivered: 0,
+            },
+        );
+        Ok(sid)
+    }
+
+    /// Unsubscribe now, or after `max` messages in total.
+    pub fn unsubscribe(&mut self, sid: u64, max: Option<u64>) {
+        let Some(sub) = self.subs.get_mut(&sid) else {
+            return;
+        };
+        let remove_now = match max {
+            Some(m) if m > sub.delivered => {
+                sub.max = Some(m);
+                false
+            }
+            _ => true,
+        };
+        if matches!(self.state, State::Connected | State::Handshaking) {
+            encode::write_unsub(&mut self.out, sid, if remove_now { None } else { max });
+        }
+        if remove_now {
+            self.subs.remove(&sid);
+        }
+    }
+
+    pub fn is_subscribed(&self, sid: u64) -> bool {
+        self.subs.contains_key(&sid)
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Queue a `PING` (for keepalive or flush). Returns false when not connected.
+    pub fn ping(&mut self, now_us: u64) -> bool {
+        if !matches!(self.state, State::Connected | State::Handshaking) {
+            return false;
+        }
+        encode::write_ping(&mut self.out);
+        self.pings.push_back(now_us);
+        self.stats.pings_sent += 1;
+        true
+    }
+
+    pub fn pings_outstanding(&self) -> usize {
+        self.pings.len()
+    }
+
+    // -- lifecycle ---------------------------------------------------------------------------
+
+    /// A transport is up and INFO was handled: queue `CONNECT`, a `PING` (its `PONG` confirms
+    /// that the server accepted the connection) and every subscription.
+    pub fn start_session(&mut self, connect_json: &[u8], now_us: u64) -> Result<(), ProtoError> {
+        if self.state == State::Closed {
+            return Err(ProtoError::Closed);
+        }
+        if self.state == State::Connected {
+            return Err(ProtoError::InvalidArgument(
+                "start_session while connected".into(),
+            ));
+        }
+        self.state = State::Handshaking;
+        self.out.clear();
+        self.pings.clear();
+        encode::write_connect(&mut self.out, connect_json);
+        self.ping(now_us);
+        for (&sid, sub) in &self.subs {
+            encode::write_sub(&mut self.out, &sub.subject, sub.queue.as_deref(), sid);
+            if let Some(max) = sub.max {
+                encode::write_unsub(&mut self.out, sid, Some(max.saturating_sub(sub.delivered)));
+            }
+        }
+        if self.stats.sessions > 0 {
+            self.stats.reconnects += 1;
+        }
+        self.stats.sessions += 1;
+        Ok(())
+    }
+
+    /// The server accepted the session: re-send in-flight frames that carry a message id,
+    /// then everything buffered while disconnected.
+    pub fn session_ready(&mut self, now_ms: u64) {
+        if self.state != State::Handshaking {
+            return;
+        }
+        self.state = State::Connected;
+        let wait = self.last_ack_wait_ms;
+        self.inflight
+            .take_resends(now_ms, Some(wait), &mut self.out);
+        if !self.pending.is_empty() {
+            self.out.extend_from_slice(&self.pending);
+            self.pending.clear();
+            self.pending.shrink_to(64 * 1024);
+        }
+    }
+
+    /// The transport is gone. Unsent bytes are kept for the next session; in-flight messages
+    /// that had left are re-sent later (with a message id) or finished as unknown.
+    pub fn on_disconnect(&mut self, sink: &mut impl Sink) {
+        match self.state {
+            State::Connected => {
+                // Whatever was not yet handed to the transport is still ours to send.
+                let mut unsent = std::mem::take(&mut self.out);
+                if !self.pending.is_empty() {
+                    unsent.extend_from_slice(&self.pending);
+                }
+                self.pending = unsent;
+                self.out = Vec::with_capacity(64 * 1024);
+            }
+            State::Handshaking => self.out.clear(),
+            State::Disconnected | State::Closed => {}
+        }
+        if self.state != State::Closed {
+            self.state = State::Disconnected;
+        }
+        self.recv.clear();
+        self.pings.clear();
+        let mut done = std::mem::take(&mut self.completed_buf);
+        self.inflight.on_disconnect(&mut done);
+        for c in done.drain(..) {
+            sink.completed(c);
+        }
+        self.completed_buf = done;
+    }
+
+    /// Close for good: every in-flight message ends now (unknown if it had left, not sent
+    /// otherwise). Buffers are released.
+    pub fn close(&mut self, sink: &mut impl Sink) {
+        self.state = State::Closed;
+        self.pending = Vec::new();
+        self.recv.clear();
+        self.pings.clear();
+        let mut done = Vec::new();
+        self.inflight.close(&mut done);
+        for c in done {
+            sink.completed(c);
+        }
+    }
+
+    /// Finish publishes whose ack wait expired.
+    pub fn sweep(&mut self, now_ms: u64, sink: &mut impl Sink) {
+        let mut done = std::mem::take(&mut self.completed_buf);
+        self.inflight.expire(now_ms, &mut done);
+        for c in done.drain(..) {
+            sink.completed(c);
+        }
+        self.completed_buf = done;
+    }
+}
+
+fn write_js_frame(
+    buf: &mut Vec<u8>,
+    p: &JsPublish<'_>,
+    prefix: &[u8],
+    id: MsgId,
+    hdr_len: usize,
+    payload: &[u8],
+) {
+    buf.reserve(p.subject.len() + prefix.len() + hdr_len + payload.len() + 64);
+    if hdr_len == 0 {
+        buf.extend_from_slice(b"PUB ");
+    } else {
+        buf.extend_from_slice(b"HPUB ");
+    }
+    buf.extend_from_slice(p.subject);
+    buf.push(b' ');
+    buf.extend_from_slice(prefix);
+    encode::push_u64(buf, id);
+    buf.push(b' ');
+    if hdr_len > 0 {
+        encode::push_u64(buf, hdr_len as u64);
+        buf.push(b' ');
+    }
+    encode::push_u64(buf, (hdr_len + payload.len()) as u64);
+    buf.extend_from_slice(b"\r\n");
+    if hdr_len > 0 {
+        buf.extend_from_slice(header::VERSION_LINE);
+        buf.extend_from_slice(b"\r\n");
+        buf.extend_from_slice(p.headers);
+        buf.extend_from_slice(p.extra_headers);
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf.extend_from_slice(payload);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The outcome of a publish from the message that answered it.
+fn pub_ack_outcome(m: &MsgOp<'_>) -> Outcome {
+    if let Some(h) = m.headers {
+        let st = header::status(h);
+        if st.code == 503 {
+            return Outcome::NotStored {
+                code: 503,
+                err_code: 0,
+                description: "no responders: no stream is listening on this subject".into(),
+            };
+        }
+        if st.code != 0 {
+            return Outcome::NotStored {
+                code: st.code,
+                err_code: 0,
+                description: String::from_utf8_lossy(st.description).into_owned(),
+            };
+        }
+    }
+    match parse_pub_ack(m.payload) {
+        PubAck::Stored {
+            stream,
+            seq,
+            duplicate,
+        } => Outcome::Stored {
+            stream,
+            seq,
+            duplicate,
+        },
+        PubAck::Error {
+            code,
+            err_code,
+            description,
+        } => Outcome::NotStored {
+            code,
+            err_code,
+            description,
+        },
+    }
+}

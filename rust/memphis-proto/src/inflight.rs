@@ -1,0 +1,375 @@
+//! The in-flight table of JetStream publishes.
+//!
+//! Every publish gets an identity ([`MsgId`], strictly increasing) and ends in exactly one
+//! [`Outcome`]: stored, not stored (503 no responders or a JetStream API error), unknown (ack
+//! timeout, or the connection dropped after it was sent) or not sent (the connection was closed
+//! before it left). Messages belong to a *group* (one per producer) whose counters bound the
+//! producer's window. Timeouts are swept by one periodic call, not one timer per message.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+pub type MsgId = u64;
+pub type GroupId = u32;
+
+/// Why the fate of a sent message is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownReason {
+    /// No acknowledgement within the ack wait.
+    AckTimeout,
+    /// The connection dropped after the message was handed to the transport.
+    ConnectionLost,
+}
+
+/// Why a message never left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSentReason {
+    /// The connection was closed while the message was still buffered.
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored {
+        stream: String,
+        seq: u64,
+        duplicate: bool,
+    },
+    /// The server refused it: `code` 503 = no responders (no stream for the subject), else a
+    /// JetStream API error with its `err_code` and description.
+    NotStored {
+        code: u16,
+        err_code: u32,
+        description: String,
+    },
+    Unknown(UnknownReason),
+    NotSent(NotSentReason),
+}
+
+impl Outcome {
+    pub fn is_stored(&self) -> bool {
+        matches!(self, Outcome::Stored { .. })
+    }
+}
+
+/// A finished publish, handed to the [`crate::conn::Sink`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub id: MsgId,
+    pub group: GroupId,
+    pub waiter: bool,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug)]
+struct Entry {
+    group: GroupId,
+    bytes: u32,
+    deadline_ms: u64,
+    waiter: bool,
+    /// The encoded frame, kept when the message carries a message id so that it can be sent
+    /// again after a reconnect (the server de-duplicates it).
+    frame: Option<Box<[u8]>>,
+    resend: bool,
+}
+
+/// Counters of one group (or of the whole connection).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    pub inflight: u64,
+    pub inflight_bytes: u64,
+    pub published: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub retried: u64,
+}
+
+/// Ids are sequential integers: a multiplicative hash spreads them well enough and costs far
+/// less than SipHash.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+pub struct Inflight {
+    entries: IdMap<MsgId, Entry>,
+    groups: IdMap<GroupId, GroupStats>,
+    totals: GroupStats,
+    next_id: MsgId,
+    /// Ids below this were handed to the transport.
+    sent_below: MsgId,
+}
+
+impl Inflight {
+    pub fn new() -> Self {
+        Inflight {
+            next_id: 1,
+            sent_below: 1,
+            ..Default::default()
+        }
+    }
+
+    /// The id the next registered message will get.
+    pub fn next_id(&self) -> MsgId {
+        self.next_id
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn contains(&self, id: MsgId) -> bool {
+        self.entries.contains_key(&id)
+    }
+
+    pub fn register(
+        &mut self,
+        group: GroupId,
+        bytes: usize,
+        deadline_ms: u64,
+        waiter: bool,
+        frame: Option<Box<[u8]>>,
+    ) -> MsgId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.entries.insert(
+            id,
+            Entry {
+                group,
+                bytes,
+                deadline_ms,
+                waiter,
+                frame,
+                resend: false,
+            },
+        );
+        let g = self.groups.entry(group).or_default();
+        for s in [g, &mut self.totals] {
+            s.inflight += 1;
+            s.inflight_bytes += u64::from(bytes);
+            s.published += 1;
+        }
+        id
+    }
+
+    /// Finish a message. Returns `None` when the id is unknown (already finished: a late ack).
+    pub fn complete(&mut self, id: MsgId, outcome: Outcome) -> Option<Completed> {
+        let e = self.entries.remove(&id)?;
+        Some(self.finish(id, e, outcome))
+    }
+
+    fn finish(&mut self, id: MsgId, e: Entry, outcome: Outcome) -> Completed {
+        let stored = outcome.is_stored();
+        let g = self.groups.entry(e.group).or_default();
+        for s in [g, &mut self.totals] {
+            s.inflight -= 1;
+            s.inflight_bytes -= u64::from(e.bytes);
+            if stored {
+                s.acked += 1;
+            } else {
+                s.failed += 1;
+            }
+        }
+        Completed {
+            id,
+            group: e.group,
+            waiter: e.waiter,
+            outcome,
+        }
+    }
+
+    /// Everything registered so far has been handed to the transport.
+    pub fn mark_sent(&mut self) {
+        self.sent_below = self.next_id;
+    }
+
+    /// Expire messages whose deadline passed.
+    pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Completed>) {
+        let expired: Vec<MsgId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.deadline_ms <= now_ms)
+            .map(|(&id, _)| id)
+            .collect();
+        self.finish_ids(expired, Outcome::Unknown(UnknownReason::AckTimeout), out);
+    }
+
+    /// The earliest deadline, for scheduling the next sweep.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.entries.values().map(|e| e.deadline_ms).min()
+    }
+
+    fn finish_ids(&mut self, mut ids: Vec<MsgId>, outcome: Outcome, out: &mut Vec<Completed>) {
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(e) = self.entries.remove(&id) {
+                let c = self.finish(id, e, outcome.clone());
+                out.push(c);
+            }
+        }
+    }
+
+    /// The link dropped. Messages already handed to the transport are re-sent later when they
+    /// carry a frame (a message id), otherwise their outcome is unknown. Messages still in the
+    /// local buffer stay as they are: they go out after the reconnect.
+    pub fn on_disconnect(&mut self, out: &mut Vec<Completed>) {
+        let sent_below = self.sent_below;
+        let mut lost = Vec::new();
+        for (&id, e) in self.entries.iter_mut() {
+            if id < sent_below {
+                if e.frame.is_some() {
+                    e.resend = true;
+                } else {
+                    lost.push(id);
+                }
+            }
+        }
+        self.finish_ids(lost, Outcome::Unknown(UnknownReason::ConnectionLost), out);
+    }
+
+    /// Append the frames marked for re-sending, oldest first, with fresh deadlines.
+    pub fn take_resends(&mut self, now_ms: u64, ack_wait_ms: Option<u64>, buf: &mut Vec<u8>) {
+        let mut ids: Vec<MsgId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.resend)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.resend = false;
+                if let Some(f) = &e.frame {
+                    buf.extend_from_slice(f);
+                }
+                if let Some(w) = ack_wait_ms {
+                    e.deadline_ms = e.deadline_ms.max(now_ms + w);
+                }
+                let g = self.groups.entry(e.group).or_default();
+                g.retried += 1;
+                self.totals.retried += 1;
+            }
+        }
+    }
+
+    /// The connection is closed for good: everything still in flight ends now.
+    pub fn close(&mut self, out: &mut Vec<Completed>) {
+        let sent_below = self.sent_below;
+        let (sent, unsent): (Vec<MsgId>, Vec<MsgId>) = self
+            .entries
+            .iter()
+            .map(|(&id, _)| id)
+            .partition(|&id| id < sent_below);
+        self.finish_ids(sent, Outcome::Unknown(UnknownReason::ConnectionLost), out);
+        self.finish_ids(unsent, Outcome::NotSent(NotSentReason::Closed), out);
+    }
+
+    pub fn group(&self, group: GroupId) -> GroupStats {
+        self.groups.get(&group).copied().unwrap_or_default()
+    }
+
+    pub fn totals(&self) -> GroupStats {
+        self.totals
+    }
+
+    /// Forget a group's counters once its producer is gone and nothing is in flight.
+    pub fn drop_group(&mut self, group: GroupId) {
+        if self.groups.get(&group).is_some_and(|g| g.inflight == 0) {
+            self.groups.remove(&group);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(seq: u64) -> Outcome {
+        Outcome::Stored {
+            stream: "s".into(),
+            seq,
+            duplicate: false,
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_counters() {
+        let mut t = Inflight::new();
+        let a = t.register(1, 10, 100, true, None);
+        let b = t.register(1, 20, 200, false, None);
+        let c = t.register(2, 5, 50, false, Some(b"frame".to_vec().into()));
+        assert_eq!((a, b, c), (1, 2, 3));
+        assert_eq!(t.group(1).inflight, 2);
+        assert_eq!(t.group(1).inflight_bytes, 30);
+        let done = t.complete(a, stored(1)).unwrap();
+        assert!(done.waiter);
+        assert_eq!(t.complete(a, stored(1)), None, "late ack ignored");
+        let mut out = Vec::new();
+        t.expire(60, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, c);
+        assert_eq!(out[0].outcome, Outcome::Unknown(UnknownReason::AckTimeout));
+        assert_eq!(t.group(2).failed, 1);
+        assert_eq!(t.group(1).acked, 1);
+        assert_eq!(t.totals().inflight, 1);
+        assert_eq!(t.next_deadline(), Some(200));
+    }
+
+    #[test]
+    fn disconnect_resend_and_close() {
+        let mut t = Inflight::new();
+        let a = t.register(1, 1, 1000, false, None);
+        let b = t.register(1, 1, 1000, false, Some(b"B".to_vec().into()));
+        t.mark_sent();
+        let c = t.register(1, 1, 1000, false, None);
+        let mut out = Vec::new();
+        t.on_disconnect(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, a);
+        assert_eq!(
+            out[0].outcome,
+            Outcome::Unknown(UnknownReason::ConnectionLost)
+        );
+        assert!(t.contains(b) && t.contains(c));
+        let mut buf = Vec::new();
+        t.take_resends(500, Some(1000), &mut buf);
+        assert_eq!(buf, b"B");
+        assert_eq!(t.group(1).retried, 1);
+        out.clear();
+        t.close(&mut out);
+        let ids: Vec<_> = out.iter().map(|c| (c.id, c.outcome.clone())).collect();
+        assert_eq!(
+            ids,
+            vec![
+                (b, Outcome::Unknown(UnknownReason::ConnectionLost)),
+                (c, Outcome::NotSent(NotSentReason::Closed))
+            ]
+        );
+        assert!(t.is_empty());
+        assert_eq!(t.totals().inflight, 0);
+        assert_eq!(t.totals().inflight_bytes, 0);
+    }
+}

@@ -1,0 +1,428 @@
+//! Exact bytes in / results out, and calls in / bytes out, for the connection state machine.
+
+mod common;
+
+use common::{msg, Ev, Rec};
+use memphis_proto::{
+    AckKind, Completed, Core, JsPublish, NotSentReason, Options, Outcome, ProtoError, State,
+    UnknownReason,
+};
+
+const CONNECT: &[u8] = br#"{"verbose":false,"headers":true}"#;
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn take(core: &mut Core) -> String {
+    let o = s(core.out());
+    core.out_taken();
+    o
+}
+
+fn connected() -> (Core, Rec) {
+    let mut core = Core::new("_INBOX.abc", Options::default()).unwrap();
+    let mut rec = Rec::default();
+    core.start_session(CONNECT, 0).unwrap();
+    assert_eq!(
+        take(&mut core),
+        "CONNECT {\"verbose\":false,\"headers\":true}\r\nPING\r\nSUB _INBOX.abc.* 1\r\n"
+    );
+    core.feed_bytes(b"INFO {\"server_id\":\"x\"}\r\nPONG\r\n", 5, &mut rec)
+        .unwrap();
+    assert_eq!(
+        rec.events,
+        vec![Ev::Info(b"{\"server_id\":\"x\"}".to_vec()), Ev::Pong]
+    );
+    core.session_ready(0);
+    assert_eq!(core.state(), State::Connected);
+    assert_eq!(core.stats().last_rtt_us, 5);
+    rec.events.clear();
+    (core, rec)
+}
+
+fn js<'a>(
+    headers: &'a [u8],
+    extra: &'a [u8],
+    group: u32,
+    waiter: bool,
+    keep: bool,
+) -> JsPublish<'a> {
+    JsPublish {
+        subject: b"orders#eu$1.final",
+        headers,
+        extra_headers: extra,
+        group,
+        ack_wait_ms: 1000,
+        waiter,
+        keep_frame: keep,
+    }
+}
+
+const HDRS: &[u8] = b"$memphis_producedBy: p1\r\n$memphis_connectionId: c1\r\n";
+
+#[test]
+fn js_publish_bytes_and_stored_outcome() {
+    let (mut core, mut rec) = connected();
+    let id = core
+        .js_publish(
+            &js(HDRS, b"msg-id: m1\r\nNats-Msg-Id: m1\r\n", 7, true, false),
+            b"hello",
+            0,
+        )
+        .unwrap();
+    assert_eq!(id, 1);
+    let hdr = "NATS/1.0\r\n$memphis_producedBy: p1\r\n$memphis_connectionId: c1\r\nmsg-id: m1\r\nNats-Msg-Id: m1\r\n\r\n";
+    assert_eq!(
+        take(&mut core),
+        format!(
+            "HPUB orders#eu$1.final _INBOX.abc.1 {} {}\r\n{hdr}hello\r\n",
+            hdr.len(),
+            hdr.len() + 5
+        )
+    );
+    assert_eq!(core.group_stats(7).inflight, 1);
+    assert_eq!(core.group_stats(7).inflight_bytes, (hdr.len() + 5) as u64);
+    let body = br#"{"stream":"orders#eu$1","seq":42}"#;
+    let frame = format!("MSG _INBOX.abc.1 1 {}\r\n{}\r\n", body.len(), s(body));
+    core.feed_bytes(frame.as_bytes(), 0, &mut rec).unwrap();
+    assert_eq!(
+        rec.events,
+        vec![Ev::Done(Completed {
+            id: 1,
+            group: 7,
+            waiter: true,
+            outcome: Outcome::Stored {
+                stream: "orders#eu$1".into(),
+                seq: 42,
+                duplicate: false
+            }
+        })]
+    );
+    assert_eq!(core.group_stats(7).inflight, 0);
+    assert_eq!(core.group_stats(7).acked, 1);
+    // A second ack for the same id is late and ignored.
+    rec.events.clear();
+    core.feed_bytes(frame.as_bytes(), 0, &mut rec).unwrap();
+    assert!(rec.events.is_empty());
+    assert_eq!(core.stats().late_acks, 1);
+}
+
+#[test]
+fn publish_without_headers_uses_pub() {
+    let (mut core, _) = connected();
+    core.js_publish(&js(b"", b"", 0, false, false), b"x", 0)
+        .unwrap();
+    assert_eq!(
+        take(&mut core),
+        "PUB orders#eu$1.final _INBOX.abc.1 1\r\nx\r\n"
+    );
+}
+
+#[test]
+fn no_responders_and_api_errors() {
+    let (mut core, mut rec) = connected();
+    core.js_publish(&js(HDRS, b"", 1, false, false), b"a", 0)
+        .unwrap();
+    core.js_publish(&js(HDRS, b"", 1, false, false), b"b", 0)
+        .unwrap();
+    let err = br#"{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"}}"#;
+    let input = format!(
+        "HMSG _INBOX.abc.1 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nMSG _INBOX.abc.2 1 {}\r\n{}\r\n",
+        err.len(),
+        s(err)
+    );
+    core.feed_bytes(input.as_bytes(), 0, &mut rec).unwrap();
+    let outcomes: Vec<_> = rec
+        .events
+        .iter()
+        .map(|e| match e {
+            Ev::Done(c) => (c.id, c.outcome.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(outcomes[0].0, 1);
+    assert!(matches!(
+        outcomes[0].1,
+        Outcome::NotStored { code: 503, .. }
+    ));
+    assert_eq!(
+        outcomes[1],
+        (
+            2,
+            Outcome::NotStored {
+                code: 400,
+                err_code: 10060,
+                description: "expected stream does not match".into()
+            }
+        )
+    );
+    assert_eq!(core.group_stats(1).failed, 2);
+}
+
+#[test]
+fn request_replies_and_subscriptions() {
+    let (mut core, mut rec) = connected();
+    let sid = core.subscribe(b"updates", None).unwrap();
+    let q = core.subscribe(b"work.*", Some(b"workers")).unwrap();
+    core.unsubscribe(q, Some(2));
+    assert_eq!(
+        take(&mut core),
+        "SUB updates 2\r\nSUB work.* workers 3\r\nUNSUB 3 2\r\n"
+    );
+    core.publish(
+        b"$memphis_station_creations",
+        Some(b"_INBOX.abc.r9"),
+        None,
+        b"{}",
+    )
+    .unwrap();
+    assert_eq!(
+        take(&mut core),
+        "PUB $memphis_station_creations _INBOX.abc.r9 2\r\n{}\r\n"
+    );
+    let input = b"MSG _INBOX.abc.r9 1 0\r\n\r\nMSG updates 2 3\r\nabc\r\n\
+HMSG work.a 3 _INBOX.x 12 14\r\nNATS/1.0\r\n\r\nhi\r\nMSG work.b 3 1\r\nz\r\nMSG work.c 3 1\r\nq\r\nMSG gone 99 0\r\n\r\n";
+    core.feed_bytes(input, 0, &mut rec).unwrap();
+    assert_eq!(
+        rec.events,
+        vec![
+            msg("_INBOX.abc.r9", 1, None, None, b""),
+            msg("updates", 2, None, None, b"abc"),
+            msg(
+                "work.a",
+                3,
+                Some("_INBOX.x"),
+                Some(b"NATS/1.0\r\n\r\n"),
+                b"hi"
+            ),
+            msg("work.b", 3, None, None, b"z"),
+        ]
+    );
+    assert!(!core.is_subscribed(q), "auto-unsubscribed after max");
+    assert_eq!(core.stats().dropped_msgs, 2);
+    assert!(core.is_subscribed(sid));
+}
+
+#[test]
+fn server_ping_is_answered_and_errors_surface() {
+    let (mut core, mut rec) = connected();
+    core.feed_bytes(
+        b"PING\r\n-ERR 'Permissions Violation for Publish to \"x\"'\r\n+OK\r\n",
+        0,
+        &mut rec,
+    )
+    .unwrap();
+    assert_eq!(
+        rec.events,
+        vec![
+            Ev::Ping,
+            Ev::Err(b"Permissions Violation for Publish to \"x\"".to_vec())
+        ]
+    );
+    assert_eq!(take(&mut core), "PONG\r\n");
+    assert!(core.ping(100));
+    assert_eq!(take(&mut core), "PING\r\n");
+    rec.events.clear();
+    core.feed_bytes(b"PONG\r\n", 350, &mut rec).unwrap();
+    assert_eq!(core.stats().last_rtt_us, 250);
+}
+
+#[test]
+fn acks_exact_bytes() {
+    let (mut core, _) = connected();
+    core.ack(b"$JS.ACK.s$1.g.1.5.5.1700000000000000000.0", AckKind::Ack)
+        .unwrap();
+    core.ack(
+        b"$JS.ACK.s$1.g.1.6.6.1700000000000000000.0",
+        AckKind::NakDelay(2_000_000_000),
+    )
+    .unwrap();
+    assert_eq!(
+        take(&mut core),
+        "PUB $JS.ACK.s$1.g.1.5.5.1700000000000000000.0 4\r\n+ACK\r\n\
+PUB $JS.ACK.s$1.g.1.6.6.1700000000000000000.0 26\r\n-NAK {\"delay\": 2000000000}\r\n"
+    );
+    assert!(core.ack(b"bad subject", AckKind::Ack).is_err());
+}
+
+#[test]
+fn limits_are_enforced_before_sending() {
+    let (mut core, _) = connected();
+    core.set_server_max_payload(100);
+    let err = core
+        .js_publish(&js(b"", b"", 0, false, false), &[0u8; 101], 0)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtoError::MessageTooLarge {
+            size: 101,
+            limit: 100
+        }
+    );
+    // Headers count against max_payload too.
+    assert!(core
+        .js_publish(&js(HDRS, b"", 0, false, false), &[0u8; 60], 0)
+        .is_err());
+    assert!(core
+        .js_publish(&js(b"", b"", 0, false, false), &[0u8; 100], 0)
+        .is_ok());
+    assert!(core.publish(b"a.*", None, None, b"").is_err());
+    assert!(core.publish(b"a", Some(b"r r"), None, b"").is_err());
+}
+
+#[test]
+fn disconnect_replays_in_order_and_reports_unknown() {
+    let (mut core, mut rec) = connected();
+    // 1: sent, no id -> unknown on disconnect. 2: sent, with id -> re-sent.
+    core.js_publish(&js(HDRS, b"", 1, true, false), b"one", 0)
+        .unwrap();
+    core.js_publish(&js(HDRS, b"msg-id: two\r\n", 1, true, true), b"two", 0)
+        .unwrap();
+    let sent = take(&mut core);
+    // 3: still in the write buffer when the link drops -> kept.
+    core.js_publish(&js(HDRS, b"", 1, true, false), b"three", 0)
+        .unwrap();
+    core.on_disconnect(&mut rec);
+    assert_eq!(
+        rec.events,
+        vec![Ev::Done(Completed {
+            id: 1,
+            group: 1,
+            waiter: true,
+            outcome: Outcome::Unknown(UnknownReason::ConnectionLost)
+        })]
+    );
+    assert_eq!(core.state(), State::Disconnected);
+    // 4: issued while disconnected -> buffered; an ack too; a subscription is recorded.
+    core.js_publish(&js(HDRS, b"", 1, true, false), b"four", 0)
+        .unwrap();
+    core.ack(b"$JS.ACK.a.b.1.1.1.1.0", AckKind::Ack).unwrap();
+    let sid = core.subscribe(b"later", None).unwrap();
+    assert_eq!(core.out(), b"", "nothing is written while disconnected");
+    assert!(!core.ping(0));
+
+    core.start_session(CONNECT, 0).unwrap();
+    let hello = take(&mut core);
+    assert_eq!(
+        hello,
+        format!(
+            "CONNECT {}\r\nPING\r\nSUB _INBOX.abc.* 1\r\nSUB later {sid}\r\n",
+            s(CONNECT)
+        )
+    );
+    // Publishing during the handshake is buffered behind the earlier ones.
+    core.js_publish(&js(HDRS, b"", 1, true, false), b"five", 0)
+        .unwrap();
+    rec.events.clear();
+    core.feed_bytes(b"PONG\r\n", 0, &mut rec).unwrap();
+    core.session_ready(10);
+    let replay = take(&mut core);
+    let two = &sent[sent.find("HPUB orders#eu$1.final _INBOX.abc.2").unwrap()..];
+    let order: Vec<usize> = ["two", "three", "four", "$JS.ACK.a.b", "five"]
+        .iter()
+        .map(|w| {
+            replay
+                .find(w)
+                .unwrap_or_else(|| panic!("{w} missing in {replay}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{replay}");
+    assert!(replay.starts_with(two), "re-sent frame is byte-identical");
+    assert_eq!(core.inflight_totals().retried, 1);
+    assert_eq!(core.stats().reconnects, 1);
+    assert_eq!(core.inflight_totals().inflight, 4);
+}
+
+#[test]
+fn pending_buffer_is_bounded() {
+    let opts = Options {
+        pending_limit: 1000,
+        ..Options::default()
+    };
+    let mut core = Core::new("_INBOX.p", opts).unwrap();
+    let mut n = 0;
+    let err = loop {
+        match core.js_publish(&js(HDRS, b"", 0, false, false), &[b'x'; 100], 0) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, ProtoError::BufferFull { limit: 1000 });
+    assert!(n >= 3);
+    assert!(core.pending_len() <= 1000);
+}
+
+#[test]
+fn sweep_and_close() {
+    let (mut core, mut rec) = connected();
+    core.js_publish(&js(HDRS, b"", 1, false, false), b"a", 0)
+        .unwrap(); // deadline 1000
+    take(&mut core);
+    core.js_publish(&js(HDRS, b"", 1, false, false), b"b", 500)
+        .unwrap(); // deadline 1500, unsent
+    assert_eq!(core.next_deadline_ms(), Some(1000));
+    core.sweep(999, &mut rec);
+    assert!(rec.events.is_empty());
+    core.sweep(1000, &mut rec);
+    assert_eq!(
+        rec.events,
+        vec![Ev::Done(Completed {
+            id: 1,
+            group: 1,
+            waiter: false,
+            outcome: Outcome::Unknown(UnknownReason::AckTimeout)
+        })]
+    );
+    rec.events.clear();
+    core.close(&mut rec);
+    assert_eq!(
+        rec.events,
+        vec![Ev::Done(Completed {
+            id: 2,
+            group: 1,
+            waiter: false,
+            outcome: Outcome::NotSent(NotSentReason::Closed)
+        })]
+    );
+    assert_eq!(
+        core.js_publish(&js(HDRS, b"", 1, false, false), b"c", 0),
+        Err(ProtoError::Closed)
+    );
+    assert_eq!(core.subscribe(b"x", None), Err(ProtoError::Closed));
+}
+
+#[test]
+fn oversized_message_from_server_is_a_protocol_error() {
+    let (mut core, mut rec) = connected();
+    core.set_server_max_payload(1024);
+    let err = core
+        .feed_bytes(b"MSG a 1 99999999\r\n", 0, &mut rec)
+        .unwrap_err();
+    assert!(matches!(err, ProtoError::PayloadTooLarge { .. }));
+}
+
+#[test]
+fn large_message_grows_and_shrinks_the_receive_buffer() {
+    let (mut core, mut rec) = connected();
+    let payload = vec![b'z'; 900_000];
+    let mut frame = format!("MSG big 1 {}\r\n", payload.len()).into_bytes();
+    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(b"\r\n");
+    // Feed through the in-place path, 10 000 bytes at a time.
+    let mut rest = &frame[..];
+    while !rest.is_empty() {
+        let tail = core.recv_buffer().prepare();
+        let n = tail.len().min(rest.len()).min(10_000);
+        tail[..n].copy_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        core.feed(n, 0, &mut rec).unwrap();
+    }
+    assert_eq!(rec.events.len(), 1);
+    assert!(core.recv_buffer().capacity() >= 900_000);
+    core.recv_buffer().prepare();
+    assert!(
+        core.recv_buffer().capacity() <= 256 * 1024,
+        "shrinks once empty"
+    );
+}
