@@ -143,6 +143,11 @@ impl RecvBuffer {
         &mut self.buf[self.end..]
     }
 
+    /// The writable tail as prepared last, without moving anything.
+    pub fn tail_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.end..]
+    }
+
     /// Bytes writable right now (what `prepare` returned last, without preparing again).
     pub fn spare(&self) -> usize {
         self.buf.len() - self.end
@@ -197,6 +202,8 @@ pub struct JsPublish<'a> {
     pub headers: &'a [u8],
     pub extra_headers: &'a [u8],
     pub group: GroupId,
+    /// Returned with the outcome (memphis-fast uses the producer's message index).
+    pub tag: u64,
     pub ack_wait_ms: u64,
     pub waiter: bool,
     /// Keep the encoded frame so that it can be re-sent after a reconnect (only sensible when
@@ -286,6 +293,10 @@ impl Core {
 
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.inflight.next_deadline()
+    }
+
+    pub fn recv(&self) -> &RecvBuffer {
+        &self.recv
     }
 
     pub fn recv_buffer(&mut self) -> &mut RecvBuffer {
@@ -541,6 +552,7 @@ impl Core {
         self.last_ack_wait_ms = p.ack_wait_ms;
         let got = self.inflight.register(
             p.group,
+            p.tag,
             hdr_len + payload.len(),
             now_ms.saturating_add(p.ack_wait_ms),
             p.waiter,

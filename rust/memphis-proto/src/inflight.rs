@@ -57,6 +57,8 @@ impl Outcome {
 pub struct Completed {
     pub id: MsgId,
     pub group: GroupId,
+    /// The caller's tag given at registration (memphis-fast: the producer's message index).
+    pub tag: u64,
     pub waiter: bool,
     pub outcome: Outcome,
 }
@@ -64,6 +66,7 @@ pub struct Completed {
 #[derive(Debug)]
 struct Entry {
     group: GroupId,
+    tag: u64,
     bytes: u32,
     deadline_ms: u64,
     waiter: bool,
@@ -144,9 +147,11 @@ impl Inflight {
         self.entries.contains_key(&id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn register(
         &mut self,
         group: GroupId,
+        tag: u64,
         bytes: usize,
         deadline_ms: u64,
         waiter: bool,
@@ -159,6 +164,7 @@ impl Inflight {
             id,
             Entry {
                 group,
+                tag,
                 bytes,
                 deadline_ms,
                 waiter,
@@ -196,6 +202,7 @@ impl Inflight {
         Completed {
             id,
             group: e.group,
+            tag: e.tag,
             waiter: e.waiter,
             outcome,
         }
@@ -318,9 +325,9 @@ mod tests {
     #[test]
     fn lifecycle_and_counters() {
         let mut t = Inflight::new();
-        let a = t.register(1, 10, 100, true, None);
-        let b = t.register(1, 20, 200, false, None);
-        let c = t.register(2, 5, 50, false, Some(b"frame".to_vec().into()));
+        let a = t.register(1, 0, 10, 100, true, None);
+        let b = t.register(1, 0, 20, 200, false, None);
+        let c = t.register(2, 0, 5, 50, false, Some(b"frame".to_vec().into()));
         assert_eq!((a, b, c), (1, 2, 3));
         assert_eq!(t.group(1).inflight, 2);
         assert_eq!(t.group(1).inflight_bytes, 30);
@@ -341,10 +348,10 @@ mod tests {
     #[test]
     fn disconnect_resend_and_close() {
         let mut t = Inflight::new();
-        let a = t.register(1, 1, 1000, false, None);
-        let b = t.register(1, 1, 1000, false, Some(b"B".to_vec().into()));
+        let a = t.register(1, 0, 1, 1000, false, None);
+        let b = t.register(1, 0, 1, 1000, false, Some(b"B".to_vec().into()));
         t.mark_sent();
-        let c = t.register(1, 1, 1000, false, None);
+        let c = t.register(1, 0, 1, 1000, false, None);
         let mut out = Vec::new();
         t.on_disconnect(&mut out);
         assert_eq!(out.len(), 1);

@@ -53,6 +53,7 @@ fn js<'a>(
         headers,
         extra_headers: extra,
         group,
+        tag: 0,
         ack_wait_ms: 1000,
         waiter,
         keep_frame: keep,
@@ -91,6 +92,7 @@ fn js_publish_bytes_and_stored_outcome() {
         vec![Ev::Done(Completed {
             id: 1,
             group: 7,
+            tag: 0,
             waiter: true,
             outcome: Outcome::Stored {
                 stream: "orders#eu$1".into(),
@@ -289,6 +291,7 @@ fn disconnect_replays_in_order_and_reports_unknown() {
         vec![Ev::Done(Completed {
             id: 1,
             group: 1,
+            tag: 0,
             waiter: true,
             outcome: Outcome::Unknown(UnknownReason::ConnectionLost)
         })]
@@ -370,6 +373,7 @@ fn sweep_and_close() {
         vec![Ev::Done(Completed {
             id: 1,
             group: 1,
+            tag: 0,
             waiter: false,
             outcome: Outcome::Unknown(UnknownReason::AckTimeout)
         })]
@@ -381,6 +385,7 @@ fn sweep_and_close() {
         vec![Ev::Done(Completed {
             id: 2,
             group: 1,
+            tag: 0,
             waiter: false,
             outcome: Outcome::NotSent(NotSentReason::Closed)
         })]

@@ -143,6 +143,7 @@ fn fresh() -> Core {
             headers: b"",
             extra_headers: b"",
             group: 1,
+            tag: 0,
             ack_wait_ms: 1000,
             waiter: true,
             keep_frame: false,

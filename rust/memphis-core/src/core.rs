@@ -1,0 +1,930 @@
+//! `Core`: the Python face of `memphis_proto::Core`.
+//!
+//! The asyncio protocol gives the core's receive buffer to the transport (buffer protocol:
+//! `get_buffer()` returns the core itself), calls `feed(n)` with the number of bytes read,
+//! and gets back a bit set saying what is ready to collect: grouped messages, publish
+//! outcomes, failures of unawaited publishes, control events, bytes to write. Results are
+//! grouped per call (one list per subscription, one list of outcomes), not one Python call
+//! per protocol operation.
+
+// Python-facing signatures mirror their keyword arguments one-to-one.
+#![allow(clippy::too_many_arguments)]
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::time::Instant;
+
+use memphis_proto::{
+    conn, AckKind, Completed, JsPublish, MsgId, MsgOp, NotSentReason, Outcome, Sink, State,
+    UnknownReason,
+};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::errors::IntoPyResult;
+use crate::msg::Msg;
+
+pub const F_MSGS: u32 = 1;
+pub const F_OUTCOMES: u32 = 2;
+pub const F_FAILURES: u32 = 4;
+pub const F_PROGRESS: u32 = 8;
+pub const F_EVENTS: u32 = 16;
+pub const F_WRITE: u32 = 32;
+
+pub const EV_INFO: u32 = 1;
+pub const EV_ERR: u32 = 2;
+pub const EV_PONG: u32 = 3;
+pub const EV_BATCH: u32 = 4;
+
+pub const K_STORED: u32 = 0;
+pub const K_NOT_STORED: u32 = 1;
+pub const K_UNKNOWN: u32 = 2;
+pub const K_NOT_SENT: u32 = 3;
+
+/// One `js_publish_batch` call waiting for its outcomes.
+struct Batch {
+    id: u64,
+    first_id: MsgId,
+    /// message index of accepted message `id - first_id`
+    accepted: Vec<u32>,
+    results: Vec<Option<Py<PyAny>>>,
+    remaining: usize,
+}
+
+#[derive(Default)]
+struct Buffers {
+    msgs: Vec<(u64, Py<PyList>)>,
+    outcomes: Vec<Py<PyAny>>,
+    failures: Vec<Py<PyAny>>,
+    events: Vec<Py<PyAny>>,
+    batches: Vec<Batch>,
+    done_batches: HashMap<u64, Batch>,
+    msg_ids: HashMap<MsgId, Py<PyString>>,
+    flags: u32,
+}
+
+fn outcome_tuple<'py>(py: Python<'py>, id: MsgId, tag: u64, o: &Outcome) -> PyResult<Py<PyAny>> {
+    let t = match o {
+        Outcome::Stored {
+            stream,
+            seq,
+            duplicate,
+        } => (
+            id,
+            tag,
+            K_STORED,
+            stream.as_str(),
+            *seq,
+            *duplicate,
+            0u16,
+            0u32,
+        )
+            .into_pyobject(py)?,
+        Outcome::NotStored {
+            code,
+            err_code,
+            description,
+        } => (
+            id,
+            tag,
+            K_NOT_STORED,
+            description.as_str(),
+            0u64,
+            false,
+            *code,
+            *err_code,
+        )
+            .into_pyobject(py)?,
+        Outcome::Unknown(r) => {
+            let why = match r {
+                UnknownReason::AckTimeout => "no acknowledgement within the ack wait",
+                UnknownReason::ConnectionLost => {
+                    "the connection was lost after the message was sent"
+                }
+            };
+            (id, tag, K_UNKNOWN, why, 0u64, false, 0u16, 0u32).into_pyobject(py)?
+        }
+        Outcome::NotSent(NotSentReason::Closed) => (
+            id,
+            tag,
+            K_NOT_SENT,
+            "the connection was closed before the message was sent",
+            0u64,
+            false,
+            0u16,
+            0u32,
+        )
+            .into_pyobject(py)?,
+    };
+    Ok(t.into_any().unbind())
+}
+
+struct PySink<'a, 'py> {
+    py: Python<'py>,
+    b: &'a mut Buffers,
+    err: Option<PyErr>,
+}
+
+impl PySink<'_, '_> {
+    fn keep(&mut self, r: PyResult<()>) {
+        if let Err(e) = r {
+            if self.err.is_none() {
+                self.err = Some(e);
+            }
+        }
+    }
+
+    fn event(&mut self, kind: u32, value: Py<PyAny>) {
+        let r = (kind, value)
+            .into_pyobject(self.py)
+            .map(|t| self.b.events.push(t.into_any().unbind()));
+        self.keep(r);
+        self.b.flags |= F_EVENTS;
+    }
+}
+
+impl Sink for PySink<'_, '_> {
+    fn info(&mut self, json: &[u8]) {
+        let v = PyBytes::new(self.py, json).into_any().unbind();
+        self.event(EV_INFO, v);
+    }
+
+    fn error(&mut self, text: &[u8]) {
+        let v = PyString::new(self.py, &String::from_utf8_lossy(text))
+            .into_any()
+            .unbind();
+        self.event(EV_ERR, v);
+    }
+
+    fn ping(&mut self) {
+        self.b.flags |= F_WRITE;
+    }
+
+    fn pong(&mut self, rtt_us: Option<u64>) {
+        let v = match rtt_us {
+            Some(r) => r
+                .into_pyobject(self.py)
+                .map_or_else(|e| match e {}, |v| v.into_any().unbind()),
+            None => self.py.None(),
+        };
+        self.event(EV_PONG, v);
+    }
+
+    fn msg(&mut self, m: &MsgOp<'_>) {
+        let py = self.py;
+        let r = (|| -> PyResult<()> {
+            let msg = Bound::new(py, Msg::from_op(py, m))?;
+            match self.b.msgs.last() {
+                Some((sid, list)) if *sid == m.sid => list.bind(py).append(msg)?,
+                _ => {
+                    let list = PyList::empty(py);
+                    list.append(msg)?;
+                    self.b.msgs.push((m.sid, list.unbind()));
+                }
+            }
+            Ok(())
+        })();
+        self.keep(r);
+        self.b.flags |= F_MSGS;
+    }
+
+    fn completed(&mut self, c: Completed) {
+        let py = self.py;
+        let msg_id = self.b.msg_ids.remove(&c.id);
+        self.b.flags |= F_PROGRESS;
+        if c.waiter {
+            // Part of a batch?
+            if let Some(pos) = self
+                .b
+                .batches
+                .iter()
+                .position(|b| c.id >= b.first_id && c.id < b.first_id + b.accepted.len() as u64)
+            {
+                let batch = &mut self.b.batches[pos];
+                let index = batch.accepted[(c.id - batch.first_id) as usize];
+                let res = outcome_tuple(py, c.id, u64::from(index), &c.outcome);
+                batch.remaining -= 1;
+                let failed = match res {
+                    Ok(t) => {
+                        batch.results[index as usize] = Some(t);
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                let finished = batch.remaining == 0;
+                if let Some(e) = failed {
+                    self.keep(Err(e));
+                }
+                if finished {
+                    let done = self.b.batches.swap_remove(pos);
+                    let id = done.id;
+                    self.b.done_batches.insert(id, done);
+                    let v = id
+                        .into_pyobject(py)
+                        .map_or_else(|e| match e {}, |v| v.into_any().unbind());
+                    self.event(EV_BATCH, v);
+                }
+                return;
+            }
+            match outcome_tuple(py, c.id, c.tag, &c.outcome) {
+                Ok(t) => self.b.outcomes.push(t),
+                Err(e) => self.keep(Err(e)),
+            }
+            self.b.flags |= F_OUTCOMES;
+            return;
+        }
+        if c.outcome.is_stored() {
+            return;
+        }
+        let r = (|| -> PyResult<()> {
+            let t = outcome_tuple(py, c.id, c.tag, &c.outcome)?;
+            let item = (c.group, t, msg_id).into_pyobject(py)?;
+            self.b.failures.push(item.into_any().unbind());
+            Ok(())
+        })();
+        self.keep(r);
+        self.b.flags |= F_FAILURES;
+    }
+}
+
+/// Borrow the bytes of a bytes-like object for the duration of `f`.
+fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(f(b.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        // SAFETY: the bytearray cannot be resized or freed while we hold the GIL and run no
+        // Python code; `f` only reads the slice and never calls back into Python.
+        return Ok(f(unsafe { b.as_bytes() }));
+    }
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "payload must be bytes-like (bytes, bytearray, memoryview), not str",
+        ));
+    }
+    let buf = pyo3::buffer::PyBuffer::<u8>::get(obj).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "payload must be bytes-like (bytes, bytearray, memoryview), not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "?".into())
+        ))
+    })?;
+    let v = buf.to_vec(obj.py())?;
+    Ok(f(&v))
+}
+
+/// Encode `key: value\r\n` lines from a dict, a list of pairs, or already-encoded bytes.
+pub(crate) fn header_lines(obj: Option<&Bound<'_, PyAny>>, out: &mut Vec<u8>) -> PyResult<()> {
+    let Some(obj) = obj else { return Ok(()) };
+    if obj.is_none() {
+        return Ok(());
+    }
+    let py = obj.py();
+    let push = |out: &mut Vec<u8>, k: &Bound<'_, PyAny>, v: &Bound<'_, PyAny>| -> PyResult<()> {
+        let k = k.str()?;
+        let push_one = |out: &mut Vec<u8>, v: &Bound<'_, PyAny>| -> PyResult<()> {
+            let v = v.str()?;
+            memphis_proto::header::push_pair(out, k.to_str()?.as_bytes(), v.to_str()?.as_bytes())
+                .py(py)
+        };
+        if let Ok(list) = v.cast::<PyList>() {
+            for item in list.iter() {
+                push_one(out, &item)?;
+            }
+            Ok(())
+        } else if let Ok(t) = v.cast::<PyTuple>() {
+            for item in t.iter() {
+                push_one(out, &item)?;
+            }
+            Ok(())
+        } else {
+            push_one(out, v)
+        }
+    };
+    if let Ok(d) = obj.cast::<PyDict>() {
+        for (k, v) in d.iter() {
+            push(out, &k, &v)?;
+        }
+        return Ok(());
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        out.extend_from_slice(b.as_bytes());
+        return Ok(());
+    }
+    for item in obj.try_iter()? {
+        let item = item?;
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        push(out, &k, &v)?;
+    }
+    Ok(())
+}
+
+fn msg_id_lines(msg_id: &str, out: &mut Vec<u8>) -> PyResult<()> {
+    // Both the fork's `msg-id` and stock JetStream's `Nats-Msg-Id` (spec 7.4).
+    memphis_proto::header::check_value(msg_id.as_bytes())
+        .and_then(|()| memphis_proto::header::push_pair(out, b"msg-id", msg_id.as_bytes()))
+        .and_then(|()| memphis_proto::header::push_pair(out, b"Nats-Msg-Id", msg_id.as_bytes()))
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn ack_kind(kind: u32, delay_ns: u64) -> PyResult<AckKind> {
+    Ok(match kind {
+        0 => AckKind::Ack,
+        1 => AckKind::Nak,
+        2 => AckKind::NakDelay(delay_ns),
+        3 => AckKind::InProgress,
+        4 => AckKind::Term,
+        _ => return Err(PyValueError::new_err(format!("unknown ack kind {kind}"))),
+    })
+}
+
+#[pyclass(module = "memphis_fast._core", unsendable)]
+pub struct Core {
+    core: conn::Core,
+    b: Buffers,
+    exports: Cell<usize>,
+    epoch: Instant,
+    next_batch: u64,
+}
+
+impl Core {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn finish(&mut self, sink_err: Option<PyErr>) -> PyResult<u32> {
+        if let Some(e) = sink_err {
+            return Err(e);
+        }
+        let mut flags = std::mem::take(&mut self.b.flags);
+        if !self.core.out().is_empty() {
+            flags |= F_WRITE;
+        }
+        Ok(flags)
+    }
+
+    fn run<R>(
+        &mut self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut conn::Core, &mut PySink<'_, '_>) -> R,
+    ) -> (R, Option<PyErr>) {
+        let mut sink = PySink {
+            py,
+            b: &mut self.b,
+            err: None,
+        };
+        let r = f(&mut self.core, &mut sink);
+        (r, sink.err)
+    }
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    #[pyo3(signature = (inbox_prefix, pending_limit = conn::DEFAULT_PENDING_LIMIT))]
+    fn new(py: Python<'_>, inbox_prefix: &str, pending_limit: usize) -> PyResult<Self> {
+        let opts = conn::Options {
+            pending_limit,
+            ..conn::Options::default()
+        };
+        Ok(Core {
+            core: conn::Core::new(inbox_prefix, opts).py(py)?,
+            b: Buffers::default(),
+            exports: Cell::new(0),
+            epoch: Instant::now(),
+            next_batch: 1,
+        })
+    }
+
+    // -- receive buffer (buffer protocol) ----------------------------------------------------
+
+    /// Make room in the receive buffer and return the core itself, whose buffer is the
+    /// writable tail (what `asyncio.BufferedProtocol.get_buffer` returns).
+    fn prepare_recv(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        {
+            let mut me = slf.borrow_mut();
+            if me.exports.get() == 0 {
+                me.core.recv_buffer().prepare();
+            }
+        }
+        slf
+    }
+
+    /// Writable bytes of the receive buffer.
+    fn __len__(&self) -> usize {
+        self.core.recv().spare()
+    }
+
+    /// # Safety
+    /// The exported region is the tail of the receive buffer's `Vec<u8>` (always fully
+    /// initialised). That `Vec` is only reallocated by `RecvBuffer::prepare`, which
+    /// `prepare_recv` calls only while no export is alive (`exports == 0`); `feed` moves the
+    /// `Vec` header but never its heap allocation. `PyBuffer_FillInfo` takes a reference to
+    /// `slf`, so the core outlives every export. The class is `unsendable` and all access
+    /// happens with the GIL held, so nothing reads the region while Python writes into it.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let (ptr, len) = {
+            let mut me = slf.borrow_mut();
+            let tail = me.core.recv_buffer().tail_mut();
+            let r = (tail.as_mut_ptr(), tail.len());
+            me.exports.set(me.exports.get() + 1);
+            r
+        };
+        if view.is_null() {
+            slf.borrow().exports.set(slf.borrow().exports.get() - 1);
+            return Err(PyBufferError::new_err("View is null"));
+        }
+        // SAFETY: see above; `view` is a valid pointer supplied by the interpreter.
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                ptr.cast::<c_void>(),
+                len as ffi::Py_ssize_t,
+                0,
+                flags,
+            )
+        };
+        if rc != 0 {
+            let me = slf.borrow();
+            me.exports.set(me.exports.get() - 1);
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.set(self.exports.get().saturating_sub(1));
+    }
+
+    /// `n` bytes were read into the buffer: parse and dispatch. Returns the `F_*` flags.
+    fn feed(&mut self, py: Python<'_>, n: usize) -> PyResult<u32> {
+        let now = self.now_us();
+        let (r, err) = self.run(py, |core, sink| core.feed(n, now, sink));
+        r.py(py)?;
+        self.finish(err)
+    }
+
+    /// Copy `data` in and process it (for tests and for transports that hand out bytes).
+    fn feed_bytes(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u32> {
+        let now = self.now_us();
+        let data = with_bytes(data, <[u8]>::to_vec)?;
+        let (r, err) = self.run(py, |core, sink| core.feed_bytes(&data, now, sink));
+        r.py(py)?;
+        self.finish(err)
+    }
+
+    // -- collecting results ------------------------------------------------------------------
+
+    /// `[(sid, [Msg, ...]), ...]` in order of first arrival.
+    fn take_msgs<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (sid, list) in self.b.msgs.drain(..) {
+            out.append((sid, list))?;
+        }
+        Ok(out)
+    }
+
+    /// Outcomes of awaited publishes:
+    /// `(id, tag, kind, stream_or_reason, seq, duplicate, code, err_code)`.
+    fn take_outcomes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.b.outcomes.drain(..))
+    }
+
+    /// Failures of unawaited publishes: `(group, outcome_tuple, msg_id or None)`.
+    fn take_failures<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.b.failures.drain(..))
+    }
+
+    /// Control events: `(EV_INFO, bytes)`, `(EV_ERR, str)`, `(EV_PONG, rtt_us or None)`,
+    /// `(EV_BATCH, batch_id)`.
+    fn take_events<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.b.events.drain(..))
+    }
+
+    /// The outcomes of a finished batch, in message order (`None` if unknown or not done).
+    fn take_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        batch_id: u64,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        match self.b.done_batches.remove(&batch_id) {
+            Some(b) => Ok(Some(PyList::new(
+                py,
+                b.results
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|| py.None())),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes to write, or `None`; the core considers them handed to the transport.
+    fn take_out<'py>(&mut self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        if self.core.out().is_empty() {
+            return None;
+        }
+        let b = PyBytes::new(py, self.core.out());
+        self.core.out_taken();
+        Some(b)
+    }
+
+    #[getter]
+    fn out_len(&self) -> usize {
+        self.core.out().len()
+    }
+
+    // -- lifecycle ---------------------------------------------------------------------------
+
+    /// 0 disconnected, 1 handshaking, 2 connected, 3 closed.
+    #[getter]
+    fn state(&self) -> u8 {
+        match self.core.state() {
+            State::Disconnected => 0,
+            State::Handshaking => 1,
+            State::Connected => 2,
+            State::Closed => 3,
+        }
+    }
+
+    fn start_session(&mut self, py: Python<'_>, connect_json: &Bound<'_, PyAny>) -> PyResult<u32> {
+        let now = self.now_us();
+        let json: Vec<u8> = if let Ok(s) = connect_json.cast::<PyString>() {
+            s.to_str()?.as_bytes().to_vec()
+        } else {
+            with_bytes(connect_json, <[u8]>::to_vec)?
+        };
+        self.core.start_session(&json, now).py(py)?;
+        self.finish(None)
+    }
+
+    fn session_ready(&mut self) -> PyResult<u32> {
+        let now = self.now_ms();
+        self.core.session_ready(now);
+        self.finish(None)
+    }
+
+    fn disconnected(&mut self, py: Python<'_>) -> PyResult<u32> {
+        let ((), err) = self.run(py, |core, sink| core.on_disconnect(sink));
+        self.finish(err)
+    }
+
+    fn close(&mut self, py: Python<'_>) -> PyResult<u32> {
+        let ((), err) = self.run(py, |core, sink| core.close(sink));
+        self.b.msg_ids.clear();
+        self.finish(err)
+    }
+
+    /// Finish publishes whose ack wait expired.
+    fn sweep(&mut self, py: Python<'_>) -> PyResult<u32> {
+        let now = self.now_ms();
+        let ((), err) = self.run(py, |core, sink| core.sweep(now, sink));
+        self.finish(err)
+    }
+
+    /// Seconds until the earliest ack deadline, or `None` when nothing is in flight.
+    fn next_deadline(&self) -> Option<f64> {
+        let now = self.now_ms();
+        self.core
+            .next_deadline_ms()
+            .map(|d| d.saturating_sub(now) as f64 / 1000.0)
+    }
+
+    #[getter]
+    fn max_payload(&self) -> usize {
+        self.core.server_max_payload()
+    }
+
+    #[setter]
+    fn set_max_payload(&mut self, n: usize) {
+        self.core.set_server_max_payload(n);
+    }
+
+    #[getter]
+    fn inbox_prefix(&self) -> String {
+        String::from_utf8_lossy(self.core.inbox_prefix()).into_owned()
+    }
+
+    #[getter]
+    fn mux_sid(&self) -> u64 {
+        self.core.mux_sid()
+    }
+
+    // -- operations --------------------------------------------------------------------------
+
+    #[pyo3(signature = (subject, queue = None))]
+    fn subscribe(&mut self, py: Python<'_>, subject: &str, queue: Option<&str>) -> PyResult<u64> {
+        self.core
+            .subscribe(subject.as_bytes(), queue.map(str::as_bytes))
+            .py(py)
+    }
+
+    #[pyo3(signature = (sid, max = None))]
+    fn unsubscribe(&mut self, sid: u64, max: Option<u64>) {
+        self.core.unsubscribe(sid, max);
+    }
+
+    fn is_subscribed(&self, sid: u64) -> bool {
+        self.core.is_subscribed(sid)
+    }
+
+    /// Queue a PING; returns False when not connected.
+    fn ping(&mut self) -> bool {
+        let now = self.now_us();
+        self.core.ping(now)
+    }
+
+    #[getter]
+    fn pings_outstanding(&self) -> usize {
+        self.core.pings_outstanding()
+    }
+
+    /// Core NATS publish. `headers`: a dict / list of pairs / encoded lines, or None.
+    #[pyo3(signature = (subject, payload, reply = None, headers = None))]
+    fn publish(
+        &mut self,
+        py: Python<'_>,
+        subject: &str,
+        payload: &Bound<'_, PyAny>,
+        reply: Option<&str>,
+        headers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let block = match headers {
+            Some(h) if !h.is_none() => {
+                let mut lines = Vec::new();
+                header_lines(Some(h), &mut lines)?;
+                let mut b = Vec::with_capacity(lines.len() + 12);
+                b.extend_from_slice(b"NATS/1.0\r\n");
+                b.extend_from_slice(&lines);
+                b.extend_from_slice(b"\r\n");
+                Some(b)
+            }
+            _ => None,
+        };
+        with_bytes(payload, |p| {
+            self.core.publish(
+                subject.as_bytes(),
+                reply.map(str::as_bytes),
+                block.as_deref(),
+                p,
+            )
+        })?
+        .py(py)
+    }
+
+    /// JetStream publish; returns its id. `header_lines` are the producer's constant lines
+    /// (from `encode_header_lines`), `headers` the per-message ones.
+    #[pyo3(signature = (subject, payload, group, tag, ack_wait_ms, waiter, header_lines = None, headers = None, msg_id = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn js_publish(
+        &mut self,
+        py: Python<'_>,
+        subject: &str,
+        payload: &Bound<'_, PyAny>,
+        group: u32,
+        tag: u64,
+        ack_wait_ms: u64,
+        waiter: bool,
+        header_lines: Option<&Bound<'_, PyBytes>>,
+        headers: Option<&Bound<'_, PyAny>>,
+        msg_id: Option<&Bound<'_, PyString>>,
+    ) -> PyResult<MsgId> {
+        let mut extra = Vec::new();
+        self::header_lines(headers, &mut extra)?;
+        if let Some(m) = msg_id {
+            msg_id_lines(m.to_str()?, &mut extra)?;
+        }
+        let base: &[u8] = header_lines.map_or(&b""[..], |h| h.as_bytes());
+        let p = JsPublish {
+            subject: subject.as_bytes(),
+            headers: base,
+            extra_headers: &extra,
+            group,
+            tag,
+            ack_wait_ms,
+            waiter,
+            keep_frame: msg_id.is_some(),
+        };
+        let now = self.now_ms();
+        let id = with_bytes(payload, |data| self.core.js_publish(&p, data, now))?.py(py)?;
+        if let Some(m) = msg_id {
+            if !waiter {
+                self.b.msg_ids.insert(id, m.clone().unbind());
+            }
+        }
+        Ok(id)
+    }
+
+    /// Publish many messages in one call (same subject and headers). Returns
+    /// `(batch_id, rejected)` where `rejected` lists `(index, exception)` for messages that
+    /// were refused before sending; the outcomes of the others arrive as one `EV_BATCH`
+    /// event, collected with `take_batch(batch_id)`. `batch_id` is 0 when nothing was sent.
+    #[pyo3(signature = (subject, payloads, group, ack_wait_ms, header_lines = None, msg_ids = None))]
+    fn js_publish_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        subject: &str,
+        payloads: &Bound<'py, PyAny>,
+        group: u32,
+        ack_wait_ms: u64,
+        header_lines: Option<&Bound<'py, PyBytes>>,
+        msg_ids: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(u64, Bound<'py, PyList>)> {
+        let base: &[u8] = header_lines.map_or(&b""[..], |h| h.as_bytes());
+        let items: Vec<Bound<'py, PyAny>> = payloads.try_iter()?.collect::<PyResult<_>>()?;
+        let ids: Option<Vec<Bound<'py, PyAny>>> = match msg_ids {
+            Some(m) if !m.is_none() => Some(m.try_iter()?.collect::<PyResult<_>>()?),
+            _ => None,
+        };
+        if let Some(ids) = &ids {
+            if ids.len() != items.len() {
+                return Err(PyValueError::new_err(format!(
+                    "{} message ids for {} messages",
+                    ids.len(),
+                    items.len()
+                )));
+            }
+        }
+        let rejected = PyList::empty(py);
+        let now = self.now_ms();
+        let mut first_id: Option<MsgId> = None;
+        let mut accepted: Vec<u32> = Vec::with_capacity(items.len());
+        let mut extra = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            extra.clear();
+            let mut keep = false;
+            if let Some(ids) = &ids {
+                let m = &ids[index];
+                if !m.is_none() {
+                    let s: String = m.str()?.to_str()?.to_owned();
+                    if let Err(e) = msg_id_lines(&s, &mut extra) {
+                        rejected.append((index, e.value(py).clone()))?;
+                        continue;
+                    }
+                    keep = true;
+                }
+            }
+            let p = JsPublish {
+                subject: subject.as_bytes(),
+                headers: base,
+                extra_headers: &extra,
+                group,
+                tag: index as u64,
+                ack_wait_ms,
+                waiter: true,
+                keep_frame: keep,
+            };
+            let res = match with_bytes(item, |data| self.core.js_publish(&p, data, now)) {
+                Ok(r) => r,
+                Err(e) => {
+                    rejected.append((index, e.value(py).clone()))?;
+                    continue;
+                }
+            };
+            match res {
+                Ok(id) => {
+                    first_id.get_or_insert(id);
+                    accepted.push(index as u32);
+                }
+                Err(e) => {
+                    let err = crate::errors::to_pyerr(py, e);
+                    rejected.append((index, err.value(py).clone()))?;
+                }
+            }
+        }
+        let Some(first_id) = first_id else {
+            return Ok((0, rejected));
+        };
+        let batch_id = self.next_batch;
+        self.next_batch += 1;
+        let remaining = accepted.len();
+        self.b.batches.push(Batch {
+            id: batch_id,
+            first_id,
+            accepted,
+            results: (0..items.len()).map(|_| None).collect(),
+            remaining,
+        });
+        Ok((batch_id, rejected))
+    }
+
+    /// Forget a batch (its caller went away); late outcomes are dropped.
+    fn discard_batch(&mut self, batch_id: u64) {
+        self.b.batches.retain(|b| b.id != batch_id);
+        self.b.done_batches.remove(&batch_id);
+    }
+
+    /// Acknowledge one JetStream message: kind 0 ack, 1 nak, 2 nak with delay, 3 in
+    /// progress, 4 term.
+    #[pyo3(signature = (msg, kind = 0, delay_ns = 0))]
+    fn ack(
+        &mut self,
+        py: Python<'_>,
+        msg: &Bound<'_, Msg>,
+        kind: u32,
+        delay_ns: u64,
+    ) -> PyResult<()> {
+        let k = ack_kind(kind, delay_ns)?;
+        let m = msg.get();
+        let reply = m
+            .reply_bytes()
+            .ok_or_else(|| PyValueError::new_err("message has no reply subject to acknowledge"))?;
+        self.core.ack(reply, k).py(py)
+    }
+
+    /// Acknowledge many messages with the same kind in one call. Messages without a reply
+    /// subject are skipped; returns how many were acknowledged.
+    #[pyo3(signature = (msgs, kind = 0, delay_ns = 0))]
+    fn ack_many(
+        &mut self,
+        py: Python<'_>,
+        msgs: &Bound<'_, PyAny>,
+        kind: u32,
+        delay_ns: u64,
+    ) -> PyResult<usize> {
+        let k = ack_kind(kind, delay_ns)?;
+        let mut n = 0;
+        for item in msgs.try_iter()? {
+            let item = item?;
+            let m = item.cast::<Msg>()?;
+            if let Some(reply) = m.get().reply_bytes() {
+                self.core.ack(reply, k).py(py)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Acknowledge through a reply subject given as text.
+    #[pyo3(signature = (reply, kind = 0, delay_ns = 0))]
+    fn ack_reply(&mut self, py: Python<'_>, reply: &str, kind: u32, delay_ns: u64) -> PyResult<()> {
+        let k = ack_kind(kind, delay_ns)?;
+        self.core.ack(reply.as_bytes(), k).py(py)
+    }
+
+    // -- counters ----------------------------------------------------------------------------
+
+    /// `(inflight, inflight_bytes)` of a group.
+    fn group_inflight(&self, group: u32) -> (u64, u64) {
+        let g = self.core.group_stats(group);
+        (g.inflight, g.inflight_bytes)
+    }
+
+    /// `{inflight, inflight_bytes, published, acked, failed, retried}` of a group.
+    fn group_stats<'py>(&self, py: Python<'py>, group: u32) -> PyResult<Bound<'py, PyDict>> {
+        let g = self.core.group_stats(group);
+        let d = PyDict::new(py);
+        d.set_item("inflight", g.inflight)?;
+        d.set_item("inflight_bytes", g.inflight_bytes)?;
+        d.set_item("published", g.published)?;
+        d.set_item("acked", g.acked)?;
+        d.set_item("failed", g.failed)?;
+        d.set_item("retried", g.retried)?;
+        Ok(d)
+    }
+
+    fn drop_group(&mut self, group: u32) {
+        self.core.drop_group(group);
+    }
+
+    /// Connection counters (messages/bytes in and out, reconnects, pings, last RTT, late
+    /// acks, dropped messages) and the in-flight totals.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.core.stats();
+        let t = self.core.inflight_totals();
+        let d = PyDict::new(py);
+        d.set_item("msgs_in", s.msgs_in)?;
+        d.set_item("bytes_in", s.bytes_in)?;
+        d.set_item("msgs_out", s.msgs_out)?;
+        d.set_item("bytes_out", s.bytes_out)?;
+        d.set_item("reconnects", s.reconnects)?;
+        d.set_item("pings_sent", s.pings_sent)?;
+        d.set_item("pongs", s.pongs)?;
+        d.set_item("rtt_us", s.last_rtt_us)?;
+        d.set_item("late_acks", s.late_acks)?;
+        d.set_item("dropped_msgs", s.dropped_msgs)?;
+        d.set_item("inflight", t.inflight)?;
+        d.set_item("inflight_bytes", t.inflight_bytes)?;
+        d.set_item("published", t.published)?;
+        d.set_item("acked", t.acked)?;
+        d.set_item("failed", t.failed)?;
+        d.set_item("retried", t.retried)?;
+        d.set_item("pending_bytes", self.core.pending_len())?;
+        d.set_item("recv_buffer", self.core.limits().max_payload)?;
+        Ok(d)
+    }
+}
