@@ -107,7 +107,7 @@ def json_dumps(obj: Any) -> bytes:
             return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
                 "utf-8", "surrogatepass"
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise first from None
 
 
@@ -207,4 +207,8 @@ def failed_message_bytes(message: Any) -> bytes:
                 return partial()  # type: ignore[no-any-return]
             except Exception:  # best effort on an already failing path
                 pass
-    return str(message).encode("utf-8", "surrogatepass")
+    try:
+        text = str(message)
+    except Exception:  # RecursionError on absurd nesting, a broken __str__
+        text = f"<{type(message).__name__}>"
+    return text.encode("utf-8", "surrogatepass")
