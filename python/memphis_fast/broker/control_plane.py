@@ -1,0 +1,1482 @@
+"""The Memphis control plane: ``$memphis_*`` subjects served over a nats-py connection.
+
+It implements the broker side of ../shared/protocol/memphis-sdk-protocol.md (§4-§6, §9, §10):
+station, producer, consumer and schema requests with the broker's exact reply formats and
+error texts, the JetStream resources of §6, schema broadcasts, dead-letter records (poison
+messages from JetStream's max-deliveries advisories, explicit dead-lettering, schema failures),
+``dls_station`` forwarding, resending to consumer groups, and connection tracking.
+
+Every request is handled in its own task; mutations of one station are serialised by a
+per-station lock, so one slow JetStream call never blocks other stations. A malformed request
+gets an error reply in the subject's format, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import random
+import re
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from .connections import ConnectionTracker
+from .jsapi import REPLICAS_NOT_SUPPORTED, JsApi, JsApiError
+from .models import (
+    Consumer,
+    DlsRecord,
+    PoisonedGroup,
+    Producer,
+    Schema,
+    SchemaVersion,
+    Station,
+    from_dict,
+    to_dict,
+)
+from .names import NameError_, external_name, internal_name, kv_key, stream_name, validate_name
+from .schemas import SchemaInvalid, compile_schema
+from .store import MetadataStore
+
+__all__ = ["ControlPlane", "ControlPlaneConfig", "ADMIN_PREFIX"]
+
+log = logging.getLogger("memphis_fast.broker")
+
+ADMIN_PREFIX = "$memphis_fast_admin"
+
+ADVISORY_STREAM = "$memphis_dls_unacked"
+ADVISORY_CONSUMER = "$memphis_dls_unacked_consumer"
+ADVISORY_SUBJECT = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+
+MAX_PARTITIONS = 10_000
+NS = 1_000_000_000
+MS = 1_000_000
+
+_TENANT_SUFFIX = re.compile(r"\$\d+$")
+
+
+class ReplyError(Exception):
+    """A request failed; ``str()`` is the exact text the client gets."""
+
+
+@dataclass
+class ControlPlaneConfig:
+    url: str
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    tls: ssl.SSLContext | None = None
+    # Password mode: the system account's user, for $SYS connect/disconnect events.
+    sys_user: str | None = None
+    sys_password: str | None = None
+    account: str = "$memphis"
+    # Token mode: nats-server's monitoring /connz endpoint.
+    connz_url: str | None = None
+    users: dict[str, str] = field(default_factory=lambda: {"root": "root"})
+    storage: str = "file"  # storage of the broker's own streams (memory for --memory)
+    inactive_ttl: float = 7200.0
+    dls_retention: float = 3 * 3600.0
+    connection_poll_interval: float = 0.5
+
+
+def _empty_schema_update() -> dict[str, Any]:
+    return {
+        "schema_name": "",
+        "active_version": {
+            "version_number": 0,
+            "descriptor": "",
+            "schema_content": "",
+            "message_struct_name": "",
+        },
+        "type": "",
+    }
+
+
+class Request:
+    """A decoded JSON request with Go-like, case-insensitive field access and type checks."""
+
+    def __init__(self, data: bytes) -> None:
+        try:
+            raw = json.loads(data) if data.strip() else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ReplyError(f"invalid request: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ReplyError("invalid request: expected a JSON object")
+        self.raw = raw
+        self._lower: dict[str, Any] = {}
+        for k, v in raw.items():
+            self._lower.setdefault(str(k).lower(), v)
+        for k, v in raw.items():  # an exact lower-case key wins, as in Go's decoder
+            if k == str(k).lower():
+                self._lower[k] = v
+
+    def get(self, key: str) -> Any:
+        return self._lower.get(key.lower())
+
+    def get_str(self, key: str, default: str = "") -> str:
+        v = self.get(key)
+        if v is None:
+            return default
+        if not isinstance(v, str):
+            raise ReplyError(f"invalid request: field {key} must be a string")
+        return v
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        v = self.get(key)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
+            raise ReplyError(f"invalid request: field {key} must be an integer")
+        return int(v)
+
+    def get_bool(self, key: str, default: bool = False) -> bool:
+        v = self.get(key)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise ReplyError(f"invalid request: field {key} must be a boolean")
+        return v
+
+    def get_obj(self, key: str) -> Request:
+        v = self.get(key)
+        if v is None:
+            return Request(b"{}")
+        if not isinstance(v, dict):
+            raise ReplyError(f"invalid request: field {key} must be an object")
+        return Request(json.dumps(v).encode())
+
+
+Handler = Callable[[Request, Msg], Awaitable[bytes]]
+
+
+class ControlPlane:
+    def __init__(self, config: ControlPlaneConfig) -> None:
+        self.cfg = config
+        self.nc: NATS | None = None
+        self.sys_nc: NATS | None = None
+        self.js: JsApi | None = None
+        self.store: MetadataStore | None = None
+        self.tracker: ConnectionTracker | None = None
+        self.stations: dict[str, Station] = {}
+        self.schemas: dict[str, Schema] = {}
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.dls: dict[int, DlsRecord] = {}
+        self._dls_index: dict[tuple[str, int, int], int] = {}
+        self.next_dls_id = 1
+        self.send_notifications = False
+        self.notifications: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._dls_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[Any]] = []
+        self._subs: list[Any] = []
+        self.failed: asyncio.Future[None] | None = None
+        self._stopping = False
+
+    # ======================================================================================
+    # lifecycle
+    # ======================================================================================
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.failed = loop.create_future()
+        self.nc = await self._connect(
+            self.cfg.user, self.cfg.password, self.cfg.token, "memphis-fast control plane"
+        )
+        self.js = JsApi(self.nc)
+        self.store = MetadataStore(self.nc, self.js, storage=self.cfg.storage)
+        await self.store.open()
+        await self._load()
+        await self._ensure_advisory_capture()
+        await self._reconcile_jetstream()
+        await self._subscribe()
+        if self.cfg.sys_user is not None:
+            self.sys_nc = await self._connect(
+                self.cfg.sys_user, self.cfg.sys_password, None, "memphis-fast control plane (system)"
+            )
+            self.tracker = ConnectionTracker(
+                self._on_connection_change, sys_nc=self.sys_nc, account=self.cfg.account
+            )
+        elif self.cfg.connz_url is not None:
+            self.tracker = ConnectionTracker(
+                self._on_connection_change,
+                connz_url=self.cfg.connz_url,
+                poll_interval=self.cfg.connection_poll_interval,
+            )
+        if self.tracker is not None:
+            await self.tracker.start()
+        self._mark_dead_registrations()
+        self._background.append(asyncio.create_task(self._advisory_loop(), name="poison-advisories"))
+        self._background.append(asyncio.create_task(self._gc_loop(), name="gc"))
+        await self.nc.flush()
+        log.info(
+            "control plane ready: %d stations, %d schemas, %d DLS records",
+            len(self.stations),
+            len(self.schemas),
+            len(self.dls),
+        )
+
+    async def _connect(self, user: str | None, password: str | None, token: str | None, name: str) -> NATS:
+        async def error_cb(exc: Exception) -> None:
+            if not self._stopping:
+                log.debug("control plane connection error: %s", exc)
+
+        async def closed_cb() -> None:
+            if not self._stopping and self.failed is not None and not self.failed.done():
+                self.failed.set_exception(
+                    RuntimeError("the control plane lost its connection to nats-server")
+                )
+
+        opts: dict[str, Any] = {
+            "servers": [self.cfg.url],
+            "name": name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": 60,
+            "reconnect_time_wait": 0.25,
+            "connect_timeout": 5,
+            "error_cb": error_cb,
+            "closed_cb": closed_cb,
+            "pending_size": 64 * 1024 * 1024,
+        }
+        if user is not None:
+            opts["user"] = user
+            opts["password"] = password or ""
+        if token is not None:
+            opts["token"] = token
+        if self.cfg.tls is not None:
+            opts["tls"] = self.cfg.tls
+        return await nats.connect(**opts)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.tracker is not None:
+            await self.tracker.stop()
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        if self.store is not None:
+            await self.store.close()
+        for nc in (self.nc, self.sys_nc):
+            if nc is not None and not nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(nc.close(), timeout=5)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    @property
+    def _nc(self) -> NATS:
+        assert self.nc is not None
+        return self.nc
+
+    @property
+    def _js(self) -> JsApi:
+        assert self.js is not None
+        return self.js
+
+    @property
+    def _store(self) -> MetadataStore:
+        assert self.store is not None
+        return self.store
+
+    # ======================================================================================
+    # persistence
+    # ======================================================================================
+    async def _load(self) -> None:
+        values = await self._store.load()
+        for key, value in values.items():
+            kind, _, _ = key.partition(".")
+            try:
+                if kind == "station":
+                    st = from_dict(Station, value)
+                    self.stations[st.name] = st
+                elif kind == "schema":
+                    sc = Schema.load(value)
+                    self.schemas[sc.name] = sc
+                elif kind == "producer":
+                    p = from_dict(Producer, value)
+                    self.producers[p.id] = p
+                elif kind == "consumer":
+                    c = from_dict(Consumer, value)
+                    self.consumers[c.id] = c
+                elif kind == "dls":
+                    rec = DlsRecord.load(value)
+                    self.dls[rec.id] = rec
+                    if rec.type == "poison":
+                        self._dls_index[(rec.station, rec.partition, rec.seq)] = rec.id
+                elif key == "meta.settings":
+                    self.next_dls_id = int(value.get("next_dls_id", 1))
+                    self.send_notifications = bool(value.get("send_notifications", False))
+            except (TypeError, ValueError) as exc:
+                log.error("ignoring unreadable metadata record %s: %s", key, exc)
+        if self.dls:
+            self.next_dls_id = max(self.next_dls_id, max(self.dls) + 1)
+
+    def _save_station(self, st: Station) -> asyncio.Future[None]:
+        return self._store.put(kv_key("station", st.name), to_dict(st))
+
+    def _save_schema(self, sc: Schema) -> asyncio.Future[None]:
+        return self._store.put(kv_key("schema", sc.name), to_dict(sc))
+
+    def _save_producer(self, p: Producer) -> asyncio.Future[None]:
+        return self._store.put(kv_key("producer", p.id), to_dict(p))
+
+    def _save_consumer(self, c: Consumer) -> asyncio.Future[None]:
+        return self._store.put(kv_key("consumer", c.id), to_dict(c))
+
+    def _save_dls(self, rec: DlsRecord) -> asyncio.Future[None]:
+        return self._store.put(kv_key("dls", str(rec.id)), to_dict(rec))
+
+    def _save_settings(self) -> asyncio.Future[None]:
+        return self._store.put(
+            "meta.settings",
+            {"next_dls_id": self.next_dls_id, "send_notifications": self.send_notifications},
+        )
+
+    def _delete_producer(self, p: Producer) -> asyncio.Future[None]:
+        self.producers.pop(p.id, None)
+        return self._store.delete(kv_key("producer", p.id))
+
+    def _delete_consumer(self, c: Consumer) -> asyncio.Future[None]:
+        self.consumers.pop(c.id, None)
+        return self._store.delete(kv_key("consumer", c.id))
+
+    def _delete_dls(self, rec: DlsRecord) -> asyncio.Future[None]:
+        self.dls.pop(rec.id, None)
+        if self._dls_index.get((rec.station, rec.partition, rec.seq)) == rec.id:
+            del self._dls_index[(rec.station, rec.partition, rec.seq)]
+        return self._store.delete(kv_key("dls", str(rec.id)))
+
+    # ======================================================================================
+    # start-up reconciliation
+    # ======================================================================================
+    async def _reconcile_jetstream(self) -> None:
+        """Recreate what a restart lost: memory-storage streams and their groups' durables."""
+        for st in list(self.stations.values()):
+            recreated = False
+            for p in st.partitions:
+                if await self._js.stream_info(stream_name(st.name, p)) is None:
+                    try:
+                        await self._js.stream_create(self._stream_config(st, p))
+                        recreated = True
+                    except JsApiError as exc:
+                        log.error("cannot recreate stream %s: %s", stream_name(st.name, p), exc.text)
+            groups: dict[str, Consumer] = {}
+            for c in self.consumers.values():
+                if c.station == st.name:
+                    groups[c.group] = c
+            for c in groups.values():
+                for p in st.partitions:
+                    s = stream_name(st.name, p)
+                    if await self._js.consumer_info(s, internal_name(c.group)) is None:
+                        with contextlib.suppress(JsApiError):
+                            await self._js.consumer_create(s, await self._durable_config(st, p, c))
+            if recreated:
+                log.info("recreated the streams of station %s", st.name)
+
+    def _mark_dead_registrations(self) -> None:
+        """After a restart nobody is connected until clients reconnect: mark the rest inactive."""
+        now = time.time()
+        regs: list[Producer | Consumer] = [*self.producers.values(), *self.consumers.values()]
+        for reg in regs:
+            live = self.tracker is not None and self.tracker.is_live(reg.connection_id)
+            if reg.active and not live:
+                reg.active = False
+                reg.disconnected_at = now
+                self._save_registration(reg)
+
+    def _save_registration(self, reg: Producer | Consumer) -> None:
+        if isinstance(reg, Producer):
+            self._save_producer(reg)
+        else:
+            self._save_consumer(reg)
+
+    # ======================================================================================
+    # subscriptions
+    # ======================================================================================
+    async def _subscribe(self) -> None:
+        requests: dict[str, tuple[Handler, str]] = {
+            "$memphis_station_creations": (self.create_station, "text"),
+            "$memphis_station_destructions": (self.destroy_station, "text"),
+            "$memphis_producer_creations": (self.create_producer, "producer"),
+            "$memphis_producer_destructions": (self.destroy_producer, "text"),
+            "$memphis_consumer_creations": (self.create_consumer, "text"),
+            "$memphis_consumer_destructions": (self.destroy_consumer, "text"),
+            "$memphis_schema_creations": (self.create_schema, "schema"),
+            "$memphis_schema_attachments": (self.attach_schema, "text"),
+            "$memphis_schema_detachments": (self.detach_schema, "text"),
+        }
+        for subject, (handler, fmt) in requests.items():
+            queue = f"memphis_{subject[len('$memphis_') :]}_listeners_group"
+            self._subs.append(
+                await self._nc.subscribe(subject, queue=queue, cb=self._request_cb(handler, fmt))
+            )
+        notifications: dict[str, Callable[[Request], Awaitable[None]]] = {
+            "$memphis_schemaverse_dls": self.on_schemaverse_dls,
+            "$memphis_nacked_dls": self.on_nacked_dls,
+            "$memphis_pm_acks": self.on_pm_ack,
+            "$memphis_notifications": self.on_notification,
+        }
+        for subject, note_handler in notifications.items():
+            self._subs.append(
+                await self._nc.subscribe(
+                    subject, queue=f"{subject}_group", cb=self._notification_cb(note_handler)
+                )
+            )
+        self._subs.append(
+            await self._nc.subscribe(f"{ADMIN_PREFIX}.>", queue=f"{ADMIN_PREFIX}_group", cb=self._admin_cb)
+        )
+
+    def _request_cb(self, handler: Handler, fmt: str) -> Callable[[Msg], Awaitable[None]]:
+        async def cb(msg: Msg) -> None:
+            self._spawn(self._serve(msg, handler, fmt))
+
+        return cb
+
+    async def _serve(self, msg: Msg, handler: Handler, fmt: str) -> None:
+        try:
+            body = await handler(Request(msg.data), msg)
+        except (ReplyError, NameError_, SchemaInvalid) as exc:
+            body = self._error_body(fmt, str(exc))
+        except JsApiError as exc:
+            body = self._error_body(fmt, exc.text)
+        except Exception as exc:
+            log.exception("request on %s failed", msg.subject)
+            body = self._error_body(fmt, f"internal error: {exc}")
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await self._nc.publish(msg.reply, body)
+
+    @staticmethod
+    def _error_body(fmt: str, text: str) -> bytes:
+        if fmt == "producer":
+            return json.dumps(
+                {
+                    "schema_update": _empty_schema_update(),
+                    "partitions_update": {"partitions_list": None},
+                    "schemaverse_to_dls": False,
+                    "send_notification": False,
+                    "station_version": 0,
+                    "station_partitions_first_functions": {},
+                    "error": text,
+                }
+            ).encode()
+        if fmt == "schema":
+            return json.dumps({"error": text}).encode()
+        return text.encode()
+
+    def _notification_cb(
+        self, handler: Callable[[Request], Awaitable[None]]
+    ) -> Callable[[Msg], Awaitable[None]]:
+        async def run(msg: Msg) -> None:
+            try:
+                await handler(Request(msg.data))
+            except (ReplyError, NameError_) as exc:
+                log.warning("ignoring %s: %s", msg.subject, exc)
+            except Exception:
+                log.exception("handling %s failed", msg.subject)
+
+        async def cb(msg: Msg) -> None:
+            self._spawn(run(msg))
+
+        return cb
+
+    # ======================================================================================
+    # helpers
+    # ======================================================================================
+    def _user(self, req: Request, key: str = "username") -> str | None:
+        """The request's user (lower case, tenant suffix stripped), or None if unknown."""
+        name = _TENANT_SUFFIX.sub("", req.get_str(key).lower())
+        return name if self.cfg.users.get(name) in ("root", "application") else None
+
+    def _stream_config(self, st: Station, partition: int) -> dict[str, Any]:
+        """spec §6.1."""
+        rtype, rvalue = st.retention_type, st.retention_value
+        return {
+            "name": stream_name(st.name, partition),
+            "subjects": [f"{stream_name(st.name, partition)}.>"],
+            "retention": "interest" if rtype == "ack_based" else "limits",
+            "max_consumers": -1,
+            "max_msgs": rvalue if rtype == "messages" and rvalue > 0 else -1,
+            "max_bytes": rvalue if rtype == "bytes" and rvalue > 0 else -1,
+            "discard": "old",
+            "max_age": rvalue * NS if rtype == "message_age_sec" and rvalue > 0 else 0,
+            "max_msgs_per_subject": -1,
+            "storage": "memory" if st.storage_type == "memory" else "file",
+            "num_replicas": st.replicas,
+            "no_ack": False,
+            "duplicate_window": st.idempotency_window_ms * MS,
+        }
+
+    async def _durable_config(self, st: Station, partition: int, c: Consumer) -> dict[str, Any]:
+        """spec §6.3, including the deliver policy table."""
+        s = stream_name(st.name, partition)
+        config: dict[str, Any] = {
+            "durable_name": internal_name(c.group),
+            "ack_policy": "explicit",
+            "ack_wait": c.max_ack_time_ms * MS,
+            "max_deliver": c.max_msg_deliveries,
+            "filter_subject": f"{s}.final",
+            "replay_policy": "instant",
+            "max_ack_pending": -1,
+            "headers_only": False,
+        }
+        if c.last_messages == 0 and c.start_consume_from_sequence == 1:
+            config["deliver_policy"] = "new"
+        elif c.last_messages > 0:
+            info = await self._js.stream_info(s)
+            last_seq = int(((info or {}).get("state") or {}).get("last_seq", 0))
+            config["deliver_policy"] = "by_start_sequence"
+            config["opt_start_seq"] = max(1, last_seq - c.last_messages + 1)
+        elif c.start_consume_from_sequence > 1:
+            config["deliver_policy"] = "by_start_sequence"
+            config["opt_start_seq"] = c.start_consume_from_sequence
+        else:
+            config["deliver_policy"] = "all"
+        return config
+
+    def schema_update(self, st: Station | None) -> dict[str, Any]:
+        """The §5.10 ``init`` object for a station: its schema's *currently active* version."""
+        if st is None or not st.schema_name:
+            return _empty_schema_update()
+        sc = self.schemas.get(st.schema_name)
+        version = sc.active() if sc is not None else None
+        if sc is None or version is None:
+            return _empty_schema_update()
+        return {
+            "schema_name": sc.name,
+            "active_version": {
+                "version_number": version.number,
+                "descriptor": version.descriptor,
+                "schema_content": version.content,
+                "message_struct_name": version.message_struct_name,
+            },
+            "type": sc.type,
+        }
+
+    async def _broadcast_schema(self, st: Station) -> None:
+        init = self.schema_update(st)
+        update_type = 1 if init["schema_name"] else 2
+        body = json.dumps({"UpdateType": update_type, "init": init}).encode()
+        await self._nc.publish(f"$memphis_schema_updates_{internal_name(st.name)}", body)
+
+    async def _sdk_update(self, update_type: str, station: str, update: Any) -> None:
+        body = json.dumps({"station_name": station, "type": update_type, "update": update}).encode()
+        await self._nc.publish("$memphis_sdk_clients_updates", body)
+
+    def _registration_active(self, conn_id: str) -> bool:
+        return not (self.tracker is not None and conn_id and self.tracker.is_known_dead(conn_id))
+
+    # ======================================================================================
+    # stations (§5.1, §5.2, §6.1, §6.2)
+    # ======================================================================================
+    async def create_station(self, req: Request, msg: Msg | None = None) -> bytes:
+        name = validate_name(req.get_str("name"), "Station")
+        username = self._user(req)
+        if username is None:
+            raise ReplyError(f"User {req.get_str('username')} does not exist")
+        async with self._lock(name):
+            if name in self.stations:
+                return b""  # spec §5.1: an existing station is a success, options not compared
+            st = Station(name=name, created_by=username)
+            rtype = req.get_str("retention_type").lower()
+            rvalue = req.get_int("retention_value", 0)
+            if rtype == "":
+                rtype, rvalue = "message_age_sec", 3600
+            if rtype not in ("message_age_sec", "messages", "bytes", "ack_based"):
+                raise ReplyError(
+                    "retention type can be one of the following message_age_sec/messages/bytes/ack_based"
+                )
+            if rvalue <= 0 and rtype != "ack_based":
+                rtype, rvalue = "message_age_sec", 3600
+            st.retention_type, st.retention_value = rtype, rvalue if rtype != "ack_based" else 0
+            storage = req.get_str("storage_type").lower() or "file"
+            if storage not in ("file", "memory"):
+                raise ReplyError("storage type can be one of the following file/memory")
+            st.storage_type = storage
+            replicas = req.get_int("replicas", 1)
+            st.replicas = 1 if replicas <= 0 else 3 if replicas in (2, 4) else 5 if replicas > 5 else replicas
+            window = req.get_int("idempotency_window_in_ms", 0)
+            if window <= 0:
+                window = 120000
+            elif window < 100:
+                window = 100
+            if window > 86_400_000:
+                raise ReplyError("idempotency window can not exceed 24 hours")
+            if rtype == "message_age_sec" and rvalue * 1000 < window:
+                raise ReplyError("idempotency window cannot be greater than the station retention")
+            st.idempotency_window_ms = window
+            partitions = req.get_int("partitions_number", 0)
+            if partitions == 0:
+                raise ReplyError("you are using an old SDK, make sure to update your SDK")
+            if partitions < 0 or partitions > MAX_PARTITIONS:
+                # The upper bound is the cloud's; enforced here so one request cannot create
+                # millions of streams.
+                raise ReplyError(
+                    f"cannot create station with {partitions} partitions (max:{MAX_PARTITIONS} min:1): "
+                    f"Station -  {name}, "
+                )
+            st.partitions = list(range(1, partitions + 1))
+            dls = req.get_obj("dls_configuration")
+            st.dls_poison = dls.get_bool("poison", True)
+            st.dls_schemaverse = dls.get_bool("schemaverse", True)  # Python sends "Schemaverse"
+            st.tiered_storage_enabled = req.get_bool("tiered_storage_enabled", False)
+            schema_name = req.get_str("schema_name").lower()
+            if schema_name:
+                sc = self.schemas.get(schema_name)
+                active = sc.active() if sc is not None else None
+                if sc is None or active is None:
+                    # The real broker replies empty without creating anything here (§13.4);
+                    # the spec recommends the error.
+                    raise ReplyError(f"Schema {schema_name} does not exist")
+                st.schema_name, st.schema_version = sc.name, active.number
+            dls_station = req.get_str("dls_station")
+            if dls_station:
+                st.dls_station = validate_name(dls_station, "Station")
+            await self._create_streams(st)
+            self.stations[name] = st
+            await self._save_station(st)
+        if st.dls_station and st.dls_station != name:
+            await self._ensure_station(st.dls_station, username)
+        log.info("station %s created (%d partitions)", name, len(st.partitions))
+        return b""
+
+    async def _create_streams(self, st: Station) -> None:
+        created: list[str] = []
+        try:
+            for p in st.partitions:
+                config = self._stream_config(st, p)
+                await self._js.stream_create(config)
+                created.append(config["name"])
+        except JsApiError as exc:
+            for s in created:
+                with contextlib.suppress(Exception):
+                    await self._js.stream_delete(s)
+            if exc.err_code == REPLICAS_NOT_SUPPORTED or "replicas" in exc.description.lower():
+                raise ReplyError(
+                    "station can not be created, probably since replicas count is larger than the cluster size"
+                ) from exc
+            raise ReplyError(exc.text) from exc
+
+    async def _ensure_station(self, name: str, username: str) -> Station:
+        """Create a station with the defaults of §6.2 unless it exists."""
+        async with self._lock(name):
+            st = self.stations.get(name)
+            if st is not None:
+                return st
+            st = Station(name=name, created_by=username)
+            await self._create_streams(st)
+            self.stations[name] = st
+            await self._save_station(st)
+            log.info("station %s created with default settings", name)
+            return st
+
+    async def destroy_station(self, req: Request, msg: Msg | None = None) -> bytes:
+        name = validate_name(req.get_str("station_name"), "Station")
+        if not await self._remove_station(name):
+            # The broker's text, two spaces included (it prints the name of an empty record).
+            raise ReplyError("Station  does not exist")
+        return b""
+
+    async def _remove_station(self, name: str) -> bool:
+        async with self._lock(name):
+            st = self.stations.get(name)
+            if st is None:
+                return False
+            for p in st.partitions:
+                await self._js.stream_delete(stream_name(name, p))
+            del self.stations[name]
+            writes = [self._store.delete(kv_key("station", name))]
+            writes += [self._delete_producer(p) for p in list(self.producers.values()) if p.station == name]
+            writes += [self._delete_consumer(c) for c in list(self.consumers.values()) if c.station == name]
+            writes += [self._delete_dls(r) for r in list(self.dls.values()) if r.station == name]
+            for other in self.stations.values():
+                if other.dls_station == name:
+                    other.dls_station = ""
+                    writes.append(self._save_station(other))
+            await asyncio.gather(*writes)
+        log.info("station %s destroyed", name)
+        return True
+
+    # ======================================================================================
+    # producers (§5.3, §5.4)
+    # ======================================================================================
+    async def create_producer(self, req: Request, msg: Msg | None = None) -> bytes:
+        name = validate_name(req.get_str("name"), "Producer")
+        station_name = validate_name(req.get_str("station_name"), "Station")
+        ptype = req.get_str("producer_type", "application").lower() or "application"
+        if ptype not in ("application", "connector"):
+            raise ReplyError("producer type has to be one of the following application/connector")
+        version = req.get_int("req_version", 0)
+        username = self._user(req)
+        if username is None:
+            raise ReplyError(f"User {req.get_str('username')} does not exist")
+        st = self.stations.get(station_name)
+        if st is None:
+            if version < 2:
+                raise ReplyError(
+                    "this station does not exist, a default station can not be created automatically, "
+                    "please upgrade your SDK version"
+                )
+            st = await self._ensure_station(station_name, username)
+        elif version < 2 and len(st.partitions) > 1:
+            raise ReplyError("to produce to this station please upgrade your SDK version")
+        conn_id = req.get_str("connection_id")
+        producer = Producer(
+            id=uuid.uuid4().hex,
+            name=name,
+            station=station_name,
+            connection_id=conn_id,
+            type=ptype,
+            username=username,
+            app_id=req.get_str("app_id") if version >= 4 else conn_id,
+            sdk=req.get_str("sdk_lang") if version >= 4 else "",
+            req_version=version,
+            active=self._registration_active(conn_id),
+        )
+        self.producers[producer.id] = producer
+        await self._save_producer(producer)
+        return json.dumps(
+            {
+                "schema_update": self.schema_update(st),
+                "partitions_update": {"partitions_list": st.partitions},
+                "schemaverse_to_dls": st.dls_schemaverse,
+                "send_notification": self.send_notifications,
+                "station_version": st.version,
+                "station_partitions_first_functions": {},
+                "error": "",
+            }
+        ).encode()
+
+    async def destroy_producer(self, req: Request, msg: Msg | None = None) -> bytes:
+        raw_name = req.get_str("name")
+        raw_station = req.get_str("station_name")
+        station_name = validate_name(raw_station, "Station")
+        name = raw_name.lower()
+        conn_id = req.get_str("connection_id")
+        by_connection = req.get_int("req_version", 0) >= 1 and conn_id != ""
+        matches = [
+            p
+            for p in self.producers.values()
+            if p.name == name
+            and p.station == station_name
+            and (not by_connection or p.connection_id == conn_id)
+        ]
+        if not matches:
+            raise ReplyError(f"Producer {raw_name} at station {raw_station} does not exist")
+        await asyncio.gather(*(self._delete_producer(p) for p in matches))
+        return b""
+
+    # ======================================================================================
+    # consumers (§5.5, §5.6, §6.3)
+    # ======================================================================================
+    async def create_consumer(self, req: Request, msg: Msg | None = None) -> bytes:
+        name = validate_name(req.get_str("name"), "Consumer")
+        station_name = validate_name(req.get_str("station_name"), "Station")
+        ctype = req.get_str("consumer_type", "application").lower() or "application"
+        if ctype not in ("application", "connector"):
+            raise ReplyError(
+                f"consumer type has to be one of the following application/connector and not {ctype}"
+            )
+        group_raw = req.get_str("consumers_group")
+        group = validate_name(group_raw, "Consumer") if group_raw else name
+        max_ack = req.get_int("max_ack_time_ms", 30000)
+        if max_ack <= 0:
+            max_ack = 30000
+        max_deliveries = req.get_int("max_msg_deliveries", 10)
+        if max_deliveries <= 0 or max_deliveries > 10:
+            max_deliveries = 10
+        start = req.get_int("start_consume_from_sequence", 1)
+        last = req.get_int("last_messages", -1)
+        if start <= 0:
+            raise ReplyError("startConsumeFromSequence has to be a positive number")
+        if last < -1:
+            raise ReplyError("min value for LastMessages is -1")
+        if start > 1 and last > -1:
+            raise ReplyError(
+                "consumer creation options can't contain both startConsumeFromSequence and lastMessages"
+            )
+        version = req.get_int("req_version", 0)
+        username = self._user(req)
+        if username is None:
+            raise ReplyError("user does not exist")
+        st = self.stations.get(station_name)
+        if st is None:
+            if version < 2:
+                raise ReplyError(
+                    "this station does not exist, a default station can not be created automatically, "
+                    "please upgrade your SDK version"
+                )
+            st = await self._ensure_station(station_name, username)
+        conn_id = req.get_str("connection_id")
+        consumer = Consumer(
+            id=uuid.uuid4().hex,
+            name=name,
+            group=group,
+            station=station_name,
+            connection_id=conn_id,
+            type=ctype,
+            max_ack_time_ms=max_ack,
+            max_msg_deliveries=max_deliveries,
+            start_consume_from_sequence=start,
+            last_messages=last,
+            partitions=list(st.partitions),
+            username=username,
+            app_id=req.get_str("app_id") if version >= 4 else conn_id,
+            sdk=req.get_str("sdk_lang") if version >= 4 else "",
+            req_version=version,
+            active=self._registration_active(conn_id),
+        )
+        async with self._lock(station_name):
+            st = self.stations.get(station_name)
+            if st is None:
+                raise ReplyError(f"Station {station_name} does not exist")
+            member = next(
+                (
+                    c
+                    for c in self.consumers.values()
+                    if c.station == station_name and c.group == group and c.active
+                ),
+                None,
+            )
+            if member is not None:
+                if member.max_ack_time_ms != max_ack or member.max_msg_deliveries != max_deliveries:
+                    await self._update_durables(st, consumer)
+            else:
+                await self._create_durables(st, consumer)
+            self.consumers[consumer.id] = consumer
+            await self._save_consumer(consumer)
+        return json.dumps(
+            {
+                "schema_update": self.schema_update(st),
+                "partitions_update": {"partitions_list": st.partitions},
+                "error": "",
+            }
+        ).encode()
+
+    async def _create_durables(self, st: Station, c: Consumer) -> None:
+        for p in st.partitions:
+            s = stream_name(st.name, p)
+            existing = await self._js.consumer_info(s, internal_name(c.group))
+            if existing is not None:
+                # The group's durable outlived its members (they disconnected without
+                # destroying). Keep its position and update only what JetStream can edit,
+                # instead of failing on a start position that cannot change (§13.18).
+                await self._update_durable(s, existing, c)
+            else:
+                await self._js.consumer_create(s, await self._durable_config(st, p, c))
+
+    async def _update_durables(self, st: Station, c: Consumer) -> None:
+        for p in st.partitions:
+            s = stream_name(st.name, p)
+            existing = await self._js.consumer_info(s, internal_name(c.group))
+            if existing is None:
+                await self._js.consumer_create(s, await self._durable_config(st, p, c))
+            else:
+                await self._update_durable(s, existing, c)
+
+    async def _update_durable(self, stream: str, info: dict[str, Any], c: Consumer) -> None:
+        config = dict(info.get("config") or {})
+        if (
+            config.get("ack_wait") == c.max_ack_time_ms * MS
+            and config.get("max_deliver") == c.max_msg_deliveries
+        ):
+            return
+        config["ack_wait"] = c.max_ack_time_ms * MS
+        config["max_deliver"] = c.max_msg_deliveries
+        config["durable_name"] = internal_name(c.group)
+        await self._js.consumer_create(stream, config)
+
+    async def destroy_consumer(self, req: Request, msg: Msg | None = None) -> bytes:
+        raw_name = req.get_str("name")
+        raw_station = req.get_str("station_name")
+        station_name = validate_name(raw_station, "Station")
+        name = raw_name.lower()
+        conn_id = req.get_str("connection_id")
+        by_connection = req.get_int("req_version", 0) >= 1 and conn_id != ""
+        async with self._lock(station_name):
+            matches = [
+                c
+                for c in self.consumers.values()
+                if c.name == name
+                and c.station == station_name
+                and (not by_connection or c.connection_id == conn_id)
+            ]
+            if not matches:
+                raise ReplyError(f"Consumer {raw_name} at station {raw_station} does not exist")
+            await asyncio.gather(*(self._delete_consumer(c) for c in matches))
+            for group in {c.group for c in matches}:
+                await self._maybe_drop_group(station_name, group, only_active=True)
+        return b""
+
+    async def _maybe_drop_group(self, station: str, group: str, *, only_active: bool) -> None:
+        """Delete a group's durables once no (active) member is left (§5.6)."""
+        remaining = [
+            c
+            for c in self.consumers.values()
+            if c.station == station and c.group == group and (c.active or not only_active)
+        ]
+        if remaining:
+            return
+        st = self.stations.get(station)
+        if st is not None:
+            for p in st.partitions:
+                await self._js.consumer_delete(stream_name(station, p), internal_name(group))
+        async with self._dls_lock:
+            for rec in list(self.dls.values()):
+                if rec.station == station and group in rec.group_names():
+                    rec.poisoned_cgs = [g for g in rec.poisoned_cgs if g.name != group]
+                    self._save_or_drop_dls(rec)
+        log.info("consumer group %s of station %s removed", group, station)
+
+    def _save_or_drop_dls(self, rec: DlsRecord) -> None:
+        # A poison record that no group is waiting for any more has been dealt with.
+        if rec.type == "poison" and not rec.poisoned_cgs:
+            self._delete_dls(rec)
+        else:
+            self._save_dls(rec)
+
+    # ======================================================================================
+    # connection tracking (§2.9)
+    # ======================================================================================
+    def _on_connection_change(self, conn_id: str, alive: bool) -> None:
+        now = time.time()
+        regs: list[Producer | Consumer] = [*self.producers.values(), *self.consumers.values()]
+        for reg in regs:
+            if reg.connection_id == conn_id and reg.active != alive:
+                reg.active = alive
+                reg.disconnected_at = None if alive else now
+                self._save_registration(reg)
+        if alive and self.nc is not None:
+            # §5.18: current clients ignore it; sent for fidelity.
+            self._spawn(
+                self._nc.publish(
+                    f"$memphis_configurations_updates.init.{conn_id}",
+                    json.dumps({"notifications": self.send_notifications}).encode(),
+                )
+            )
+
+    async def _gc_loop(self) -> None:
+        interval = max(0.2, min(30.0, self.cfg.inactive_ttl / 2, self.cfg.dls_retention / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._gc()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("garbage collection failed")
+
+    async def _gc(self) -> None:
+        now = time.time()
+        expired: dict[tuple[str, str], None] = {}
+        for p in list(self.producers.values()):
+            if (
+                not p.active
+                and p.disconnected_at is not None
+                and now - p.disconnected_at >= self.cfg.inactive_ttl
+            ):
+                self._delete_producer(p)
+        for c in list(self.consumers.values()):
+            if (
+                not c.active
+                and c.disconnected_at is not None
+                and now - c.disconnected_at >= self.cfg.inactive_ttl
+            ):
+                self._delete_consumer(c)
+                expired[(c.station, c.group)] = None
+        for station, group in expired:
+            # The members of this group all went away without destroying their consumers:
+            # once the last registration expires the group is dropped, so a crashed client
+            # never pins a group forever.
+            async with self._lock(station):
+                await self._maybe_drop_group(station, group, only_active=False)
+        async with self._dls_lock:
+            for rec in list(self.dls.values()):
+                if now - rec.created_at >= self.cfg.dls_retention:
+                    self._delete_dls(rec)
+
+    # ======================================================================================
+    # schemas (§5.7 - §5.10)
+    # ======================================================================================
+    async def create_schema(self, req: Request, msg: Msg | None = None) -> bytes:
+        name = req.get_str("name")
+        schema_type = req.get_str("type")
+        content = req.get_str("schema_content")
+        username = req.get_str("created_by_username", "root") or "root"
+        if name == "":
+            raise ReplyError("Schema name can not be empty")
+        if any(ch in name for ch in "/\\\x00"):
+            # Not validated by the real broker; refused here because the name becomes a file name.
+            raise ReplyError("Only alphanumeric and the '_', '-', '.' characters are allowed in Schema")
+        async with self._lock(f"schema:{name}"):
+            existing = self.schemas.get(name)
+            if existing is None:
+                struct, descriptor = await compile_schema(schema_type, content, name, 1)
+                sc = Schema(name=name, type=schema_type, created_by=username)
+                sc.versions.append(SchemaVersion(1, True, content, struct, descriptor, created_by=username))
+                self.schemas[name] = sc
+                await self._save_schema(sc)
+                log.info("schema %s (%s) created", name, schema_type)
+                return json.dumps({"error": ""}).encode()
+            latest = existing.latest()
+            number = (latest.number if latest else 0) + 1
+            struct, descriptor = await compile_schema(schema_type, content, name, number)
+            if existing.type != schema_type:
+                raise ReplyError(f"{name} already exist with type - {existing.type}")
+            if latest is not None and latest.content == content:
+                raise ReplyError(f"{name} already exists in the db with the same schema content")
+            # SDK-created versions are inactive; an operator activates them (schema activate).
+            existing.versions.append(
+                SchemaVersion(number, False, content, struct, descriptor, created_by=username)
+            )
+            await self._save_schema(existing)
+            log.info("schema %s: version %d created (inactive)", name, number)
+        return json.dumps({"error": ""}).encode()
+
+    async def attach_schema(self, req: Request, msg: Msg | None = None) -> bytes:
+        schema_name = req.get_str("name").lower()
+        station_name = validate_name(req.get_str("station_name"), "Station")
+        async with self._lock(station_name):
+            st = self.stations.get(station_name)
+            if st is None:
+                raise ReplyError(f"memphis: Station {station_name} does not exist")
+            sc = self.schemas.get(schema_name)
+            active = sc.active() if sc is not None else None
+            if sc is None or active is None:
+                raise ReplyError(f"Schema {schema_name} does not exist")
+            st.schema_name, st.schema_version = sc.name, active.number
+            await self._save_station(st)
+            await self._broadcast_schema(st)
+        return b""
+
+    async def detach_schema(self, req: Request, msg: Msg | None = None) -> bytes:
+        station_name = validate_name(req.get_str("station_name"), "Station")
+        async with self._lock(station_name):
+            st = self.stations.get(station_name)
+            if st is None:
+                raise ReplyError(f"station {station_name} does not exist")
+            st.schema_name, st.schema_version = "", 0
+            await self._save_station(st)
+            await self._broadcast_schema(st)
+        return b""
+
+    # ======================================================================================
+    # dead-letter station (§5.13 - §5.16, §9)
+    # ======================================================================================
+    async def _ensure_advisory_capture(self) -> None:
+        """Capture max-deliveries advisories durably (§9.1), so none is lost while we are down."""
+        if await self._js.stream_info(ADVISORY_STREAM) is None:
+            await self._js.stream_create(
+                {
+                    "name": ADVISORY_STREAM,
+                    "subjects": [ADVISORY_SUBJECT],
+                    "retention": "workqueue",
+                    "max_consumers": -1,
+                    "max_msgs": -1,
+                    "max_bytes": -1,
+                    "max_age": 24 * 3600 * NS,
+                    "max_msgs_per_subject": -1,
+                    "discard": "old",
+                    "storage": self.cfg.storage,
+                    "num_replicas": 1,
+                    "duplicate_window": 120 * NS,
+                }
+            )
+        if await self._js.consumer_info(ADVISORY_STREAM, ADVISORY_CONSUMER) is None:
+            await self._js.consumer_create(
+                ADVISORY_STREAM,
+                {
+                    "durable_name": ADVISORY_CONSUMER,
+                    "deliver_policy": "all",
+                    "ack_policy": "explicit",
+                    "ack_wait": 80 * NS,
+                    "max_deliver": 10,
+                    "replay_policy": "instant",
+                    "max_ack_pending": -1,
+                },
+            )
+
+    async def _advisory_loop(self) -> None:
+        inbox = self._nc.new_inbox()
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await self._nc.subscribe(inbox, cb=on_msg)
+        api = f"$JS.API.CONSUMER.MSG.NEXT.{ADVISORY_STREAM}.{ADVISORY_CONSUMER}"
+        try:
+            while True:
+                # One long pull at a time; status messages (404/408) end it early.
+                body = json.dumps({"batch": 1000, "expires": 2 * NS}).encode()
+                await self._nc.publish(api, body, reply=inbox)
+                deadline = time.monotonic() + 2.5
+                while True:
+                    timeout = deadline - time.monotonic()
+                    if timeout <= 0:
+                        break
+                    try:
+                        msg = await asyncio.wait_for(queue.get(), timeout)
+                    except TimeoutError:
+                        break
+                    status = (msg.headers or {}).get("Status")
+                    if status is not None or not msg.data:
+                        if status in ("404", "408", "409"):
+                            break
+                        continue
+                    try:
+                        await self._on_poison_advisory(json.loads(msg.data))
+                    except Exception:
+                        log.exception("poison advisory processing failed")
+                    with contextlib.suppress(Exception):
+                        await msg.ack()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_poison_advisory(self, adv: dict[str, Any]) -> None:
+        """§9.2."""
+        stream = str(adv.get("stream", ""))
+        consumer = str(adv.get("consumer", ""))
+        seq = int(adv.get("stream_seq", 0))
+        if stream.startswith("$memphis") or stream.startswith("KV_") or "$" not in stream:
+            return  # our own streams, or not a Memphis partition stream
+        internal_station, _, part = stream.rpartition("$")
+        if not part.isdigit():
+            return
+        partition = int(part)
+        station = external_name(internal_station)
+        group = external_name(consumer)
+        st = self.stations.get(station)
+        if st is None or not st.dls_poison:
+            return
+        if not any(
+            c.station == station and c.group == group and c.type == "application"
+            for c in self.consumers.values()
+        ):
+            return
+        stored = await self._js.msg_get(stream, seq=seq)
+        if stored is None:
+            return
+        if stored.headers.get("$memphis_producedBy") == "$memphis_dls":
+            return  # a resent poison message poisoned again
+        await self._add_poison(st, partition, stored.seq, group, "", stored)
+
+    async def _add_poison(
+        self, st: Station, partition: int, seq: int, group: str, reason: str, stored: Any
+    ) -> None:
+        async with self._dls_lock:
+            rec_id = self._dls_index.get((st.name, partition, seq))
+            rec = self.dls.get(rec_id) if rec_id is not None else None
+            first = rec is None
+            if rec is None:
+                rec = DlsRecord(
+                    id=self.next_dls_id,
+                    station=st.name,
+                    type="poison",
+                    partition=partition,
+                    seq=seq,
+                    producer=stored.headers.get("$memphis_producedBy", "unknown"),
+                    data=stored.data.hex(),
+                    headers=dict(stored.headers),
+                    size=len(stored.data) + len(stored.raw_headers),
+                    message_time=stored.time,
+                )
+                self.next_dls_id += 1
+                self.dls[rec.id] = rec
+                self._dls_index[(st.name, partition, seq)] = rec.id
+                self._save_settings()
+            if group in rec.group_names():
+                if reason:
+                    for g in rec.poisoned_cgs:
+                        if g.name == group:
+                            g.reason = reason
+            else:
+                rec.poisoned_cgs.append(PoisonedGroup(name=group, reason=reason))
+            await self._save_dls(rec)
+        log.info(
+            "poison message %s of station %s (group %s) stored as DLS record %d", seq, st.name, group, rec.id
+        )
+        if first:
+            await self._forward_to_dls_station(st, stored.data, stored.headers, "unacked")
+
+    async def _forward_to_dls_station(
+        self, st: Station, data: bytes, headers: dict[str, str], kind: str
+    ) -> None:
+        """§9.7."""
+        if not st.dls_station:
+            return
+        target = self.stations.get(st.dls_station)
+        if target is None:
+            return
+        # Any partition of the target; the real broker never picks the last one (§13.10).
+        partition = random.choice(target.partitions)
+        # JetStream control headers (Nats-Msg-Id, Nats-Expected-*) must not act on the copy.
+        out = {k: v for k, v in headers.items() if not k.lower().startswith("nats-")}
+        out["station"] = st.name
+        out["type"] = kind
+        subject = f"{stream_name(target.name, partition)}.final"
+        try:
+            await self._nc.request(subject, data, timeout=5, headers=out)
+        except Exception as exc:
+            log.warning("forwarding a DLS message to station %s failed: %s", target.name, exc)
+
+    async def on_nacked_dls(self, req: Request) -> None:
+        """§5.14: explicit dead-lettering (after the client's +TERM)."""
+        internal_station = req.get_str("station_name")
+        partition = req.get_int("partition", 0)
+        seq = req.get_int("seq", 0)
+        group = req.get_str("cg_name").lower()
+        if partition < 1 or seq < 1 or not group:
+            log.warning(
+                "ignoring $memphis_nacked_dls with partition %s, seq %s, cg %r", partition, seq, group
+            )
+            return
+        st = self.stations.get(external_name(internal_station.lower()))
+        if st is None or not st.dls_poison:
+            return
+        stored = await self._js.msg_get(stream_name(st.name, partition), seq=seq)
+        if stored is None:
+            return
+        await self._add_poison(st, partition, seq, group, req.get_str("error"), stored)
+
+    async def on_schemaverse_dls(self, req: Request) -> None:
+        """§5.13: a producer's schema-validation failure."""
+        st = self.stations.get(external_name(req.get_str("station_name").lower()))
+        if st is None:
+            return
+        producer = req.get_obj("producer")
+        message = req.get_obj("message")
+        hex_data = message.get_str("data")
+        try:
+            data = bytes.fromhex(hex_data)
+        except ValueError:
+            data = hex_data.encode()
+        raw_headers = message.get("headers") or {}
+        headers = {str(k): str(v) for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
+        async with self._dls_lock:
+            rec = DlsRecord(
+                id=self.next_dls_id,
+                station=st.name,
+                type="schema",
+                partition=req.get_int("partition_number", 0),
+                producer=producer.get_str("name", "unknown") or "unknown",
+                data=data.hex(),
+                headers=headers,
+                size=len(data) + sum(len(k) + len(v) for k, v in headers.items()),
+                validation_error=req.get_str("validation_error"),
+            )
+            self.next_dls_id += 1
+            self.dls[rec.id] = rec
+            self._save_settings()
+            await self._save_dls(rec)
+        log.info("schema validation failure on station %s stored as DLS record %d", st.name, rec.id)
+        await self._forward_to_dls_station(st, data, headers, "failed_schema")
+
+    async def on_pm_ack(self, req: Request) -> None:
+        """§5.15: a resent poison message was acknowledged by its group."""
+        rec_id = req.get_int("id", 0)
+        group = req.get_str("cg_name").lower()
+        async with self._dls_lock:
+            rec = self.dls.get(rec_id)
+            if rec is None or group not in rec.group_names():
+                return
+            rec.poisoned_cgs = [g for g in rec.poisoned_cgs if g.name != group]
+            self._save_or_drop_dls(rec)
+
+    async def on_notification(self, req: Request) -> None:
+        """§5.12: no Slack here; the alert is logged and kept for ``notifications list``."""
+        note: dict[str, Any] = {
+            "title": req.get_str("title"),
+            "msg": req.get_str("msg"),
+            "type": req.get_str("type"),
+            "code": req.get_str("code"),
+            "time": time.time(),
+        }
+        self.notifications.append(note)
+        log.warning("notification: %s: %s", note["title"], note["msg"].replace("\n", " | "))
+
+    async def resend_dls(self, station: str, ids: list[int] | None) -> int:
+        """§5.16: publish poison records to each of their groups (the UI's "resend")."""
+        name = validate_name(station, "Station")
+        st = self.stations.get(name)
+        if st is None:
+            raise ReplyError(f"Station {name} does not exist")
+        records = [
+            r
+            for r in sorted(self.dls.values(), key=lambda r: r.id)
+            if r.station == name and r.type == "poison" and (ids is None or r.id in ids)
+        ]
+        sent = 0
+        for rec in records:
+            for group in rec.group_names():
+                headers = {k: v for k, v in rec.headers.items() if k != "producedBy"}
+                headers["$memphis_producedBy"] = "$memphis_dls"
+                headers["$memphis_pm_id"] = str(rec.id)
+                headers["$memphis_pm_cg_name"] = group
+                data = bytes.fromhex(rec.data)
+                st_int, cg_int = internal_name(name), internal_name(group)
+                await self._nc.publish(f"$memphis_dls_{st_int}.{cg_int}", data, headers=headers)
+                await self._nc.publish(f"$memphis_dls_{st_int}_{cg_int}", data, headers=headers)
+                sent += 1
+        await self._nc.flush()
+        return sent
+
+    # ======================================================================================
+    # operator (admin) requests: what the real broker does through its UI
+    # ======================================================================================
+    async def _admin_cb(self, msg: Msg) -> None:
+        self._spawn(self._admin(msg))
+
+    async def _admin(self, msg: Msg) -> None:
+        op = msg.subject[len(ADMIN_PREFIX) + 1 :]
+        try:
+            req = Request(msg.data)
+            result = await self._admin_op(op, req)
+            result.setdefault("error", "")
+        except (ReplyError, NameError_, SchemaInvalid) as exc:
+            result = {"error": str(exc)}
+        except JsApiError as exc:
+            result = {"error": exc.text}
+        except Exception as exc:
+            log.exception("admin request %s failed", op)
+            result = {"error": f"internal error: {exc}"}
+        if msg.reply:
+            await self._nc.publish(msg.reply, json.dumps(result).encode())
+
+    async def _admin_op(self, op: str, req: Request) -> dict[str, Any]:
+        if op == "ping":
+            return {"pong": True, "stations": len(self.stations)}
+        if op == "stations.list":
+            return {"stations": [to_dict(s) for s in sorted(self.stations.values(), key=lambda s: s.name)]}
+        if op == "station.delete":
+            # The UI path: like $memphis_station_destructions plus a remove_station broadcast.
+            name = validate_name(req.get_str("name"), "Station")
+            if not await self._remove_station(name):
+                raise ReplyError(f"Station {name} does not exist")
+            await self._sdk_update("remove_station", internal_name(name), None)
+            return {}
+        if op == "station.dls_config":
+            name = validate_name(req.get_str("name"), "Station")
+            async with self._lock(name):
+                st = self.stations.get(name)
+                if st is None:
+                    raise ReplyError(f"Station {name} does not exist")
+                if req.get("poison") is not None:
+                    st.dls_poison = req.get_bool("poison")
+                if req.get("schemaverse") is not None:
+                    st.dls_schemaverse = req.get_bool("schemaverse")
+                await self._save_station(st)
+            # The real broker broadcasts the previous value (§13.8); this sends the new one.
+            await self._sdk_update("schemaverse_to_dls", internal_name(name), st.dls_schemaverse)
+            return {"station": to_dict(st)}
+        if op == "schemas.list":
+            return {"schemas": [to_dict(s) for s in sorted(self.schemas.values(), key=lambda s: s.name)]}
+        if op == "schema.activate":
+            return await self._activate_schema(req.get_str("name"), req.get_int("version", 0))
+        if op == "schema.delete":
+            return await self._delete_schema(req.get_str("name"))
+        if op == "dls.list":
+            station = req.get_str("station")
+            name = validate_name(station, "Station") if station else ""
+            records = [
+                r.public()
+                for r in sorted(self.dls.values(), key=lambda r: r.id)
+                if (not name or r.station == name)
+                and (not req.get_str("type") or r.type == req.get_str("type"))
+            ]
+            return {"messages": records}
+        if op == "dls.resend":
+            ids = req.get("ids")
+            if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
+                raise ReplyError("ids must be a list of integers")
+            return {"resent": await self.resend_dls(req.get_str("station"), ids)}
+        if op == "dls.drop":
+            ids = req.get("ids")
+            station = validate_name(req.get_str("station"), "Station")
+            async with self._dls_lock:
+                doomed = [
+                    r for r in self.dls.values() if r.station == station and (ids is None or r.id in ids)
+                ]
+                await asyncio.gather(*(self._delete_dls(r) for r in doomed))
+            return {"dropped": len(doomed)}
+        if op == "clients.list":
+            station = req.get_str("station").lower()
+            return {
+                "producers": [
+                    to_dict(p) for p in self.producers.values() if not station or p.station == station
+                ],
+                "consumers": [
+                    to_dict(c) for c in self.consumers.values() if not station or c.station == station
+                ],
+                "connections": self.tracker.live_ids() if self.tracker is not None else [],
+            }
+        if op == "notifications.set":
+            self.send_notifications = req.get_bool("enabled")
+            await self._save_settings()
+            await self._sdk_update("send_notification", "", self.send_notifications)
+            return {"enabled": self.send_notifications}
+        if op == "notifications.list":
+            return {"notifications": list(self.notifications), "enabled": self.send_notifications}
+        raise ReplyError(f"unknown operation {op}")
+
+    async def _activate_schema(self, name: str, number: int) -> dict[str, Any]:
+        """The UI's version roll-back/forward; here it also broadcasts to the attached stations."""
+        async with self._lock(f"schema:{name}"):
+            sc = self.schemas.get(name)
+            if sc is None:
+                raise ReplyError(f"Schema {name} does not exist")
+            target = sc.version(number)
+            if target is None:
+                raise ReplyError(f"Schema {name} has no version {number}")
+            for v in sc.versions:
+                v.active = v.number == number
+            await self._save_schema(sc)
+        attached = [st for st in self.stations.values() if st.schema_name == sc.name]
+        for st in attached:
+            st.schema_version = number
+            await self._save_station(st)
+            await self._broadcast_schema(st)
+        return {"schema": to_dict(sc), "stations": [st.name for st in attached]}
+
+    async def _delete_schema(self, name: str) -> dict[str, Any]:
+        """The UI's schema deletion: detaches it from every station (drop broadcasts)."""
+        async with self._lock(f"schema:{name}"):
+            sc = self.schemas.pop(name, None)
+            if sc is None:
+                raise ReplyError(f"Schema {name} does not exist")
+            await self._store.delete(kv_key("schema", name))
+        detached = []
+        for st in list(self.stations.values()):
+            if st.schema_name == name:
+                st.schema_name, st.schema_version = "", 0
+                await self._save_station(st)
+                await self._broadcast_schema(st)
+                detached.append(st.name)
+        return {"stations": detached}

@@ -1,0 +1,168 @@
+"""A thin JetStream API client: raw JSON requests on ``$JS.API.*``.
+
+The control plane sends exactly the stream and consumer configurations of spec §6, field by
+field, so it talks to the API directly instead of going through nats-py's config classes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+__all__ = ["JsApi", "JsApiError", "StoredMessage"]
+
+# JetStream error codes we react to.
+STREAM_NOT_FOUND = 10059
+CONSUMER_NOT_FOUND = 10014
+NO_MESSAGE_FOUND = 10037
+REPLICAS_NOT_SUPPORTED = 10074  # "replicas > 1 not supported in non-clustered mode"
+INSUFFICIENT_RESOURCES = 10023
+
+
+class JsApiError(Exception):
+    """An error answer from the JetStream API."""
+
+    def __init__(self, code: int, err_code: int, description: str) -> None:
+        super().__init__(f"{description} ({err_code})")
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+
+    @property
+    def text(self) -> str:
+        """The form the real broker forwards to clients: ``<description> (<err_code>)``."""
+        return f"{self.description} ({self.err_code})"
+
+
+class StoredMessage:
+    """A message read back from a stream by sequence."""
+
+    __slots__ = ("subject", "seq", "data", "headers", "raw_headers", "time")
+
+    def __init__(self, subject: str, seq: int, data: bytes, raw_headers: bytes, time: str) -> None:
+        self.subject = subject
+        self.seq = seq
+        self.data = data
+        self.raw_headers = raw_headers
+        self.headers = parse_headers(raw_headers)
+        self.time = time
+
+
+def parse_headers(raw: bytes) -> dict[str, str]:
+    """Parse a ``NATS/1.0`` header block; multi-valued headers are joined with a space."""
+    headers: dict[str, str] = {}
+    if not raw:
+        return headers
+    lines = raw.decode("utf-8", errors="replace").split("\r\n")
+    for line in lines[1:]:
+        if not line or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        key = key.strip()
+        value = value.strip()
+        headers[key] = f"{headers[key]} {value}" if key in headers else value
+    return headers
+
+
+class JsApi:
+    """JetStream API calls over one nats-py connection."""
+
+    def __init__(self, nc: NATS, timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.timeout = timeout
+
+    async def call(self, api: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        payload = b"" if body is None else json.dumps(body).encode()
+        msg = await self.nc.request(f"$JS.API.{api}", payload, timeout=self.timeout)
+        resp: dict[str, Any] = json.loads(msg.data) if msg.data else {}
+        err = resp.get("error")
+        if err:
+            raise JsApiError(
+                int(err.get("code", 0)), int(err.get("err_code", 0)), str(err.get("description", ""))
+            )
+        return resp
+
+    # -- streams -----------------------------------------------------------------------------
+    async def stream_create(self, config: dict[str, Any]) -> dict[str, Any]:
+        return await self.call(f"STREAM.CREATE.{config['name']}", config)
+
+    async def stream_update(self, config: dict[str, Any]) -> dict[str, Any]:
+        return await self.call(f"STREAM.UPDATE.{config['name']}", config)
+
+    async def stream_info(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.call(f"STREAM.INFO.{name}")
+        except JsApiError as exc:
+            if exc.err_code == STREAM_NOT_FOUND:
+                return None
+            raise
+
+    async def stream_delete(self, name: str) -> bool:
+        try:
+            await self.call(f"STREAM.DELETE.{name}")
+            return True
+        except JsApiError as exc:
+            if exc.err_code == STREAM_NOT_FOUND:
+                return False
+            raise
+
+    async def stream_names(self) -> list[str]:
+        names: list[str] = []
+        offset = 0
+        while True:
+            resp = await self.call("STREAM.NAMES", {"offset": offset})
+            batch = resp.get("streams") or []
+            names.extend(batch)
+            offset += len(batch)
+            if not batch or offset >= int(resp.get("total", 0)):
+                return names
+
+    async def msg_get(
+        self, stream: str, seq: int | None = None, next_by_subj: str | None = None
+    ) -> StoredMessage | None:
+        body: dict[str, Any] = {}
+        if seq is not None:
+            body["seq"] = seq
+        if next_by_subj is not None:
+            body["next_by_subj"] = next_by_subj
+        try:
+            resp = await self.call(f"STREAM.MSG.GET.{stream}", body)
+        except JsApiError as exc:
+            if exc.err_code in (NO_MESSAGE_FOUND, STREAM_NOT_FOUND) or exc.code == 404:
+                return None
+            raise
+        m = resp["message"]
+        return StoredMessage(
+            subject=m["subject"],
+            seq=int(m["seq"]),
+            data=base64.b64decode(m.get("data") or ""),
+            raw_headers=base64.b64decode(m.get("hdrs") or ""),
+            time=str(m.get("time", "")),
+        )
+
+    # -- consumers ---------------------------------------------------------------------------
+    async def consumer_create(self, stream: str, config: dict[str, Any]) -> dict[str, Any]:
+        return await self.call(
+            f"CONSUMER.DURABLE.CREATE.{stream}.{config['durable_name']}",
+            {"stream_name": stream, "config": config},
+        )
+
+    async def consumer_info(self, stream: str, durable: str) -> dict[str, Any] | None:
+        try:
+            return await self.call(f"CONSUMER.INFO.{stream}.{durable}")
+        except JsApiError as exc:
+            if exc.err_code in (CONSUMER_NOT_FOUND, STREAM_NOT_FOUND):
+                return None
+            raise
+
+    async def consumer_delete(self, stream: str, durable: str) -> bool:
+        try:
+            await self.call(f"CONSUMER.DELETE.{stream}.{durable}")
+            return True
+        except JsApiError as exc:
+            if exc.err_code in (CONSUMER_NOT_FOUND, STREAM_NOT_FOUND):
+                return False
+            raise

@@ -1,0 +1,328 @@
+"""The broker process: supervises the nats-server child and runs the control plane.
+
+``serve()`` is what ``memphis-fast broker`` runs. It starts nats-server (with
+``PR_SET_PDEATHSIG``, so the server dies with this process whatever happens), runs the control
+plane on its own asyncio loop, announces readiness, and then waits for Ctrl-C / SIGTERM, for
+either part to fail, or (when started by :class:`~memphis_fast.broker.LocalBroker`) for its
+parent to go away. Both parts are always stopped; a crash of either is reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import ssl
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from memphis_fast._server import NatsServer, NatsServerNotFound
+
+from .config import ACCOUNT, INTERNAL_USER, SYSTEM_USER, BrokerConfig, ConfigError, default_data_dir
+from .control_plane import ControlPlane, ControlPlaneConfig
+
+__all__ = ["BrokerError", "serve"]
+
+log = logging.getLogger("memphis_fast.broker")
+
+INFO_FILE = "broker.json"
+LOCK_FILE = "broker.lock"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not start or stopped abnormally (reported without a traceback)."""
+
+
+class _Stop(Exception):
+    """SIGTERM before the event loop runs."""
+
+
+class _DataDirLock:
+    """An exclusive lock on a data directory: two brokers must never share a JetStream store."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise BrokerError(
+                    f"the data directory {self.path.parent} is in use by another memphis-fast broker"
+                    + (f" (pid {other})" if other else "")
+                    + "; stop it or choose another --data-dir"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _client_tls(cfg: BrokerConfig) -> ssl.SSLContext | None:
+    if not cfg.tls_enabled:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.tls_ca)
+    # The control plane connects to its own child over loopback: verify the chain, not the name.
+    ctx.check_hostname = False
+    ctx.load_cert_chain(cfg.tls_client_cert or cfg.tls_cert or "", cfg.tls_client_key or cfg.tls_key or "")
+    return ctx
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold the token
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def _monitor_url(server: NatsServer) -> str:
+    for f in (server.workdir / "ports").glob("*.ports"):
+        info = json.loads(f.read_text())
+        urls = info.get("monitoring") or []
+        if urls:
+            return str(urls[0])
+    raise BrokerError("nats-server did not report its monitoring port")
+
+
+def serve(
+    cfg: BrokerConfig,
+    *,
+    ready_file: str | os.PathLike[str] | None = None,
+    exit_with_parent: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """Run the broker until stopped. Returns the process exit code (0: stopped cleanly)."""
+    cfg.validate()
+    tmp_dir: str | None = None
+    if cfg.memory and cfg.data_dir is None:
+        tmp_dir = tempfile.mkdtemp(prefix="memphis-fast-broker-")
+        data_dir = Path(tmp_dir)
+    else:
+        data_dir = Path(cfg.data_dir) if cfg.data_dir is not None else default_data_dir()
+    data_dir = data_dir.expanduser().resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    lock = _DataDirLock(data_dir)
+    server: NatsServer | None = None
+    info_path = data_dir / INFO_FILE
+    try:
+        lock.acquire()
+        server = NatsServer(
+            port=cfg.port,
+            host=cfg.host,
+            store_dir=data_dir,
+            config=cfg.nats_config(),
+            log_file=data_dir / "nats-server.log",
+        )
+        try:
+            server.start(timeout=30)
+        except RuntimeError as exc:
+            text = str(exc)
+            if "address already in use" in text:
+                raise BrokerError(
+                    f"port {cfg.port} on {cfg.host} is already in use (another broker or NATS server?); "
+                    "choose another one with --port"
+                ) from None
+            raise BrokerError(f"nats-server failed to start: {text}") from None
+        log.info(
+            "nats-server (pid %s) listening on %s:%s",
+            server.proc.pid if server.proc else "?",
+            cfg.host,
+            server.port,
+        )
+        connz_url = _monitor_url(server) + "/connz" if cfg.auth == "token" else None
+        return asyncio.run(
+            _run(cfg, server, data_dir, connz_url, info_path, ready_file, exit_with_parent, announce)
+        )
+    except (_Stop, KeyboardInterrupt):
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(OSError):
+            info_path.unlink()
+        if server is not None:
+            server.stop(timeout=15)
+            server.cleanup()
+        lock.release()
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+async def _run(
+    cfg: BrokerConfig,
+    server: NatsServer,
+    data_dir: Path,
+    connz_url: str | None,
+    info_path: Path,
+    ready_file: str | os.PathLike[str] | None,
+    exit_with_parent: bool,
+    announce: Callable[[str], None] | None,
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("stopping (Ctrl-C again to kill)")
+            stop.set()
+        else:
+            log.warning("killing nats-server")
+            server.kill()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    if exit_with_parent:
+        # LocalBroker keeps our stdin open; EOF means the process that started us is gone.
+        def on_stdin() -> None:
+            try:
+                data = os.read(0, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(0)
+                log.info("parent process went away, stopping")
+                stop.set()
+
+        loop.add_reader(0, on_stdin)
+
+    url = f"{'tls' if cfg.tls_enabled else 'nats'}://127.0.0.1:{server.port}"
+    if cfg.host not in ("127.0.0.1", "0.0.0.0", "::", "") and not cfg.host.startswith("127."):
+        url = f"{'tls' if cfg.tls_enabled else 'nats'}://{cfg.host}:{server.port}"
+    cp_config = ControlPlaneConfig(
+        url=url,
+        tls=_client_tls(cfg),
+        users=cfg.user_types(),
+        storage="memory" if cfg.memory else "file",
+        inactive_ttl=cfg.inactive_ttl,
+        dls_retention=cfg.dls_retention,
+        account=ACCOUNT,
+    )
+    if cfg.auth == "password":
+        cp_config.user, cp_config.password = INTERNAL_USER, cfg.internal_password
+        cp_config.sys_user, cp_config.sys_password = SYSTEM_USER, cfg.system_password
+    else:
+        cp_config.token = cfg.token
+        cp_config.connz_url = connz_url
+    cp = ControlPlane(cp_config)
+    code = 0
+    try:
+        try:
+            await cp.start()
+        except Exception as exc:
+            if not server.is_running():
+                raise BrokerError(_server_died(server)) from None
+            raise BrokerError(f"the control plane failed to start: {exc}") from exc
+        info = {
+            "pid": os.getpid(),
+            "nats_pid": server.proc.pid if server.proc else None,
+            "host": cfg.host,
+            "port": server.port,
+            "auth": cfg.auth,
+            "username": cfg.username,
+            "password": cfg.password if cfg.auth == "password" else None,
+            "token": cfg.token if cfg.auth == "token" else None,
+            "tls": cfg.tls_enabled,
+            "tls_cert": cfg.tls_client_cert or cfg.tls_cert,
+            "tls_key": cfg.tls_client_key or cfg.tls_key,
+            "tls_ca": cfg.tls_ca,
+            "data_dir": str(data_dir),
+            "memory": cfg.memory,
+            "started": time.time(),
+        }
+        _write_json(info_path, info)
+        if ready_file is not None:
+            _write_json(Path(ready_file), info)
+        if announce is not None:
+            announce(_banner(cfg, server.port, data_dir))
+
+        server_exit = asyncio.ensure_future(_wait_proc(server))
+        stopper = asyncio.ensure_future(stop.wait())
+        assert cp.failed is not None
+        waiters: set[asyncio.Future[Any]] = {server_exit, stopper, cp.failed}
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            log.info("shutting down")
+        elif server_exit in done:
+            if signals:  # killed on purpose by a second Ctrl-C
+                code = 130
+            else:
+                log.error("%s", _server_died(server))
+                code = 1
+        else:
+            log.error("the control plane failed: %s", cp.failed.exception())
+            code = 1
+        for fut in (server_exit, stopper):
+            fut.cancel()
+    finally:
+        await cp.stop()
+    return code
+
+
+async def _wait_proc(server: NatsServer) -> None:
+    # Polled, not proc.wait() in a thread: asyncio.run() would wait for that thread at exit,
+    # and the server is only stopped after the loop has finished.
+    while server.is_running():
+        await asyncio.sleep(0.1)
+
+
+def _server_died(server: NatsServer) -> str:
+    code = server.proc.returncode if server.proc is not None else None
+    tail = "\n".join(server.read_log().strip().splitlines()[-15:])
+    return f"nats-server exited unexpectedly (exit code {code}); its last log lines:\n{tail}"
+
+
+def _banner(cfg: BrokerConfig, port: int, data_dir: Path) -> str:
+    if cfg.auth == "password":
+        auth = f'password: user "{cfg.username}", password "{cfg.password}" (NATS user {cfg.username}$1)'
+    else:
+        auth = f'connection token "{cfg.token}"'
+    store = "in memory, discarded on exit" if cfg.memory else str(data_dir)
+    lines = [
+        f"memphis-fast broker ready on {cfg.host}:{port}{' (TLS)' if cfg.tls_enabled else ''}",
+        f"  auth: {auth}",
+        f"  data: {store}",
+        "  Ctrl-C to stop",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def check_nats_server() -> None:
+    """Fail early, with install instructions, when nats-server is missing."""
+    from memphis_fast._server import find_nats_server
+
+    try:
+        find_nats_server()
+    except NatsServerNotFound as exc:
+        raise BrokerError(str(exc)) from None
