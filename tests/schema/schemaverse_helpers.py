@@ -8,8 +8,8 @@ import json
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import google.protobuf
@@ -85,14 +85,23 @@ def memphis_py_station(update: dict[str, Any]) -> Any:
     from memphis.memphis import Memphis
     from memphis.station import Station
 
-    conn = SimpleNamespace(
-        schema_updates_data={INTERNAL_STATION: update if update["schema_name"] else {}},
-        proto_msgs={},
-        json_schemas={},
-        avro_schemas={},
-        graphql_schemas={},
-    )
-    Memphis.update_schema_data(conn, STATION)  # type: ignore[arg-type]
+    class Connection:
+        # memphis-py's own methods, run on just the state they read and write.
+        update_schema_data = Memphis.update_schema_data
+        parse_descriptor = Memphis.parse_descriptor
+
+        def __init__(self) -> None:
+            self.schema_updates_data = {INTERNAL_STATION: update if update["schema_name"] else {}}
+            self.proto_msgs: dict[str, Any] = {}
+            self.json_schemas: dict[str, Any] = {}
+            self.avro_schemas: dict[str, Any] = {}
+            self.graphql_schemas: dict[str, Any] = {}
+
+    conn = Connection()
+    with warnings.catch_warnings():
+        # protobuf 5 deprecates the GetPrototype call memphis-py makes (B19)
+        warnings.simplefilter("ignore")
+        conn.update_schema_data(STATION)
     return Station(conn, STATION)
 
 

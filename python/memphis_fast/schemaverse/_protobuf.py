@@ -182,13 +182,24 @@ def _string_check(v: Any, depth: int) -> bool:
     return True
 
 
+class _Plan:
+    """How to check a dict for one message type: field name -> value check, and the oneofs with
+    several members (ParseDict refuses two members of one oneof; the constructor does not)."""
+
+    __slots__ = ("checks", "oneofs")
+
+    def __init__(self, checks: dict[str, _Check], oneofs: list[tuple[str, ...]]) -> None:
+        self.checks = checks
+        self.oneofs = oneofs
+
+
 class _Plans:
-    """Per message type: field name -> value check, or ``None`` if the type must use ParseDict."""
+    """Per message type: its :class:`_Plan`, or ``None`` if the type must use ParseDict."""
 
     def __init__(self) -> None:
-        self.plans: dict[str, dict[str, _Check] | None] = {}
+        self.plans: dict[str, _Plan | None] = {}
 
-    def plan(self, desc: Descriptor) -> dict[str, _Check] | None:
+    def plan(self, desc: Descriptor) -> _Plan | None:
         name = desc.full_name
         if name in self.plans:
             return self.plans[name]
@@ -197,11 +208,9 @@ class _Plans:
         self.plans[name] = plan
         return plan
 
-    def _build(self, desc: Descriptor) -> dict[str, _Check] | None:
+    def _build(self, desc: Descriptor) -> _Plan | None:
         if desc.full_name.startswith("google.protobuf."):
             return None  # well-known types have their own JSON forms
-        if any(len(o.fields) > 1 for o in desc.oneofs):
-            return None  # ParseDict refuses two members of one oneof; the constructor does not
         by_json = {f.json_name: f for f in desc.fields}
         plan: dict[str, _Check] = {}
         for f in desc.fields:
@@ -211,7 +220,8 @@ class _Plans:
             check = self._field_check(f)
             if check is not None:
                 plan[f.name] = check
-        return plan
+        oneofs = [tuple(f.name for f in o.fields) for o in desc.oneofs if len(o.fields) > 1]
+        return _Plan(plan, oneofs)
 
     def _field_check(self, f: FieldDescriptor) -> _Check | None:
         if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.GetOptions().map_entry:
@@ -281,10 +291,14 @@ class _Plans:
         return None  # bytes (base64 in ParseDict), groups
 
 
-def _fits(plan: dict[str, _Check], d: dict[Any, Any], depth: int) -> bool:
+def _fits(plan: _Plan, d: dict[Any, Any], depth: int) -> bool:
+    checks = plan.checks
     for k, v in d.items():
-        check = plan.get(k) if type(k) is str else None
+        check = checks.get(k) if type(k) is str else None
         if check is None or not check(v, depth):
+            return False
+    for members in plan.oneofs:
+        if sum(1 for m in members if m in d) > 1:
             return False
     return True
 
