@@ -543,6 +543,12 @@ impl Core {
         Some(b)
     }
 
+    /// Publishes in flight on the whole connection.
+    #[getter]
+    fn inflight(&self) -> u64 {
+        self.core.inflight_totals().inflight
+    }
+
     #[getter]
     fn out_len(&self) -> usize {
         self.core.out().len()
