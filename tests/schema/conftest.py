@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import google.protobuf
 import pytest
-
 from memphis_fast.schemaverse import clear_cache
 
 

@@ -71,7 +71,9 @@ def protoc_descriptor(proto_text: str, schema_name: str, version: int = 1) -> tu
 
 def protobuf_update(proto_text: str, *, name: str = "test-proto", version: int = 1) -> dict[str, Any]:
     descriptor, struct = protoc_descriptor(proto_text, name, version)
-    return schema_update("protobuf", proto_text, name=name, version=version, descriptor=descriptor, struct=struct)
+    return schema_update(
+        "protobuf", proto_text, name=name, version=version, descriptor=descriptor, struct=struct
+    )
 
 
 STATION = "orders.eu"

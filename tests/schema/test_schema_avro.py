@@ -11,11 +11,10 @@ import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from schemaverse_helpers import memphis_py_station, schema_update
-
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, Schema, compile_schema
 from memphis_fast.schemaverse._avro import AvroSchema, build_acceptor
+from schemaverse_helpers import memphis_py_station, schema_update
 
 ORDER = {
     "type": "record",
@@ -43,7 +42,13 @@ RICH = {
         {"name": "e", "type": {"type": "enum", "name": "Color", "symbols": ["RED", "GREEN"]}},
         {"name": "e2", "type": ["null", "Color"], "default": None},
         {"name": "m", "type": {"type": "map", "values": ["int", "string"]}, "default": {}},
-        {"name": "a", "type": {"type": "array", "items": {"type": "record", "name": "Pt", "fields": [{"name": "x", "type": "int"}]}}},
+        {
+            "name": "a",
+            "type": {
+                "type": "array",
+                "items": {"type": "record", "name": "Pt", "fields": [{"name": "x", "type": "int"}]},
+            },
+        },
         {"name": "p", "type": ["null", "Pt"], "default": None},
         {"name": "fx", "type": ["null", {"type": "fixed", "name": "Two", "size": 2}], "default": None},
         {"name": "by", "type": ["null", "bytes"], "default": None},
@@ -168,7 +173,11 @@ def test_defaults_and_missing_fields_like_fastavro() -> None:
 
 def test_broken_schemas() -> None:
     assert isinstance(compile_schema(schema_update("avro", "{nope")), BrokenSchema)
-    broken = compile_schema(schema_update("avro", json.dumps({"type": "record", "name": "X", "fields": [{"name": "a", "type": "Nope"}]})))
+    broken = compile_schema(
+        schema_update(
+            "avro", json.dumps({"type": "record", "name": "X", "fields": [{"name": "a", "type": "Nope"}]})
+        )
+    )
     assert isinstance(broken, BrokenSchema)
     assert (broken.compile_error or "").startswith("invalid Avro schema: ")
 
@@ -185,12 +194,34 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=3)
-    | st.tuples(children, children)
-    | st.dictionaries(
-        st.sampled_from(["i", "l", "f", "b", "s", "e", "e2", "m", "a", "p", "fx", "by", "d", "x", "v", "next", "-type"]),
-        children,
-        max_size=8,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.tuples(children, children)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "i",
+                    "l",
+                    "f",
+                    "b",
+                    "s",
+                    "e",
+                    "e2",
+                    "m",
+                    "a",
+                    "p",
+                    "fx",
+                    "by",
+                    "d",
+                    "x",
+                    "v",
+                    "next",
+                    "-type",
+                ]
+            ),
+            children,
+            max_size=8,
+        )
     ),
     max_leaves=16,
 )
@@ -209,7 +240,9 @@ def _rich_like() -> st.SearchStrategy[dict[str, Any]]:
         },
         optional={
             "e2": st.none() | st.sampled_from(["RED", "BLUE"]),
-            "m": st.dictionaries(st.text(max_size=2), st.integers() | st.text(max_size=1) | st.none(), max_size=2),
+            "m": st.dictionaries(
+                st.text(max_size=2), st.integers() | st.text(max_size=1) | st.none(), max_size=2
+            ),
             "p": st.none() | st.fixed_dictionaries({"x": st.integers()}),
             "fx": st.none() | st.binary(min_size=1, max_size=3),
             "by": st.none() | st.binary(max_size=2) | st.text(max_size=1),

@@ -14,10 +14,9 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from schemaverse_helpers import memphis_py_accepts, memphis_py_station, schema_update
-
 from memphis_fast.exceptions import MemphisError, MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, Schema, compile_schema
+from schemaverse_helpers import memphis_py_accepts, memphis_py_station, schema_update
 
 ORDER = {
     "type": "object",
@@ -102,7 +101,10 @@ def test_invalid_json_text_matches_memphis_py() -> None:
 
 @pytest.mark.parametrize("message", [42, None, 1.5, {1, 2}, object()])
 def test_unsupported_types(message: Any) -> None:
-    assert reject(json_schema(ORDER), message).message == "Schema validation has failed: Unsupported message type"
+    assert (
+        reject(json_schema(ORDER), message).message
+        == "Schema validation has failed: Unsupported message type"
+    )
 
 
 def test_unserializable_dict() -> None:
@@ -199,7 +201,10 @@ def test_nan_is_validated_as_the_null_it_is_sent_as() -> None:
     doc = {"type": "object", "properties": {"n": {"not": {"type": "null"}}}}
     err = reject(json_schema(doc), {"n": math.nan})
     assert err.payload == b'{"n":null}'  # type: ignore[attr-defined]
-    assert json_schema({"properties": {"n": {"type": ["number", "null"]}}}).encode({"n": math.inf}) == b'{"n":null}'
+    assert (
+        json_schema({"properties": {"n": {"type": ["number", "null"]}}}).encode({"n": math.inf})
+        == b'{"n":null}'
+    )
 
 
 def test_values_orjson_serializes_are_validated_as_sent() -> None:
@@ -260,9 +265,18 @@ SCHEMAS = [
     ORDER,
     PREFIX_ITEMS,
     {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0}}, "additionalProperties": False},
-    {"type": "object", "unevaluatedProperties": False, "properties": {"a": {}}, "allOf": [{"properties": {"b": {}}}]},
+    {
+        "type": "object",
+        "unevaluatedProperties": False,
+        "properties": {"a": {}},
+        "allOf": [{"properties": {"b": {}}}],
+    },
     {"type": "object", "dependentRequired": {"a": ["b"]}},
-    {"$defs": {"pos": {"type": "number", "exclusiveMinimum": 0}}, "type": "array", "items": {"$ref": "#/$defs/pos"}},
+    {
+        "$defs": {"pos": {"type": "number", "exclusiveMinimum": 0}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/pos"},
+    },
     {"anyOf": [{"type": "string", "pattern": "^[a-c]+$"}, {"type": "null"}, {"const": 3}]},
     {"oneOf": [{"type": "integer"}, {"multipleOf": 2}]},
     {"type": "object", "propertyNames": {"maxLength": 2}, "minProperties": 1},
@@ -276,8 +290,10 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(alphabet="abcdé1", max_size=4),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["a", "b", "c", "id", "name", "tags", "xyz"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "c", "id", "name", "tags", "xyz"]), children, max_size=4)
+    ),
     max_leaves=12,
 )
 

@@ -16,6 +16,9 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memphis_fast.exceptions import MemphisSchemaError
+from memphis_fast.schemaverse import BrokenSchema, compile_schema
+from memphis_fast.schemaverse._protobuf import ProtobufSchema, build_message_class
 from schemaverse_helpers import (
     MEMPHIS_PY_PROTOBUF_WORKS,
     memphis_py_station,
@@ -23,10 +26,6 @@ from schemaverse_helpers import (
     protoc_descriptor,
     schema_update,
 )
-
-from memphis_fast.exceptions import MemphisSchemaError
-from memphis_fast.schemaverse import BrokenSchema, compile_schema
-from memphis_fast.schemaverse._protobuf import ProtobufSchema, build_message_class
 
 ORDER_PROTO = """
 syntax = "proto3";
@@ -294,7 +293,10 @@ scalar = (
 
 
 def _inner(depth: int) -> st.SearchStrategy[dict[str, Any]]:
-    fields: dict[str, Any] = {"x": scalar, "colors": st.lists(st.sampled_from(["RED", 2, 7, "BLUE"]) | scalar, max_size=2)}
+    fields: dict[str, Any] = {
+        "x": scalar,
+        "colors": st.lists(st.sampled_from(["RED", 2, 7, "BLUE"]) | scalar, max_size=2),
+    }
     if depth > 0:
         fields["back"] = _rich(depth - 1)
     return st.fixed_dictionaries({}, optional=fields)
@@ -353,8 +355,22 @@ def test_dict_fast_path_is_taken_for_plain_dicts() -> None:
     schema = proto(RICH_PROTO, name="rich")
     plan = schema._plan  # type: ignore[attr-defined]
     assert plan is not None
-    plain = {"i32": 1, "text": "é", "names": ["a"], "color": "BLUE", "inner": {"x": 2, "colors": [1]}, "counts": {"k": 3}}
+    plain = {
+        "i32": 1,
+        "text": "é",
+        "names": ["a"],
+        "color": "BLUE",
+        "inner": {"x": 2, "colors": [1]},
+        "counts": {"k": 3},
+    }
     assert _fits(plan, plain, 0)
     assert schema.encode(plain) == json_format.ParseDict(plain, schema.message_class()).SerializeToString()
-    for slow in [{"blob": "AAE="}, {"i32": True}, {"i32": 1.0}, {"camelCaseField": 1}, {"left": "a", "right": 1}, {"i64": "5"}]:
+    for slow in [
+        {"blob": "AAE="},
+        {"i32": True},
+        {"i32": 1.0},
+        {"camelCaseField": 1},
+        {"left": "a", "right": 1},
+        {"i64": "5"},
+    ]:
         assert not _fits(plan, slow, 0), slow

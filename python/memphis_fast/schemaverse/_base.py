@@ -104,9 +104,7 @@ def json_dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
     except TypeError as first:
         try:
-            return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
-                "utf-8", "surrogatepass"
-            )
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError, RecursionError):
             raise first from None
 

@@ -24,7 +24,9 @@ def validate_schema_name(name: object) -> str:
     if len(name) > 128:
         raise MemphisError("Schema name should be under 128 characters")
     if _NAME_RE.fullmatch(name) is None:
-        raise MemphisError("Only alphanumeric and the '_', '-', '.' characters are allowed in the schema name")
+        raise MemphisError(
+            "Only alphanumeric and the '_', '-', '.' characters are allowed in the schema name"
+        )
     if not name[0].isalnum() or not name[-1].isalnum():
         raise MemphisError("Schema name cannot start or end with a non-alphanumeric character")
     return name
