@@ -1,0 +1,116 @@
+"""Helpers shared by the broker tests (imported as a plain module: tests/ is not a package)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+
+
+@dataclass
+class ClientLib:
+    """The public API of one Memphis client library."""
+
+    name: str
+    Memphis: Any
+    Headers: Any
+    MemphisError: Any
+    MemphisConnectError: Any
+    MemphisSchemaError: Any
+    Retention: Any
+    Storage: Any
+    # memphis-py 1.3.1's dead_letter() sends +TERM and then fails before $memphis_nacked_dls
+    # (feature matrix B13).
+    dead_letter_works: bool
+
+    async def shutdown(self, conn: Any) -> None:
+        """Close a client, including the background tasks memphis-py's close() leaks (B1)."""
+        if self.name == "memphis-py":
+            tasks: list[Any] = []
+            for consumer in list(getattr(conn, "consumers_map", {}).values()):
+                tasks += [consumer.t_ping, consumer.t_dls, consumer.t_consume]
+            tasks += list(getattr(conn, "schema_tasks", {}).values())
+            tasks += list(getattr(conn, "functions_tasks", {}).values())
+            cfg_task = getattr(conn, "configuration_tasks", None)
+            if isinstance(cfg_task, asyncio.Task):
+                tasks.append(cfg_task)
+            for task in tasks:
+                if isinstance(task, asyncio.Task):
+                    task.cancel()
+            with contextlib.suppress(Exception):
+                await conn.close()
+            nc = getattr(conn, "broker_manager", None)
+            if nc is not None and not nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+            for task in tasks:
+                if isinstance(task, asyncio.Task):
+                    with contextlib.suppress(BaseException):
+                        await task
+        else:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+def load_client(name: str) -> ClientLib:
+    if name == "memphis-py":
+        memphis = importlib.import_module("memphis")
+        types = importlib.import_module("memphis.types")
+        return ClientLib(
+            name=name,
+            Memphis=memphis.Memphis,
+            Headers=memphis.Headers,
+            MemphisError=memphis.MemphisError,
+            MemphisConnectError=memphis.MemphisConnectError,
+            MemphisSchemaError=memphis.MemphisSchemaError,
+            Retention=types.Retention,
+            Storage=types.Storage,
+            dead_letter_works=False,
+        )
+    fast = importlib.import_module("memphis_fast")
+    types = importlib.import_module("memphis_fast.types")
+    return ClientLib(
+        name=name,
+        Memphis=fast.Memphis,
+        Headers=fast.Headers,
+        MemphisError=fast.MemphisError,
+        MemphisConnectError=fast.MemphisConnectError,
+        MemphisSchemaError=fast.MemphisSchemaError,
+        Retention=types.Retention,
+        Storage=types.Storage,
+        dead_letter_works=True,
+    )
+
+
+async def request(nc: nats.aio.client.Client, subject: str, body: Any, timeout: float = 10) -> bytes:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    msg = await nc.request(subject, payload, timeout=timeout)
+    return bytes(msg.data)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns something truthy; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
+        await asyncio.sleep(interval)
+
+
+async def js_api(nc: nats.aio.client.Client, api: str, body: Any = None) -> dict[str, Any]:
+    raw = b"" if body is None else json.dumps(body).encode()
+    msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
+    result: dict[str, Any] = json.loads(msg.data)
+    return result
