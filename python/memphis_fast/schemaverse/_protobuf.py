@@ -242,7 +242,7 @@ class _Plans:
         item = self._scalar_or_message(f)
         if item is None:
             return None
-        if f.label == FieldDescriptor.LABEL_REPEATED:
+        if _is_repeated(f):
 
             def repeated_check(v: Any, depth: int) -> bool:
                 if type(v) is not list:
@@ -289,6 +289,14 @@ class _Plans:
 
             return message_check
         return None  # bytes (base64 in ParseDict), groups
+
+
+def _is_repeated(f: FieldDescriptor) -> bool:
+    # protobuf 7 removed FieldDescriptor.label; protobuf 5 has no is_repeated.
+    repeated = getattr(f, "is_repeated", None)
+    if repeated is not None:
+        return bool(repeated)
+    return bool(f.label == FieldDescriptor.LABEL_REPEATED)
 
 
 def _fits(plan: _Plan, d: dict[Any, Any], depth: int) -> bool:
