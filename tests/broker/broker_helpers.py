@@ -114,3 +114,38 @@ async def js_api(nc: nats.aio.client.Client, api: str, body: Any = None) -> dict
     msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
     result: dict[str, Any] = json.loads(msg.data)
     return result
+
+
+R = 0  # timeout_retries=0 everywhere: a lost reply must fail fast, not retry for 120 s
+
+
+async def stream_config(nc: Any, stream: str) -> dict[str, Any]:
+    info = await js_api(nc, f"STREAM.INFO.{stream}")
+    assert "error" not in info, info
+    config: dict[str, Any] = info["config"]
+    return config
+
+
+async def consumer_config(nc: Any, stream: str, durable: str) -> dict[str, Any]:
+    info = await js_api(nc, f"CONSUMER.INFO.{stream}.{durable}")
+    assert "error" not in info, info
+    config: dict[str, Any] = info["config"]
+    return config
+
+
+async def fetch_n(consumer: Any, n: int, *, ack: bool = True, rounds: int = 10, **kw: Any) -> list[Any]:
+    """Fetch until ``n`` messages arrived (never fetching once everything is in: no 5 s waits)."""
+    got: list[Any] = []
+    for _ in range(rounds):
+        if len(got) >= n:
+            break
+        for msg in await consumer.fetch(batch_size=n - len(got), **kw):
+            got.append(msg)
+            if ack:
+                await msg.ack()
+    assert len(got) == n, [m.get_data() for m in got]
+    return got
+
+
+def data(msgs: list[Any]) -> list[bytes]:
+    return [bytes(m.get_data()) for m in msgs]

@@ -12,44 +12,9 @@ import time
 from typing import Any
 
 import pytest
-from broker_helpers import ClientLib, js_api
+from broker_helpers import ClientLib, R, consumer_config, data, fetch_n, js_api, stream_config
 
 pytestmark = [pytest.mark.timeout(60)]
-
-R = 0  # timeout_retries=0 everywhere: a lost reply must fail fast, not retry for 120 s
-
-
-async def stream_config(nc: Any, stream: str) -> dict[str, Any]:
-    info = await js_api(nc, f"STREAM.INFO.{stream}")
-    assert "error" not in info, info
-    config: dict[str, Any] = info["config"]
-    return config
-
-
-async def consumer_config(nc: Any, stream: str, durable: str) -> dict[str, Any]:
-    info = await js_api(nc, f"CONSUMER.INFO.{stream}.{durable}")
-    assert "error" not in info, info
-    config: dict[str, Any] = info["config"]
-    return config
-
-
-async def fetch_n(consumer: Any, n: int, *, ack: bool = True, rounds: int = 10, **kw: Any) -> list[Any]:
-    """Fetch until ``n`` messages arrived (never fetching once everything is in: no 5 s waits)."""
-    got: list[Any] = []
-    for _ in range(rounds):
-        if len(got) >= n:
-            break
-        for msg in await consumer.fetch(batch_size=n - len(got), **kw):
-            got.append(msg)
-            if ack:
-                await msg.ack()
-    assert len(got) == n, [m.get_data() for m in got]
-    return got
-
-
-def data(msgs: list[Any]) -> list[bytes]:
-    return [bytes(m.get_data()) for m in msgs]
-
 
 # -- connecting ------------------------------------------------------------------------------------
 
