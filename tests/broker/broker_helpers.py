@@ -149,3 +149,22 @@ async def fetch_n(consumer: Any, n: int, *, ack: bool = True, rounds: int = 10, 
 
 def data(msgs: list[Any]) -> list[bytes]:
     return [bytes(m.get_data()) for m in msgs]
+
+
+async def collect(nc: Any, subject: str) -> tuple[list[dict[str, Any]], Any]:
+    """Subscribe to ``subject``; returns the list its JSON messages are appended to, and the sub."""
+    box: list[dict[str, Any]] = []
+
+    async def on_msg(msg: Any) -> None:
+        box.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(subject, cb=on_msg)
+    await nc.flush()
+    return box, sub
+
+
+def has(box: list[Any], n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(box) >= n
+
+    return check
