@@ -392,9 +392,9 @@ async def test_last_messages_is_per_partition(nc: Any, uid: Any) -> None:
     name = uid("lastn")
     await request(nc, "$memphis_station_creations", station_req(name, partitions_number=2))
     js = nc.jetstream()
-    for i in range(5):
+    for _ in range(5):
         await js.publish(f"{name}$1.final", b"x")
-    for i in range(2):
+    for _ in range(2):
         await js.publish(f"{name}$2.final", b"y")
     await request(nc, "$memphis_consumer_creations", consumer_req(name, "c", last_messages=3))
     c1 = await consumer_config(nc, f"{name}$1", "c")
