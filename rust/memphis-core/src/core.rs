@@ -16,8 +16,8 @@ use std::ffi::{c_int, c_void};
 use std::time::Instant;
 
 use memphis_proto::{
-    conn, AckKind, Completed, JsPublish, MsgId, MsgOp, NotSentReason, Outcome, Sink, State,
-    UnknownReason,
+    conn, AckKind, Completed, JsPublish, MsgId, MsgOp, NotSentReason, Outcome, PullRequest, Sink,
+    State, UnknownReason,
 };
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -38,6 +38,7 @@ pub const EV_INFO: u32 = 1;
 pub const EV_ERR: u32 = 2;
 pub const EV_PONG: u32 = 3;
 pub const EV_BATCH: u32 = 4;
+pub const EV_PULL_END: u32 = 5;
 
 pub const K_STORED: u32 = 0;
 pub const K_NOT_STORED: u32 = 1;
@@ -147,6 +148,15 @@ impl PySink<'_, '_> {
 }
 
 impl Sink for PySink<'_, '_> {
+    fn pull_end(&mut self, sid: u64, token: u64, code: u16, description: &[u8], undelivered: u64) {
+        let py = self.py;
+        let desc = String::from_utf8_lossy(description);
+        match (sid, token, code, desc.as_ref(), undelivered).into_pyobject(py) {
+            Ok(t) => self.event(EV_PULL_END, t.into_any().unbind()),
+            Err(e) => self.keep(Err(e)),
+        }
+    }
+
     fn info(&mut self, json: &[u8]) {
         let v = PyBytes::new(self.py, json).into_any().unbind();
         self.event(EV_INFO, v);
@@ -646,6 +656,48 @@ impl Core {
 
     fn is_subscribed(&self, sid: u64) -> bool {
         self.core.is_subscribed(sid)
+    }
+
+    /// Subscribe an inbox for pull requests; returns its sid. Status messages on it become
+    /// `(EV_PULL_END, (sid, token, code, description, undelivered))` events.
+    fn pull_subscribe(&mut self, py: Python<'_>) -> PyResult<u64> {
+        let now = self.now_ms();
+        self.core.pull_subscribe(now).py(py)
+    }
+
+    /// Send a pull request (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`); returns its token.
+    #[pyo3(signature = (sid, api_subject, batch, max_bytes = 0, expires_ms = 0, heartbeat_ms = 0, no_wait = false))]
+    fn pull(
+        &mut self,
+        py: Python<'_>,
+        sid: u64,
+        api_subject: &str,
+        batch: u64,
+        max_bytes: u64,
+        expires_ms: u64,
+        heartbeat_ms: u64,
+        no_wait: bool,
+    ) -> PyResult<u64> {
+        let now = self.now_ms();
+        let r = PullRequest {
+            api_subject: api_subject.as_bytes(),
+            batch,
+            max_bytes,
+            expires_ms,
+            heartbeat_ms,
+            no_wait,
+        };
+        self.core.pull(sid, &r, now).py(py)
+    }
+
+    /// `(pulls, messages)` asked for on a pull subscription and not yet delivered.
+    fn pull_outstanding(&self, sid: u64) -> (usize, u64) {
+        self.core.pull_outstanding(sid)
+    }
+
+    /// Forget the outstanding pulls of a subscription (no events).
+    fn pull_reset(&mut self, sid: u64) {
+        self.core.pull_reset(sid);
     }
 
     /// Queue a PING; returns False when not connected.

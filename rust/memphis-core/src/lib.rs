@@ -29,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("EV_ERR", core::EV_ERR),
         ("EV_PONG", core::EV_PONG),
         ("EV_BATCH", core::EV_BATCH),
+        ("EV_PULL_END", core::EV_PULL_END),
         ("K_STORED", core::K_STORED),
         ("K_NOT_STORED", core::K_NOT_STORED),
         ("K_UNKNOWN", core::K_UNKNOWN),

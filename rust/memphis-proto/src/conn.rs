@@ -56,6 +56,48 @@ pub trait Sink {
     fn msg(&mut self, m: &MsgOp<'_>);
     /// A JetStream publish finished.
     fn completed(&mut self, c: Completed);
+    /// A pull request ended before delivering everything it asked for: the server said so
+    /// with a status (404 no messages, 408 request expired, 409 e.g. max bytes or consumer
+    /// deleted), it expired locally without an answer, its heartbeats stopped, or the
+    /// connection dropped (code 0). `undelivered` messages of it will not come.
+    fn pull_end(&mut self, sid: u64, token: u64, code: u16, description: &[u8], undelivered: u64) {
+        let _ = (sid, token, code, description, undelivered);
+    }
+}
+
+/// How long after its `expires` a pull without an answer is considered lost.
+const PULL_GRACE_MS: u64 = 2_000;
+
+#[derive(Debug)]
+struct Pull {
+    token: u64,
+    remaining: u64,
+    deadline_ms: u64,
+}
+
+/// A subscription on which JetStream pull requests are answered. Delivered messages are
+/// counted against the oldest pull (the server serves a consumer's waiting requests in
+/// order); status messages name their pull by the last subject token.
+#[derive(Debug)]
+struct PullSub {
+    prefix: Box<[u8]>,
+    pulls: VecDeque<Pull>,
+    next_token: u64,
+    heartbeat_ms: u64,
+    last_activity_ms: u64,
+}
+
+/// Parameters of one pull request (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`).
+#[derive(Debug, Clone, Copy)]
+pub struct PullRequest<'a> {
+    pub api_subject: &'a [u8],
+    pub batch: u64,
+    /// 0 = no byte limit
+    pub max_bytes: u64,
+    pub expires_ms: u64,
+    /// 0 = no idle heartbeat; otherwise below `expires_ms`
+    pub heartbeat_ms: u64,
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -227,6 +269,8 @@ pub struct Core {
     last_ack_wait_ms: u64,
     stats: Stats,
     completed_buf: Vec<Completed>,
+    pull_subs: BTreeMap<u64, PullSub>,
+    next_pull_sub: u64,
 }
 
 impl Core {
@@ -254,6 +298,8 @@ impl Core {
             last_ack_wait_ms: 15_000,
             stats: Stats::default(),
             completed_buf: Vec::new(),
+            pull_subs: BTreeMap::new(),
+            next_pull_sub: 1,
         };
         let mut mux = core.inbox_prefix.to_vec();
         mux.push(b'*');
@@ -291,8 +337,22 @@ impl Core {
         self.inflight.drop_group(group);
     }
 
+    /// The earliest moment `sweep` has something to do (an ack wait, a pull's expiry or
+    /// heartbeat check), if any.
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.inflight.next_deadline()
+        let pulls = self
+            .pull_subs
+            .values()
+            .flat_map(|ps| {
+                let hb = (ps.heartbeat_ms > 0 && !ps.pulls.is_empty())
+                    .then(|| ps.last_activity_ms + 2 * ps.heartbeat_ms + 1_001);
+                ps.pulls.iter().map(|p| p.deadline_ms).chain(hb)
+            })
+            .min();
+        match (self.inflight.next_deadline(), pulls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn recv(&self) -> &RecvBuffer {
@@ -385,7 +445,7 @@ impl Core {
 
     fn handle(&mut self, op: Op<'_>, now_us: u64, sink: &mut impl Sink) {
         match op {
-            Op::Msg(m) => self.handle_msg(&m, sink),
+            Op::Msg(m) => self.handle_msg(&m, now_us / 1000, sink),
             Op::Ping => {
                 encode::write_pong(&mut self.out);
                 sink.ping();
@@ -412,9 +472,48 @@ impl Core {
         crate::parse::parse_u64(rest)
     }
 
-    fn handle_msg(&mut self, m: &MsgOp<'_>, sink: &mut impl Sink) {
+    fn handle_msg(&mut self, m: &MsgOp<'_>, now_ms: u64, sink: &mut impl Sink) {
         self.stats.msgs_in += 1;
         self.stats.bytes_in += (m.payload.len() + m.headers.map_or(0, <[u8]>::len)) as u64;
+        if let Some(ps) = self.pull_subs.get_mut(&m.sid) {
+            ps.last_activity_ms = now_ms;
+            let status = m.headers.map_or(0, |h| header::status(h).code);
+            if status != 0 {
+                if status == 100 {
+                    return; // idle heartbeat: the pull is alive
+                }
+                let token = m
+                    .subject
+                    .strip_prefix(&*ps.prefix)
+                    .and_then(crate::parse::parse_u64);
+                if let Some(token) = token {
+                    if let Some(pos) = ps.pulls.iter().position(|p| p.token == token) {
+                        let pull = ps.pulls.remove(pos).unwrap_or(Pull {
+                            token,
+                            remaining: 0,
+                            deadline_ms: 0,
+                        });
+                        let desc = m
+                            .headers
+                            .map_or(&b""[..], |h| header::status(h).description);
+                        sink.pull_end(m.sid, token, status, desc, pull.remaining);
+                    }
+                }
+                return;
+            }
+            if let Some(front) = ps.pulls.front_mut() {
+                front.remaining = front.remaining.saturating_sub(1);
+                if front.remaining == 0 {
+                    ps.pulls.pop_front();
+                }
+            }
+            if self.subs.contains_key(&m.sid) {
+                sink.msg(m);
+            } else {
+                self.stats.dropped_msgs += 1;
+            }
+            return;
+        }
         if m.sid == self.mux_sid {
             if let Some(id) = self.ack_id(m.subject) {
                 let outcome = pub_ack_outcome(m);
@@ -598,6 +697,134 @@ impl Core {
         Ok(sid)
     }
 
+    /// Subscribe an inbox for pull requests (`<inbox prefix>P<n>.*`); returns its sid.
+    pub fn pull_subscribe(&mut self, now_ms: u64) -> Result<u64, ProtoError> {
+        let mut prefix = self.inbox_prefix.to_vec();
+        prefix.push(b'P');
+        encode::push_u64(&mut prefix, self.next_pull_sub);
+        self.next_pull_sub += 1;
+        prefix.push(b'.');
+        let mut subject = prefix.clone();
+        subject.push(b'*');
+        let sid = self.subscribe(&subject, None)?;
+        self.pull_subs.insert(
+            sid,
+            PullSub {
+                prefix: prefix.into_boxed_slice(),
+                pulls: VecDeque::new(),
+                next_token: 1,
+                heartbeat_ms: 0,
+                last_activity_ms: now_ms,
+            },
+        );
+        Ok(sid)
+    }
+
+    /// Send a pull request answered on pull subscription `sid`; returns its token.
+    pub fn pull(&mut self, sid: u64, r: &PullRequest<'_>, now_ms: u64) -> Result<u64, ProtoError> {
+        if r.batch == 0 {
+            return Err(ProtoError::InvalidArgument(
+                "a pull must ask for at least one message".into(),
+            ));
+        }
+        encode::check_publish_subject(r.api_subject)?;
+        let Some(ps) = self.pull_subs.get_mut(&sid) else {
+            return Err(ProtoError::InvalidArgument(format!(
+                "{sid} is not a pull subscription"
+            )));
+        };
+        let token = ps.next_token;
+        let mut reply = ps.prefix.to_vec();
+        encode::push_u64(&mut reply, token);
+        let mut body = Vec::with_capacity(96);
+        body.extend_from_slice(b"{\"batch\":");
+        encode::push_u64(&mut body, r.batch);
+        if r.expires_ms > 0 {
+            body.extend_from_slice(b",\"expires\":");
+            encode::push_u64(&mut body, r.expires_ms.saturating_mul(1_000_000));
+        }
+        if r.max_bytes > 0 {
+            body.extend_from_slice(b",\"max_bytes\":");
+            encode::push_u64(&mut body, r.max_bytes);
+        }
+        if r.heartbeat_ms > 0 {
+            body.extend_from_slice(b",\"idle_heartbeat\":");
+            encode::push_u64(&mut body, r.heartbeat_ms.saturating_mul(1_000_000));
+        }
+        if r.no_wait {
+            body.extend_from_slice(b",\"no_wait\":true");
+        }
+        body.push(b'}');
+        let buf = self.data_buf(r.api_subject.len() + reply.len() + body.len() + 32)?;
+        encode::write_pub(buf, r.api_subject, Some(&reply), &body);
+        // Borrow again: `data_buf` borrowed all of self.
+        let ps = self
+            .pull_subs
+            .get_mut(&sid)
+            .ok_or_else(|| ProtoError::InvalidArgument("pull subscription vanished".into()))?;
+        ps.next_token += 1;
+        if ps.pulls.is_empty() {
+            ps.last_activity_ms = now_ms;
+        }
+        ps.heartbeat_ms = r.heartbeat_ms;
+        let wait = if r.expires_ms > 0 {
+            r.expires_ms
+        } else {
+            30_000
+        };
+        ps.pulls.push_back(Pull {
+            token,
+            remaining: r.batch,
+            deadline_ms: now_ms.saturating_add(wait).saturating_add(PULL_GRACE_MS),
+        });
+        Ok(token)
+    }
+
+    /// `(pulls, messages)` requested on pull subscription `sid` and not yet delivered.
+    pub fn pull_outstanding(&self, sid: u64) -> (usize, u64) {
+        self.pull_subs.get(&sid).map_or((0, 0), |ps| {
+            (ps.pulls.len(), ps.pulls.iter().map(|p| p.remaining).sum())
+        })
+    }
+
+    /// Forget the pulls of a subscription (e.g. the consumer stopped); no events.
+    pub fn pull_reset(&mut self, sid: u64) {
+        if let Some(ps) = self.pull_subs.get_mut(&sid) {
+            ps.pulls.clear();
+        }
+    }
+
+    fn end_pulls(&mut self, now_ms: Option<u64>, sink: &mut impl Sink) {
+        for (&sid, ps) in &mut self.pull_subs {
+            let stale = match now_ms {
+                None => true,
+                Some(now) => {
+                    ps.heartbeat_ms > 0
+                        && !ps.pulls.is_empty()
+                        && now.saturating_sub(ps.last_activity_ms) > 2 * ps.heartbeat_ms + 1_000
+                }
+            };
+            if stale {
+                let why: &[u8] = if now_ms.is_none() {
+                    b"connection lost"
+                } else {
+                    b"idle heartbeats stopped"
+                };
+                for p in ps.pulls.drain(..) {
+                    sink.pull_end(sid, p.token, 0, why, p.remaining);
+                }
+                continue;
+            }
+            if let Some(now) = now_ms {
+                while let Some(pos) = ps.pulls.iter().position(|p| p.deadline_ms <= now) {
+                    if let Some(p) = ps.pulls.remove(pos) {
+                        sink.pull_end(sid, p.token, 408, b"expired without an answer", p.remaining);
+                    }
+                }
+            }
+        }
+    }
+
     /// Unsubscribe now, or after `max` messages in total.
     pub fn unsubscribe(&mut self, sid: u64, max: Option<u64>) {
         let Some(sub) = self.subs.get_mut(&sid) else {
@@ -615,6 +842,7 @@ impl Core {
         }
         if remove_now {
             self.subs.remove(&sid);
+            self.pull_subs.remove(&sid);
         }
     }
 
@@ -710,6 +938,7 @@ impl Core {
         }
         self.recv.clear();
         self.pings.clear();
+        self.end_pulls(None, sink);
         let mut done = std::mem::take(&mut self.completed_buf);
         self.inflight.on_disconnect(&mut done);
         for c in done.drain(..) {
@@ -734,6 +963,7 @@ impl Core {
 
     /// Finish publishes whose ack wait expired.
     pub fn sweep(&mut self, now_ms: u64, sink: &mut impl Sink) {
+        self.end_pulls(Some(now_ms), sink);
         let mut done = std::mem::take(&mut self.completed_buf);
         self.inflight.expire(now_ms, &mut done);
         for c in done.drain(..) {

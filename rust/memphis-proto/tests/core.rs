@@ -4,8 +4,8 @@ mod common;
 
 use common::{msg, Ev, Rec};
 use memphis_proto::{
-    AckKind, Completed, Core, JsPublish, NotSentReason, Options, Outcome, ProtoError, State,
-    UnknownReason,
+    AckKind, Completed, Core, JsPublish, NotSentReason, Options, Outcome, ProtoError, PullRequest,
+    State, UnknownReason,
 };
 
 const CONNECT: &[u8] = br#"{"verbose":false,"headers":true}"#;
@@ -430,4 +430,93 @@ fn large_message_grows_and_shrinks_the_receive_buffer() {
         core.recv_buffer().capacity() <= 256 * 1024,
         "shrinks once empty"
     );
+}
+
+fn pull_req(batch: u64, expires_ms: u64, heartbeat_ms: u64) -> PullRequest<'static> {
+    PullRequest {
+        api_subject: b"$JS.API.CONSUMER.MSG.NEXT.st$1.g",
+        batch,
+        max_bytes: 1_000_000,
+        expires_ms,
+        heartbeat_ms,
+        no_wait: false,
+    }
+}
+
+#[test]
+fn pull_requests_are_counted_in_wire_order() {
+    let (mut core, mut rec) = connected();
+    let sid = core.pull_subscribe(0).unwrap();
+    assert_eq!(take(&mut core), format!("SUB _INBOX.abc.P1.* {sid}\r\n"));
+    let t1 = core.pull(sid, &pull_req(3, 5000, 1000), 0).unwrap();
+    let t2 = core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    assert_eq!((t1, t2), (1, 2));
+    assert_eq!(
+        take(&mut core),
+        "PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.1 80\r\n\
+{\"batch\":3,\"expires\":5000000000,\"max_bytes\":1000000,\"idle_heartbeat\":1000000000}\r\n\
+PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.2 51\r\n\
+{\"batch\":2,\"expires\":100000000,\"max_bytes\":1000000}\r\n"
+    );
+    assert_eq!(core.pull_outstanding(sid), (2, 5));
+    // Three messages fill pull 1; a heartbeat; one message of pull 2; then its 408.
+    let ack = |n: u32| format!("$JS.ACK.st$1.g.1.{n}.{n}.1700000000000000000.0");
+    let mut input = String::new();
+    for n in 1..=3 {
+        input.push_str(&format!("MSG st$1.final {sid} {} 1\r\nx\r\n", ack(n)));
+    }
+    input.push_str(&format!(
+        "HMSG _INBOX.abc.P1.1 {sid} 31 31\r\nNATS/1.0 100 Idle Heartbeat\r\n\r\n\r\n"
+    ));
+    input.push_str(&format!("MSG st$1.final {sid} {} 1\r\ny\r\n", ack(4)));
+    input.push_str(&format!(
+        "HMSG _INBOX.abc.P1.2 {sid} 32 32\r\nNATS/1.0 408 Request Timeout\r\n\r\n\r\n"
+    ));
+    core.feed_bytes(input.as_bytes(), 10_000, &mut rec).unwrap();
+    let kinds: Vec<String> = rec
+        .events
+        .iter()
+        .map(|e| match e {
+            Ev::Msg { payload, .. } => format!("msg {}", String::from_utf8_lossy(payload)),
+            Ev::PullEnd {
+                token,
+                code,
+                undelivered,
+                ..
+            } => format!("end {token} {code} {undelivered}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["msg x", "msg x", "msg x", "msg y", "end 2 408 1"]);
+    assert_eq!(core.pull_outstanding(sid), (0, 0));
+}
+
+#[test]
+fn pulls_end_on_expiry_heartbeat_loss_and_disconnect() {
+    let (mut core, mut rec) = connected();
+    let a = core.pull_subscribe(0).unwrap();
+    let b = core.pull_subscribe(0).unwrap();
+    core.pull(a, &pull_req(10, 100, 0), 0).unwrap();
+    core.pull(b, &pull_req(10, 30_000, 5_000), 0).unwrap();
+    take(&mut core);
+    // Pull on `a` expires locally (100 ms + grace); `b` is alive until its heartbeats stop.
+    assert_eq!(core.next_deadline_ms(), Some(2_100));
+    core.sweep(2_100, &mut rec);
+    assert_eq!(rec.events.len(), 1);
+    assert!(
+        matches!(rec.events[0], Ev::PullEnd { sid, code: 408, undelivered: 10, .. } if sid == a)
+    );
+    rec.events.clear();
+    core.sweep(11_000, &mut rec);
+    assert!(rec.events.is_empty(), "within 2 heartbeats + 1 s");
+    core.sweep(11_002, &mut rec);
+    assert!(matches!(rec.events[0], Ev::PullEnd { sid, code: 0, undelivered: 10, .. } if sid == b));
+    rec.events.clear();
+    core.pull(a, &pull_req(4, 1000, 0), 11_002).unwrap();
+    core.on_disconnect(&mut rec);
+    assert!(matches!(rec.events[0], Ev::PullEnd { sid, code: 0, undelivered: 4, .. } if sid == a));
+    assert_eq!(core.pull_outstanding(a), (0, 0));
+    // Unsubscribing forgets the pull subscription.
+    core.unsubscribe(a, None);
+    assert!(core.pull(a, &pull_req(1, 1, 0), 0).is_err());
 }

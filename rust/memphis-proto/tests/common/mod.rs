@@ -15,6 +15,13 @@ pub enum Ev {
         payload: Vec<u8>,
     },
     Done(Completed),
+    PullEnd {
+        sid: u64,
+        token: u64,
+        code: u16,
+        description: Vec<u8>,
+        undelivered: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +53,15 @@ impl Sink for Rec {
     }
     fn completed(&mut self, c: Completed) {
         self.events.push(Ev::Done(c));
+    }
+    fn pull_end(&mut self, sid: u64, token: u64, code: u16, description: &[u8], undelivered: u64) {
+        self.events.push(Ev::PullEnd {
+            sid,
+            token,
+            code,
+            description: description.to_vec(),
+            undelivered,
+        });
     }
 }
 
