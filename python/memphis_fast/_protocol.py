@@ -46,7 +46,9 @@ class NatsProtocol(asyncio.BufferedProtocol):
                 pass
 
     def get_buffer(self, sizehint: int) -> Any:
-        return self._core.prepare_recv()
+        # A memoryview, not the core itself: asyncio's SSL transport reads into slices of the
+        # buffer (``buf[offset:]`` in sslproto), which the core's buffer export cannot do.
+        return memoryview(self._core.prepare_recv())
 
     def buffer_updated(self, nbytes: int) -> None:
         try:
