@@ -50,6 +50,7 @@ EV_INFO = _core.EV_INFO
 EV_ERR = _core.EV_ERR
 EV_PONG = _core.EV_PONG
 EV_BATCH = _core.EV_BATCH
+EV_PULL_END = _core.EV_PULL_END
 
 STATE_DISCONNECTED, STATE_HANDSHAKING, STATE_CONNECTED, STATE_CLOSED = 0, 1, 2, 3
 
@@ -159,6 +160,7 @@ class NatsConnection:
         self._server: Server | None = None
         self.server_info: dict[str, Any] = {}
         self._handlers: dict[int, Callable[[list[_core.Msg]], None]] = {}
+        self._pull_end_handlers: dict[int, Callable[[int, int, str, int], None]] = {}
         self._requests: dict[str, asyncio.Future[_core.Msg]] = {}
         self._req_ids = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[tuple[Any, ...]]] = {}
@@ -396,6 +398,14 @@ class NatsConnection:
                     self._handle_info(value)
                 elif kind == EV_ERR:
                     self._on_server_error(value)
+                elif kind == EV_PULL_END:
+                    sid, token, code, desc, undelivered = value
+                    h = self._pull_end_handlers.get(sid)
+                    if h is not None:
+                        try:
+                            h(token, code, desc, undelivered)
+                        except Exception:
+                            log.exception("pull-end handler for sid %s failed", sid)
                 elif kind == EV_BATCH:
                     fut = self._batches.pop(value, None)
                     results = core.take_batch(value)
@@ -631,7 +641,46 @@ class NatsConnection:
         self.core.unsubscribe(sid, max_msgs)
         if max_msgs is None:
             self._handlers.pop(sid, None)
+            self._pull_end_handlers.pop(sid, None)
         self._schedule_flush()
+
+    def pull_subscribe(
+        self,
+        on_msgs: Callable[[list[_core.Msg]], None],
+        on_end: Callable[[int, int, str, int], None],
+    ) -> int:
+        """An inbox for JetStream pull requests. ``on_msgs`` gets delivered messages,
+        ``on_end(token, code, description, undelivered)`` a pull that ended short (status
+        404/408/409, local expiry, lost heartbeats, or code 0 on a lost connection)."""
+        self._check_open()
+        sid = int(self.core.pull_subscribe())
+        self._handlers[sid] = on_msgs
+        self._pull_end_handlers[sid] = on_end
+        self._schedule_flush()
+        return sid
+
+    def pull(
+        self,
+        sid: int,
+        api_subject: str,
+        batch: int,
+        max_bytes: int = 0,
+        expires_ms: int = 0,
+        heartbeat_ms: int = 0,
+        no_wait: bool = False,
+    ) -> int:
+        """Send a pull request on pull subscription ``sid``; returns its token."""
+        self._check_open()
+        token = int(self.core.pull(sid, api_subject, batch, max_bytes, expires_ms, heartbeat_ms, no_wait))
+        self._schedule_flush()
+        if self._sweeper is None:
+            self._arm_sweeper()
+        return token
+
+    def pull_outstanding(self, sid: int) -> tuple[int, int]:
+        """``(pulls, messages)`` requested on ``sid`` and not yet delivered."""
+        pulls, msgs = self.core.pull_outstanding(sid)
+        return int(pulls), int(msgs)
 
     # -- publishing --------------------------------------------------------------------------
     def _check_open(self) -> None:

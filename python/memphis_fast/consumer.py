@@ -1,0 +1,623 @@
+"""Consumers (``memphis.consumer.Consumer``).
+
+Flow control
+    Messages are pulled from the consumer group's durable JetStream consumer, one pull
+    subscription per partition. Every pull carries ``expires``
+    (``batch_max_time_to_wait_ms``, at least 100 ms — memphis-py ignored it and waited 5 s),
+    a byte limit (``max_bytes_per_pull``) and, for pulls of 2 s or more, idle heartbeats; the
+    Rust core counts deliveries against pulls in wire order, so a pull that expired, lost its
+    heartbeats or died with the connection is noticed and replaced (consumers keep working
+    across reconnects). While ``consume()`` runs, each partition keeps at most two pulls of
+    ``batch_size`` in flight — the next batch is on its way while the callback handles the
+    current one — so at most about ``2 * batch_size`` messages (and ``2 * max_bytes_per_pull``
+    bytes) wait per partition. Partitions are served round-robin among those that have
+    messages. ``pull_interval_ms`` is slept only after pulls came back empty: a busy consumer
+    is never throttled (memphis-py slept after every batch, capping it at 10 msg/s by default).
+
+Callback concurrency
+    The callback of a consumer is awaited from one task: never concurrently with itself, batch
+    after batch, DLS messages included (as one-message batches, delivered once). An exception
+    from the callback is logged and passed to the consumer's error handler; consumption goes on.
+
+Held messages
+    Messages waiting in the prefetch buffer, and those of a batch whose callback runs longer
+    than 80% of ``max_ack_time_ms``, get an in-progress ack (``+WPI``) so the broker does not
+    redeliver them behind your back. ``stop_consume()``, ``destroy()`` and ``Memphis.close()``
+    nak buffered messages, so the group gets them again at once.
+
+Empty pulls
+    By default an empty pull is silent (like the Go client). ``consume(...,
+    timeout_error_on_empty=True)`` restores memphis-py's habit of calling the callback with
+    ``([], MemphisError("Memphis: TimeoutError"), context)`` after each empty pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import _core
+from .exceptions import MemphisError, MemphisFetchError, MemphisTimeoutError
+from .message import Message
+from .utils import default_error_handler, get_internal_name
+
+if TYPE_CHECKING:
+    from ._connection import NatsConnection
+    from .memphis import Memphis
+    from .partition_generator import PartitionGenerator
+    from .station import StationState
+
+__all__ = ["Consumer"]
+
+log = logging.getLogger("memphis_fast")
+
+Callback = Callable[[list[Message], MemphisError | None, Any], Awaitable[Any]]
+
+#: DLS messages kept for ``fetch()`` while nobody consumes (spec 11.1: 10 000).
+DLS_BUFFER = 10_000
+DEFAULT_MAX_BYTES_PER_PULL = 8 * 1024 * 1024
+_IN_PROGRESS = _core.IN_PROGRESS
+_NAK = _core.NAK
+
+
+class _Fetcher:
+    """The pull subscription and prefetch buffer of one partition."""
+
+    __slots__ = (
+        "consumer",
+        "conn",
+        "partition",
+        "stream",
+        "api",
+        "sid",
+        "chunks",
+        "buffered",
+        "last_end",
+        "error",
+        "naking",
+        "requested",
+        "empty_until",
+    )
+
+    def __init__(self, consumer: Consumer, partition: int, stream: str) -> None:
+        self.consumer = consumer
+        self.conn = consumer._conn
+        self.partition = partition
+        self.stream = stream
+        self.api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer._durable}"
+        #: deque of [arrival time, list of Msg]
+        self.chunks: collections.deque[list[Any]] = collections.deque()
+        self.buffered = 0
+        self.last_end: tuple[int, str] | None = None
+        self.error: MemphisError | None = None
+        self.naking = False
+        #: token -> batch asked, for pulls that may still end with a status
+        self.requested: dict[int, int] = {}
+        #: after a pull came back empty, do not pull again before this (monotonic) time
+        self.empty_until = 0.0
+        self.sid = self.conn.pull_subscribe(self._on_msgs, self._on_end)
+
+    def _on_msgs(self, msgs: list[_core.Msg]) -> None:
+        if self.naking:
+            self.conn.ack_many(msgs, _NAK)
+            return
+        self.chunks.append([time.monotonic(), msgs])
+        self.buffered += len(msgs)
+        self.empty_until = 0.0
+        self.consumer._wake()
+
+    def _on_end(self, token: int, code: int, desc: str, undelivered: int) -> None:
+        self.last_end = (code, desc)
+        asked = self.requested.pop(token, None)
+        # Pulls are served in order: older ones without a status were fulfilled.
+        for t in [t for t in self.requested if t < token]:
+            del self.requested[t]
+        if asked is not None and undelivered >= asked and code in (404, 408):
+            self.consumer.stats["empty_pulls"] += 1
+            self.empty_until = time.monotonic() + (self.consumer.pull_interval_ms or 0) / 1000
+        if code == 409 and ("deleted" in desc.lower() or "push" in desc.lower()):
+            self.error = MemphisFetchError(f"pull on {self.stream} failed: {desc}")
+        elif code not in (0, 404, 408, 409):
+            self.error = MemphisFetchError(f"pull on {self.stream} failed: {code} {desc}")
+        self.consumer._wake()
+
+    def outstanding(self) -> tuple[int, int]:
+        return self.conn.pull_outstanding(self.sid)
+
+    def request(self, n: int, expires_ms: int, heartbeat: bool = True) -> None:
+        c = self.consumer
+        hb = min(expires_ms // 4, 5000) if heartbeat and expires_ms >= 2000 else 0
+        max_bytes = max(c.max_bytes_per_pull, self.conn.max_payload + 64 * 1024)
+        token = self.conn.pull(self.sid, self.api, n, max_bytes, expires_ms, hb)
+        self.requested[token] = n
+        c.stats["pulls"] += 1
+
+    def ensure(self, want: int, expires_ms: int) -> None:
+        """Keep ``want`` messages buffered or on their way, with at most two pulls."""
+        pulls, outstanding = self.conn.pull_outstanding(self.sid)
+        have = self.buffered + outstanding
+        if have < want and pulls < 2:
+            self.request(min(self.consumer.batch_size, want - have), expires_ms)
+
+    def take(self, n: int) -> list[_core.Msg]:
+        out: list[_core.Msg] = []
+        chunks = self.chunks
+        while chunks and len(out) < n:
+            chunk = chunks[0]
+            msgs = chunk[1]
+            need = n - len(out)
+            if len(msgs) <= need:
+                chunks.popleft()
+                if out:
+                    out.extend(msgs)
+                else:
+                    out = msgs
+            else:
+                out.extend(msgs[:need])
+                chunk[1] = msgs[need:]
+        self.buffered -= len(out)
+        return out
+
+    def older_than(self, age: float) -> list[_core.Msg]:
+        """Buffered messages that arrived more than ``age`` seconds ago (their clock restarts)."""
+        now = time.monotonic()
+        out: list[_core.Msg] = []
+        for chunk in self.chunks:
+            if now - chunk[0] < age:
+                break
+            out.extend(chunk[1])
+            chunk[0] = now
+        return out
+
+    def nak_all(self) -> int:
+        msgs = self.take(self.buffered)
+        if msgs:
+            self.conn.ack_many(msgs, _NAK)
+        return len(msgs)
+
+    def close(self) -> None:
+        self.conn.unsubscribe(self.sid)
+
+
+class Consumer:
+    """A consumer. Created by :meth:`Memphis.consumer` (or :meth:`Station.create_consumer`)."""
+
+    MAX_BATCH_SIZE = 5000
+
+    def __init__(
+        self,
+        connection: Memphis,
+        station_name: str,
+        consumer_name: str,
+        consumer_group: str,
+        pull_interval_ms: int,
+        batch_size: int,
+        batch_max_time_to_wait_ms: int,
+        max_ack_time_ms: int,
+        max_msg_deliveries: int = 2,
+        error_callback: Callable[[MemphisError], Any] | None = None,
+        start_consume_from_sequence: int = 1,
+        last_messages: int = -1,
+        partition_generator: PartitionGenerator | None = None,
+        subscriptions: dict[int, Any] | None = None,
+        *,
+        state: StationState | None = None,
+        partitions: list[int] | None = None,
+        max_bytes_per_pull: int = DEFAULT_MAX_BYTES_PER_PULL,
+    ) -> None:
+        self.connection = connection
+        self.station_name = station_name.lower()
+        self.internal_station_name = get_internal_name(self.station_name)
+        self.inner_station_name = self.internal_station_name
+        self.consumer_name = consumer_name.lower()
+        self.consumer_group = (consumer_group or consumer_name).lower()
+        self.pull_interval_ms = pull_interval_ms
+        self.batch_size = batch_size
+        self.batch_max_time_to_wait_ms = max(100, batch_max_time_to_wait_ms)
+        self.max_ack_time_ms = max_ack_time_ms
+        self.max_msg_deliveries = max_msg_deliveries
+        self.ping_consumer_interval_ms = 30000
+        self.error_callback = error_callback or default_error_handler
+        self.start_consume_from_sequence = start_consume_from_sequence
+        self.last_messages = last_messages
+        self.max_bytes_per_pull = max_bytes_per_pull
+        self.context: Any = {}
+        self.dls_messages: collections.deque[Message] = collections.deque(maxlen=DLS_BUFFER)
+        self.dls_callback_func: Callback | None = None
+        self.t_consume: asyncio.Task[None] | None = None
+        self.t_ping: asyncio.Task[None] | None = None
+        self.t_dls = None
+        self.cached_messages: list[Message] = []
+        self.stats = {"pulls": 0, "empty_pulls": 0, "idle_sleeps": 0, "in_progress_acks": 0, "naks": 0}
+        self._conn: NatsConnection = connection._require_conn()
+        self._state = state
+        self._durable = get_internal_name(self.consumer_group)
+        self._partitions = partitions
+        plist = partitions if partitions else [1]
+        self.partition_generator = partition_generator
+        self._rr = _core.Partitioner(list(plist))
+        self._fetchers: dict[int, _Fetcher] = {}
+        for p in plist:
+            stream = f"{self.internal_station_name}${p}" if partitions else self.internal_station_name
+            self._fetchers[p] = _Fetcher(self, p, stream)
+        self.subscriptions = {p: f.stream for p, f in self._fetchers.items()}
+        self._event: asyncio.Event | None = None
+        self._consuming = False
+        self._dls_queue: collections.deque[Message] = collections.deque()
+        self._current: tuple[float, list[Message]] | None = None
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._destroyed = False
+        dls_subject = f"$memphis_dls_{self.internal_station_name}.{self._durable}"
+        self._dls_sid: int | None = self._conn.subscribe(dls_subject, self._on_dls, queue=dls_subject)
+        self._arm_hold_timer()
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.consumer_name} group={self.consumer_group} station={self.station_name}>"
+
+    async def __aenter__(self) -> Consumer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_consume()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        ev = self._event
+        if ev is not None:
+            ev.set()
+
+    def _wrap(self, msgs: list[_core.Msg], partition: int) -> list[Message]:
+        wrap = Message._wrap
+        return [wrap(m, self, partition) for m in msgs]
+
+    def _on_dls(self, msgs: list[_core.Msg]) -> None:
+        for m in msgs:
+            message = Message._wrap(m, self, 0)
+            if self._consuming:
+                self._dls_queue.append(message)
+            else:
+                if len(self.dls_messages) == DLS_BUFFER:
+                    log.warning("DLS buffer of %s is full: dropping its oldest message", self.consumer_name)
+                self.dls_messages.append(message)
+        self._wake()
+
+    def _report(self, err: BaseException) -> None:
+        e = err if isinstance(err, MemphisError) else MemphisError(str(err))
+        try:
+            res = self.error_callback(e)
+            if inspect.isawaitable(res):
+                asyncio.ensure_future(res)
+        except Exception:
+            log.exception("consumer error handler raised")
+
+    def _arm_hold_timer(self) -> None:
+        """Check held messages every 30% of the ack wait."""
+        if self._destroyed:
+            return
+        loop = asyncio.get_running_loop()
+        period = max(self.max_ack_time_ms / 1000 * 0.3, 0.05)
+        self._hold_timer = loop.call_later(period, self._hold_tick)
+
+    def _hold_tick(self) -> None:
+        self._hold_timer = None
+        if self._destroyed or self._conn.is_closed:
+            return
+        limit = self.max_ack_time_ms / 1000 * 0.8
+        try:
+            for f in self._fetchers.values():
+                old = f.older_than(limit)
+                if old:
+                    self._conn.ack_many(old, _IN_PROGRESS)
+                    self.stats["in_progress_acks"] += len(old)
+            cur = self._current
+            if cur is not None and time.monotonic() - cur[0] >= limit:
+                pending = [m._m for m in cur[1] if not m._done]
+                if pending:
+                    self._conn.ack_many(pending, _IN_PROGRESS)
+                    self.stats["in_progress_acks"] += len(pending)
+                self._current = (time.monotonic(), cur[1])
+        except MemphisError as exc:
+            log.debug("in-progress acks not sent: %s", exc)
+        self._arm_hold_timer()
+
+    def _partition_for(self, key: str | None, number: int) -> int | None:
+        """The partition a key/number selects (None = round-robin)."""
+        parts = self._partitions
+        if not parts or len(parts) == 1:
+            return None
+        if number > 0 and key is not None:
+            raise MemphisError("Can not use both partition number and partition key")
+        if key is not None:
+            return int(self._rr.for_key(key))
+        if number > 0:
+            self.validate_partition_number(number, self.internal_station_name)
+            return number
+        return None
+
+    def get_partition_from_key(self, key: str) -> int:
+        parts = self._partitions or [1]
+        return int(self._rr.for_key(key)) if len(parts) > 1 else parts[0]
+
+    def validate_partition_number(self, partition_number: int, station_name: str) -> None:
+        parts = self._partitions
+        if parts is None:
+            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
+        if partition_number < 1 or partition_number > len(parts):
+            raise MemphisError("Partition number is out of range")
+        if partition_number not in parts:
+            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
+
+    # -- public API --------------------------------------------------------------------------
+    def set_context(self, context: Any) -> None:
+        """Set the context passed to every callback call."""
+        self.context = context
+
+    def consume(
+        self,
+        callback: Callback,
+        consumer_partition_key: str | None = None,
+        consumer_partition_number: int = -1,
+        timeout_error_on_empty: bool = False,
+    ) -> None:
+        """Start consuming: ``await callback(messages, error, context)`` for each batch (see the
+        module docs for flow control and concurrency). Returns at once; stop with
+        :meth:`stop_consume` or :meth:`destroy`. Invalid partition arguments raise here
+        (memphis-py killed its task silently, B7)."""
+        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
+        if self._destroyed:
+            raise MemphisError("the consumer was destroyed")
+        if self.t_consume is not None and not self.t_consume.done():
+            raise MemphisError("this consumer is already consuming; call stop_consume() first")
+        self.dls_callback_func = callback
+        self._consuming = True
+        for f in self._fetchers.values():
+            f.naking = False
+        # DLS messages buffered before consume() started go to the callback (once).
+        while self.dls_messages:
+            self._dls_queue.append(self.dls_messages.popleft())
+        self.t_consume = asyncio.get_running_loop().create_task(
+            self._consume_loop(callback, fixed, timeout_error_on_empty),
+            name=f"memphis-consume-{self.consumer_name}",
+        )
+
+    async def _call(self, callback: Callback, msgs: list[Message], err: MemphisError | None) -> None:
+        self._current = (time.monotonic(), msgs) if msgs else None
+        try:
+            await callback(msgs, err, self.context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("consume callback of %s raised", self.consumer_name)
+            self._report(exc)
+        finally:
+            self._current = None
+
+    async def _consume_loop(self, callback: Callback, fixed: int | None, timeout_error: bool) -> None:
+        self._event = asyncio.Event()
+        ev = self._event
+        fetchers = [self._fetchers[fixed]] if fixed is not None else list(self._fetchers.values())
+        n = len(fetchers)
+        rr = 0
+        expires = self.batch_max_time_to_wait_ms
+        batch = self.batch_size
+        for f in fetchers:
+            f.empty_until = 0.0
+        try:
+            while self._consuming:
+                if self._dls_queue:
+                    m = self._dls_queue.popleft()
+                    await self._call(callback, [m], None)
+                    continue
+                now = time.monotonic()
+                ready = None
+                for i in range(n):
+                    f = fetchers[(rr + i) % n]
+                    if f.error is not None:
+                        err, f.error = f.error, None
+                        self._report(err)
+                    if f.empty_until <= now:
+                        # One pull while idle; two (pipelined) once messages flow.
+                        f.ensure(2 * batch if f.buffered or f.chunks else batch, expires)
+                    if ready is None and f.buffered:
+                        ready = (rr + i) % n
+                if ready is not None:
+                    f = fetchers[ready]
+                    rr = (ready + 1) % n
+                    msgs = f.take(batch)
+                    f.ensure(2 * batch, expires)  # the next batch travels while we call back
+                    await self._call(callback, self._wrap(msgs, f.partition), None)
+                    continue
+                if any(f.outstanding()[0] for f in fetchers):
+                    ev.clear()
+                    await ev.wait()
+                    continue
+                # Every partition's last pull came back empty: pause (only now).
+                if timeout_error:
+                    await self._call(callback, [], MemphisError("Memphis: TimeoutError"))
+                wake_at = min(f.empty_until for f in fetchers)
+                delay = wake_at - time.monotonic()
+                if delay > 0 and not self._dls_queue:
+                    self.stats["idle_sleeps"] += 1
+                    ev.clear()
+                    try:
+                        await asyncio.wait_for(ev.wait(), delay)
+                    except TimeoutError:
+                        pass
+                if not self._dls_queue:
+                    for f in fetchers:
+                        f.empty_until = 0.0
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # never die silently
+            log.exception("consume loop of %s failed", self.consumer_name)
+            self._report(exc)
+        finally:
+            self._event = None
+
+    async def stop_consume(self) -> None:
+        """Stop consuming without destroying the consumer (Go: ``StopConsume``). Buffered
+        messages are nacked so the group gets them again; ``consume()`` may be called again."""
+        self._consuming = False
+        task = self.t_consume
+        self.t_consume = None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._nak_buffered()
+        while self._dls_queue:
+            self.dls_messages.append(self._dls_queue.popleft())
+
+    def _nak_buffered(self) -> None:
+        if self._conn.is_closed:
+            return
+        try:
+            for f in self._fetchers.values():
+                self.stats["naks"] += f.nak_all()
+                f.naking = True
+            for m in self.cached_messages:
+                if not m._done:
+                    m._ack(_NAK)
+                    self.stats["naks"] += 1
+            self.cached_messages = []
+        except MemphisError as exc:
+            log.debug("could not nak buffered messages: %s", exc)
+
+    async def fetch(
+        self,
+        batch_size: int = 10,
+        consumer_partition_key: str | None = None,
+        consumer_partition_number: int = -1,
+        prefetch: bool = False,
+    ) -> list[Message]:
+        """Fetch up to ``batch_size`` messages: DLS messages first, then prefetched ones, then
+        a pull that waits at most ``batch_max_time_to_wait_ms``. With ``prefetch=True`` the next
+        batch is pulled in the background (bounded) for the next call."""
+        if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
+            raise MemphisError(f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1")
+        if self._destroyed:
+            raise MemphisError("the consumer was destroyed")
+        if self.dls_messages:
+            out: list[Message] = []
+            while self.dls_messages and len(out) < batch_size:
+                out.append(self.dls_messages.popleft())
+            return out
+        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
+        p = fixed if fixed is not None else (int(self._rr.next()) if len(self._fetchers) > 1 else next(iter(self._fetchers)))
+        f = self._fetchers[p]
+        f.naking = False
+        msgs = f.take(batch_size)
+        expires = self.batch_max_time_to_wait_ms
+        if len(msgs) < batch_size:
+            _, outstanding = f.outstanding()
+            need = batch_size - len(msgs)
+            if outstanding < need:
+                f.request(need - outstanding, expires, heartbeat=False)
+            if self._event is None:
+                self._event = asyncio.Event()
+            ev = self._event
+            deadline = time.monotonic() + expires / 1000 + 2.5
+            while len(msgs) < batch_size:
+                if f.buffered:
+                    msgs.extend(f.take(batch_size - len(msgs)))
+                    continue
+                if f.outstanding()[0] == 0:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                ev.clear()
+                try:
+                    await asyncio.wait_for(ev.wait(), remaining)
+                except TimeoutError:
+                    break
+            if not self._consuming and self._event is ev:
+                self._event = None
+            if f.error is not None:
+                err, f.error = f.error, None
+                if not msgs:
+                    raise err
+                self._report(err)
+        if prefetch:
+            f.ensure(batch_size, max(expires, 1000))
+        return self._wrap(msgs, p)
+
+    def load_messages_to_cache(self, batch_size: int, partition_number: int) -> None:
+        """Pull ``batch_size`` messages of a partition into the prefetch buffer."""
+        f = self._fetchers.get(partition_number) or next(iter(self._fetchers.values()))
+        f.ensure(batch_size, max(self.batch_max_time_to_wait_ms, 1000))
+
+    async def _ping_loop(self) -> None:
+        """Every 30 s, check that the group's durable consumers still exist (spec 8.6)."""
+        while not self._destroyed:
+            await asyncio.sleep(self.ping_consumer_interval_ms / 1000)
+            for f in list(self._fetchers.values()):
+                try:
+                    res = await self._conn.request(
+                        f"$JS.API.CONSUMER.INFO.{f.stream}.{self._durable}", b"", 30
+                    )
+                    info = orjson.loads(res.data) if res.data else {}
+                except (MemphisError, ValueError) as exc:
+                    if not isinstance(exc, MemphisTimeoutError):
+                        log.debug("consumer ping failed: %s", exc)
+                    continue
+                err = info.get("error") if isinstance(info, dict) else None
+                if err:
+                    desc = str(err.get("description", err))
+                    if "not found" in desc:
+                        self._report(MemphisError(f"station unreachable: {desc}"))
+
+    def _start_ping(self) -> None:
+        self.t_ping = asyncio.get_running_loop().create_task(
+            self._ping_loop(), name=f"memphis-ping-{self.consumer_name}"
+        )
+
+    async def _shutdown(self) -> None:
+        """Stop everything local: consume task, ping, timers, subscriptions (no request)."""
+        await self.stop_consume()
+        self._destroyed = True
+        if self.t_ping is not None:
+            self.t_ping.cancel()
+            self.t_ping = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if not self._conn.is_closed:
+            for f in self._fetchers.values():
+                f.close()
+            if self._dls_sid is not None:
+                self._conn.unsubscribe(self._dls_sid)
+        self._dls_sid = None
+        self.dls_messages.clear()
+
+    async def destroy(self, timeout_retries: int = 5) -> None:
+        """Stop consuming, unregister the consumer (the group's position is dropped when its
+        last member goes), release its subscriptions and drop it from the cache."""
+        if self._destroyed:
+            return
+        conn = self.connection
+        await self._shutdown()
+        req = {
+            "name": self.consumer_name,
+            "station_name": self.station_name,
+            "username": conn.username,
+            "connection_id": conn.connection_id,
+            "req_version": 1,
+        }
+        res = await conn._request("$memphis_consumer_destructions", orjson.dumps(req), 5, timeout_retries)
+        error = bytes(res.data).decode("utf-8", "replace")
+        conn._release_station(self.internal_station_name)
+        for k, v in list(conn.consumers_map.items()):
+            if v is self:
+                del conn.consumers_map[k]
+        if error != "" and "not exist" not in error:
+            raise MemphisError(error)

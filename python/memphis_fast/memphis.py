@@ -1,0 +1,766 @@
+"""The connection object (``memphis.memphis.Memphis``): same methods, arguments and defaults as
+memphis-py 1.3.1, on the Rust core."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import uuid
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ._connection import ConnectOptions, NatsConnection, parse_servers
+from .consumer import DEFAULT_MAX_BYTES_PER_PULL, Consumer
+from .exceptions import (
+    MemphisConnectError,
+    MemphisError,
+    MemphisNoRespondersError,
+    MemphisProduceError,
+    MemphisSchemaError,
+    MemphisTimeoutError,
+)
+from .headers import Headers
+from .message import Message
+from .partition_generator import PartitionGenerator
+from .producer import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT_BYTES, ProduceFailure, Producer
+from .schemaverse import load_schema_file, validate_schema_name, validate_schema_type
+from .station import Station, StationState
+from .types import Retention, Storage
+from .utils import get_internal_name, random_bytes
+
+__all__ = ["Memphis", "app_id"]
+
+log = logging.getLogger("memphis_fast")
+
+#: Sent as ``app_id`` in producer/consumer creations (one per process, like memphis-py).
+app_id = str(uuid.uuid4())
+
+_CONNECT_METHODS = "You have to connect with one of the following methods: connection token / password"
+
+
+def _enum_value(value: Any, enum: type[Retention] | type[Storage], what: str) -> str:
+    if isinstance(value, enum):
+        return str(value.value)
+    if isinstance(value, str):
+        v = value.lower()
+        if v in {e.value for e in enum}:
+            return v
+    raise MemphisError(f"{what} must be one of {[e.value for e in enum]}, not {value!r}")
+
+
+class Memphis:
+    """A connection to a Memphis broker.
+
+    >>> memphis = Memphis()
+    >>> await memphis.connect(host="localhost", username="root", password="memphis")
+
+    Also an async context manager (``async with Memphis() as m: await m.connect(...)``)
+    that closes on exit.
+    """
+
+    MAX_BATCH_SIZE = 5000
+    MEMPHIS_GLOBAL_ACCOUNT_NAME = "$memphis"
+    SEED = 31  # must match the Rust core's PARTITION_KEY_SEED (pinned by a test)
+
+    def __init__(self) -> None:
+        self.is_connection_active = False
+        self.connection_id: str | None = None
+        self.username = ""
+        self.producers_map: dict[str, Producer] = {}
+        self.consumers_map: dict[str, Consumer] = {}
+        self._conn: NatsConnection | None = None
+        self._stations: dict[str, StationState] = {}
+        self._send_notification = False
+        self._updates_sid: int | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Memphis:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- connection --------------------------------------------------------------------------
+    def _require_conn(self) -> NatsConnection:
+        conn = self._conn
+        if conn is None or not self.is_connection_active:
+            raise MemphisConnectError("Connection is dead")
+        return conn
+
+    async def connect(
+        self,
+        host: str,
+        username: str,
+        account_id: int = 1,
+        connection_token: str = "",
+        password: str = "",
+        port: int = 6666,
+        reconnect: bool = True,
+        max_reconnect: int = -1,
+        reconnect_interval_ms: int = 1500,
+        timeout_ms: int = 2000,
+        cert_file: str = "",
+        key_file: str = "",
+        ca_file: str = "",
+        connection_event_callback: Callable[[str, Any], Any] | None = None,
+        ping_interval_ms: int = 20000,
+    ) -> None:
+        """Connect to Memphis.
+
+        Args:
+            host: broker host; ``http://``/``https://`` prefixes are stripped; a comma-separated
+                list (or ``host:port`` entries) gives servers to fail over to.
+            username: user of type root/application.
+            account_id: the account id of the cloud version (default 1).
+            connection_token: connect with a connection token...
+            password: ...or with a password (exactly one of the two).
+            port: default 6666.
+            reconnect: reconnect when the connection is lost (default True).
+            max_reconnect: reconnect attempts; -1 = forever. Honoured as given (memphis-py
+                lowered anything above 9 to 9).
+            reconnect_interval_ms: wait between attempts (default 1500).
+            timeout_ms: connect timeout (default 2000).
+            cert_file, key_file, ca_file: mutual TLS; all three or none.
+            connection_event_callback: ``cb(event, detail)`` for ``"disconnected"``,
+                ``"reconnected"``, ``"closed"``, ``"lame_duck"``, ``"server_error"``.
+            ping_interval_ms: keepalive interval; two unanswered pings mean a dead peer.
+
+        Raises:
+            MemphisConnectError: with the server's reason (wrong credentials, unreachable...).
+        """
+        if self.is_connection_active:
+            raise MemphisConnectError("already connected; close() first")
+        if not isinstance(host, str) or not isinstance(username, str):
+            raise MemphisConnectError("host and username must be strings")
+        if (connection_token != "") == (password != ""):
+            raise MemphisConnectError(_CONNECT_METHODS)
+        servers = parse_servers(host, port)
+        self.host = servers[0].host
+        self.username = username
+        self.account_id = account_id
+        self.connection_token = connection_token
+        self.password = password
+        self.port = port
+        self.reconnect = reconnect
+        self.max_reconnect = max_reconnect
+        self.reconnect_interval_ms = reconnect_interval_ms
+        self.timeout_ms = timeout_ms
+        self.connection_id = str(uuid.uuid4())
+        tls = None
+        if cert_file != "" or key_file != "" or ca_file != "":
+            if cert_file == "":
+                raise MemphisConnectError("Must provide a TLS cert file")
+            if key_file == "":
+                raise MemphisConnectError("Must provide a TLS key file")
+            if ca_file == "":
+                raise MemphisConnectError("Must provide a TLS ca file")
+            try:
+                tls = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+                tls.load_cert_chain(certfile=cert_file, keyfile=key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise MemphisConnectError(f"can not load the TLS files: {exc}") from exc
+        opts = ConnectOptions(
+            servers=servers,
+            name=f"{self.connection_id}::{username}",
+            user="" if connection_token else f"{username}${account_id}",
+            fallback_user="" if connection_token else username,
+            password=password,
+            token=connection_token,
+            tls=tls,
+            tls_hostname=self.host if tls is not None else None,
+            connect_timeout=max(timeout_ms, 1) / 1000,
+            allow_reconnect=reconnect,
+            max_reconnect=max_reconnect if reconnect else 0,
+            reconnect_wait=reconnect_interval_ms / 1000,
+            ping_interval=ping_interval_ms / 1000,
+            on_event=connection_event_callback,
+        )
+        self._conn = await NatsConnection.connect(opts)
+        self.is_connection_active = True
+        self._closed = False
+        self._updates_sid = self._conn.subscribe("$memphis_sdk_clients_updates", self._on_sdk_updates)
+
+    def is_connected(self) -> bool:
+        """True while connected (False before ``connect()``, while reconnecting, after close)."""
+        return self._conn is not None and self.is_connection_active and self._conn.is_connected
+
+    @property
+    def broker_manager(self) -> NatsConnection | None:
+        """The underlying NATS connection (memphis-py exposed nats-py's client here)."""
+        return self._conn
+
+    async def close(self) -> None:
+        """Close: stop consumers (nacking what they hold), wait (bounded) for in-flight
+        produces, cancel every background task and close the connection. Then raises a
+        :class:`~memphis_fast.exceptions.MemphisProduceError` if nonblocking produces failed
+        and were never reported (no silent loss)."""
+        if self._conn is None or self._closed:
+            return
+        self._closed = True
+        conn = self._conn
+        for consumer in list(self.consumers_map.values()):
+            try:
+                await consumer._shutdown()
+            except Exception:
+                log.exception("stopping consumer %s", consumer.consumer_name)
+        await conn.close()
+        self.is_connection_active = False
+        failures: list[ProduceFailure] = []
+        for producer in list(self.producers_map.values()):
+            failures.extend(producer.take_failures())
+        self.producers_map.clear()
+        self.consumers_map.clear()
+        self._stations.clear()
+        if failures:
+            raise MemphisProduceError(
+                f"{len(failures)} nonblocking produce(s) failed and were not reported before close()",
+                failures=failures,
+            )
+
+    # -- control plane -----------------------------------------------------------------------
+    async def _request(self, subject: str, payload: bytes, timeout: float, timeout_retries: int = 5) -> Any:
+        """A control-plane request, retried on timeout ``timeout_retries`` times (memphis-py's
+        policy). Raises :class:`MemphisError` subclasses."""
+        conn = self._require_conn()
+        attempt = 0
+        while True:
+            try:
+                return await conn.request(subject, payload, timeout)
+            except MemphisTimeoutError:
+                if attempt >= timeout_retries:
+                    raise MemphisTimeoutError(
+                        f"timeout: the broker did not answer {subject} "
+                        f"({attempt + 1} attempt(s) of {timeout:g} s)"
+                    ) from None
+                attempt += 1
+            except MemphisNoRespondersError:
+                raise MemphisNoRespondersError(
+                    f"no responders on {subject}: is this a Memphis broker (its control plane is not answering)?"
+                ) from None
+
+    def _on_sdk_updates(self, msgs: list[Any]) -> None:
+        for m in msgs:
+            try:
+                data = orjson.loads(m.data)
+                kind = data.get("type")
+                if kind == "send_notification":
+                    self._send_notification = bool(data.get("update"))
+                elif kind == "schemaverse_to_dls":
+                    st = self._stations.get(get_internal_name(str(data.get("station_name", ""))))
+                    if st is not None:
+                        st.schemaverse_to_dls = bool(data.get("update"))
+                elif kind == "remove_station":
+                    self._forget_station(get_internal_name(str(data.get("station_name", ""))))
+            except Exception:
+                log.exception("bad message on $memphis_sdk_clients_updates: %r", bytes(m.data)[:200])
+
+    def _acquire_station(self, internal: str) -> StationState:
+        """The station's shared state, subscribing its schema listener for the first client."""
+        st = self._stations.get(internal)
+        if st is None:
+            st = self._stations[internal] = StationState(internal)
+        if st.clients == 0 and st.schema_sid is None:
+            st.schema_sid = self._require_conn().subscribe(
+                f"$memphis_schema_updates_{internal}", st.on_schema_broadcast
+            )
+        st.clients += 1
+        return st
+
+    def _release_station(self, internal: str) -> None:
+        st = self._stations.get(internal)
+        if st is None:
+            return
+        st.clients -= 1
+        if st.clients <= 0:
+            self._drop_listeners(st)
+            del self._stations[internal]
+
+    def _drop_listeners(self, st: StationState) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        for sid in (st.schema_sid, st.functions_sid):
+            if sid is not None:
+                conn.unsubscribe(sid)
+        st.schema_sid = st.functions_sid = None
+
+    def _forget_station(self, internal: str) -> None:
+        """The station is gone: drop its cached producers/consumers (exact match) and listeners."""
+        for k in [k for k, p in self.producers_map.items() if p.internal_station_name == internal]:
+            del self.producers_map[k]
+        for k in [k for k, c in self.consumers_map.items() if c.internal_station_name == internal]:
+            c = self.consumers_map.pop(k)
+            asyncio.ensure_future(c._shutdown())
+        st = self._stations.pop(internal, None)
+        if st is not None:
+            self._drop_listeners(st)
+
+    def _apply_reply(self, st: StationState, res: dict[str, Any]) -> list[int] | None:
+        """Apply a producer/consumer creation reply; returns the partition list (None =
+        a legacy station without partitions)."""
+        schema_update = res.get("schema_update")
+        if isinstance(schema_update, dict):
+            st.schema.update(schema_update)
+        if "schemaverse_to_dls" in res:
+            st.schemaverse_to_dls = bool(res["schemaverse_to_dls"])
+        if "send_notification" in res:
+            self._send_notification = bool(res["send_notification"])
+        pu = res.get("partitions_update")
+        partitions = pu.get("partitions_list") if isinstance(pu, dict) else None
+        if partitions is not None:
+            partitions = [int(p) for p in partitions]
+            if not partitions:
+                partitions = None
+        return partitions
+
+    def _parse_creation_reply(self, raw: bytes) -> dict[str, Any]:
+        text = bytes(raw).decode("utf-8", "replace")
+        if text == "":
+            return {}
+        try:
+            res = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise MemphisError(text) from None
+        if not isinstance(res, dict):
+            raise MemphisError(text)
+        err = res.get("error")
+        if err:
+            raise MemphisError(str(err))
+        return res
+
+    # -- stations ----------------------------------------------------------------------------
+    async def station(
+        self,
+        name: str,
+        retention_type: Retention = Retention.MAX_MESSAGE_AGE_SECONDS,
+        retention_value: int = 3600,
+        storage_type: Storage = Storage.DISK,
+        replicas: int = 1,
+        idempotency_window_ms: int = 120000,
+        schema_name: str = "",
+        send_poison_msg_to_dls: bool = True,
+        send_schema_failed_msg_to_dls: bool = True,
+        tiered_storage_enabled: bool = False,
+        partitions_number: int = 1,
+        dls_station: str = "",
+        timeout_retries: int = 5,
+    ) -> Station:
+        """Create a station (an existing one is returned as is: its options are not changed).
+
+        Args:
+            name: station name.
+            retention_type: :class:`Retention` (its string value is accepted too).
+            retention_value: seconds / messages / bytes, by retention type (default 3600).
+            storage_type: :class:`Storage` (default ``DISK``).
+            replicas: default 1.
+            idempotency_window_ms: de-duplication window (default 120000).
+            schema_name: schema to enforce.
+            send_poison_msg_to_dls, send_schema_failed_msg_to_dls: DLS flags (default True).
+            tiered_storage_enabled: default False.
+            partitions_number: default 1 (0 means 1).
+            dls_station: a station that also receives dead letters.
+        """
+        if not isinstance(name, str):
+            raise MemphisError("station name must be a string")
+        if partitions_number == 0:
+            partitions_number = 1
+        req = {
+            "name": name,
+            "retention_type": _enum_value(retention_type, Retention, "retention_type"),
+            "retention_value": retention_value,
+            "storage_type": _enum_value(storage_type, Storage, "storage_type"),
+            "replicas": replicas,
+            "idempotency_window_in_ms": idempotency_window_ms,
+            "schema_name": schema_name,
+            "dls_configuration": {
+                "poison": send_poison_msg_to_dls,
+                "Schemaverse": send_schema_failed_msg_to_dls,
+            },
+            "username": self.username,
+            "tiered_storage_enabled": tiered_storage_enabled,
+            "partitions_number": partitions_number,
+            "dls_station": dls_station,
+        }
+        res = await self._request("$memphis_station_creations", orjson.dumps(req), 20, timeout_retries)
+        err = bytes(res.data).decode("utf-8", "replace")
+        if err != "" and "already exist" not in err:
+            raise MemphisError(err)
+        return Station(self, name)
+
+    # -- producers ---------------------------------------------------------------------------
+    async def producer(
+        self,
+        station_name: str | list[str],
+        producer_name: str,
+        generate_random_suffix: bool = False,
+        timeout_retries: int = 5,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
+        failure_callback: Callable[[ProduceFailure], Any] | None = None,
+        auto_msg_id: bool = False,
+    ) -> Producer:
+        """Create a producer (cached per station and name: a second call returns the same one).
+
+        Args:
+            station_name: a station, or a list of stations (multi-station producer).
+            producer_name: the producer's name.
+            generate_random_suffix: deprecated; appends ``_<8 hex>`` to the registered name.
+            max_inflight, max_inflight_bytes: the nonblocking produce window.
+            failure_callback: ``cb(ProduceFailure)`` for failed nonblocking messages (else they
+                are raised by the next ``produce``/``flush``/``destroy``/``close``).
+            auto_msg_id: give every message a unique ``msg_id``, so that re-sending after a
+                reconnect is de-duplicated by the broker.
+        """
+        self._require_conn()
+        if not isinstance(station_name, (str, list)):
+            raise MemphisError("station_name should be either string or list of strings")
+        if not isinstance(producer_name, str):
+            raise MemphisError("producer_name must be a string")
+        real_name = producer_name.lower()
+        if generate_random_suffix:
+            warnings.warn(
+                "generate_random_suffix is deprecated (memphis stopped supporting it).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            producer_name = f"{producer_name}_{random_bytes(8)}"
+        opts: dict[str, Any] = {
+            "max_inflight": max_inflight,
+            "max_inflight_bytes": max_inflight_bytes,
+            "failure_callback": failure_callback,
+            "auto_msg_id": auto_msg_id,
+        }
+        if isinstance(station_name, list):
+            return Producer(self, producer_name, station_name, real_name, **opts)
+        return await self._single_station_producer(station_name, producer_name, real_name, timeout_retries, opts)
+
+    async def _single_station_producer(
+        self,
+        station_name: str,
+        producer_name: str,
+        real_name: str,
+        timeout_retries: int,
+        opts: dict[str, Any] | None = None,
+    ) -> Producer:
+        internal = get_internal_name(station_name)
+        key = f"{internal}_{real_name}"
+        cached = self.producers_map.get(key)
+        if cached is not None:
+            return cached
+        req = {
+            "name": producer_name,
+            "station_name": station_name,
+            "connection_id": self.connection_id,
+            "producer_type": "application",
+            "req_version": 4,
+            "username": self.username,
+            "app_id": app_id,
+            "sdk_lang": "python",
+        }
+        st = self._acquire_station(internal)
+        try:
+            res = await self._request("$memphis_producer_creations", orjson.dumps(req), 20, timeout_retries)
+            reply = self._parse_creation_reply(res.data)
+            partitions = self._apply_reply(st, reply)
+            if int(reply.get("station_version", 0) or 0) >= 2 and st.functions_sid is None:
+                first = reply.get("station_partitions_first_functions") or {}
+                st.functions = {str(k): v for k, v in first.items()}
+                st.functions_sid = self._require_conn().subscribe(
+                    f"$memphis_functions_updates_{internal}", st.on_functions_broadcast
+                )
+        except BaseException:
+            self._release_station(internal)
+            raise
+        existing = self.producers_map.get(key)
+        if existing is not None:  # created concurrently
+            self._release_station(internal)
+            return existing
+        producer = Producer(
+            self, producer_name, station_name, real_name, state=st, partitions=partitions, **(opts or {})
+        )
+        self.producers_map[key] = producer
+        return producer
+
+    async def produce(
+        self,
+        station_name: str | list[str],
+        producer_name: str,
+        message: Any,
+        generate_random_suffix: bool = False,
+        ack_wait_sec: int = 15,
+        headers: Headers | dict[str, Any] | None = None,
+        async_produce: bool = False,
+        msg_id: str | None = None,
+        producer_partition_key: str | None = None,
+        producer_partition_number: int = -1,
+        nonblocking: bool = False,
+    ) -> None:
+        """Produce without keeping a producer object (one is created and cached).
+
+        A schema failure is raised as a plain :class:`MemphisError` here (memphis-py re-wraps
+        it; ``Producer.produce`` raises :class:`MemphisSchemaError`)."""
+        if not isinstance(station_name, (str, list)):
+            raise MemphisError("station_name should be either string or list of strings")
+        producer = await self.producer(station_name, producer_name, generate_random_suffix)
+        try:
+            await producer.produce(
+                message,
+                ack_wait_sec=ack_wait_sec,
+                headers=headers,
+                async_produce=async_produce,
+                nonblocking=nonblocking,
+                msg_id=msg_id,
+                producer_partition_key=producer_partition_key,
+                producer_partition_number=producer_partition_number,
+            )
+        except MemphisSchemaError as exc:
+            raise MemphisError(exc.message) from exc
+
+    # -- consumers ---------------------------------------------------------------------------
+    async def consumer(
+        self,
+        station_name: str,
+        consumer_name: str,
+        consumer_group: str = "",
+        pull_interval_ms: int = 1000,
+        batch_size: int = 10,
+        batch_max_time_to_wait_ms: int = 100,
+        max_ack_time_ms: int = 30000,
+        max_msg_deliveries: int = 2,
+        generate_random_suffix: bool = False,
+        start_consume_from_sequence: int = 1,
+        last_messages: int = -1,
+        timeout_retries: int = 5,
+        error_callback: Callable[[MemphisError], Any] | None = None,
+        max_bytes_per_pull: int = DEFAULT_MAX_BYTES_PER_PULL,
+    ) -> Consumer:
+        """Create a consumer (cached per station and name).
+
+        Args:
+            station_name: station to consume from (created with defaults if missing).
+            consumer_name: the consumer's name.
+            consumer_group: its group (default: the consumer name).
+            pull_interval_ms: pause after pulls came back empty (default 1000).
+            batch_size: messages per batch, 1..5000 (default 10).
+            batch_max_time_to_wait_ms: how long a pull waits for a full batch (min/default 100).
+            max_ack_time_ms: ack wait before redelivery (default 30000).
+            max_msg_deliveries: deliveries before a message is poison (default 2).
+            generate_random_suffix: deprecated; appends ``_<8 hex>`` to the name.
+            start_consume_from_sequence: first sequence for a new group (default 1).
+            last_messages: start a new group with the last N messages (default -1 = all).
+            error_callback: ``cb(MemphisError)`` for consumer errors (Go: ConsumerErrorHandler);
+                the default logs them.
+            max_bytes_per_pull: byte limit of one pull (prefetch memory bound).
+        """
+        self._require_conn()
+        if not isinstance(station_name, str) or not isinstance(consumer_name, str):
+            raise MemphisError("station_name and consumer_name must be strings")
+        if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
+            raise MemphisError(f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1")
+        real_name = consumer_name.lower()
+        if generate_random_suffix:
+            warnings.warn(
+                "generate_random_suffix is deprecated (memphis stopped supporting it).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            consumer_name = f"{consumer_name}_{random_bytes(8)}"
+        cg = consumer_name if not consumer_group else consumer_group
+        if start_consume_from_sequence <= 0:
+            raise MemphisError("start_consume_from_sequence has to be a positive number")
+        if last_messages < -1:
+            raise MemphisError("min value for last_messages is -1")
+        if start_consume_from_sequence > 1 and last_messages > -1:
+            raise MemphisError(
+                "Consumer creation options can't contain both start_consume_from_sequence and last_messages"
+            )
+        internal = get_internal_name(station_name)
+        key = f"{internal}_{real_name}"
+        cached = self.consumers_map.get(key)
+        if cached is not None:
+            return cached
+        req = {
+            "name": consumer_name,
+            "station_name": station_name,
+            "connection_id": self.connection_id,
+            "consumer_type": "application",
+            # The resolved group (memphis-py sent "" and let the broker resolve it, R5).
+            "consumers_group": cg,
+            "max_ack_time_ms": max_ack_time_ms,
+            "max_msg_deliveries": max_msg_deliveries,
+            "start_consume_from_sequence": start_consume_from_sequence,
+            "last_messages": last_messages,
+            "req_version": 4,
+            "username": self.username,
+            "app_id": app_id,
+            "sdk_lang": "python",
+        }
+        st = self._acquire_station(internal)
+        try:
+            res = await self._request("$memphis_consumer_creations", orjson.dumps(req), 20, timeout_retries)
+            reply = self._parse_creation_reply(res.data)
+            partitions = self._apply_reply(st, reply)
+            durable = get_internal_name(cg)
+            streams = [f"{internal}${p}" for p in partitions] if partitions else [internal]
+            conn = self._require_conn()
+            # Bind: the broker created the durable on every partition (Go: consumer info).
+            infos = await asyncio.gather(
+                *(conn.request(f"$JS.API.CONSUMER.INFO.{s}.{durable}", b"", 20) for s in streams)
+            )
+            for s, info in zip(streams, infos, strict=True):
+                try:
+                    body = orjson.loads(info.data) if info.data else {}
+                except orjson.JSONDecodeError:
+                    body = {}
+                err = body.get("error") if isinstance(body, dict) else None
+                if err:
+                    raise MemphisError(
+                        f"consumer group {cg!r} has no durable consumer on {s}: {err.get('description', err)}"
+                    )
+            consumer = Consumer(
+                self,
+                station_name,
+                consumer_name,
+                cg,
+                pull_interval_ms,
+                batch_size,
+                batch_max_time_to_wait_ms,
+                max_ack_time_ms,
+                max_msg_deliveries,
+                error_callback=error_callback,
+                start_consume_from_sequence=start_consume_from_sequence,
+                last_messages=last_messages,
+                partition_generator=PartitionGenerator(partitions) if partitions else None,
+                state=st,
+                partitions=partitions,
+                max_bytes_per_pull=max_bytes_per_pull,
+            )
+        except BaseException:
+            self._release_station(internal)
+            raise
+        consumer._start_ping()
+        self.consumers_map[key] = consumer
+        return consumer
+
+    async def fetch_messages(
+        self,
+        station_name: str,
+        consumer_name: str,
+        consumer_group: str = "",
+        batch_size: int = 10,
+        batch_max_time_to_wait_ms: int = 100,
+        max_ack_time_ms: int = 30000,
+        max_msg_deliveries: int = 2,
+        generate_random_suffix: bool = False,
+        start_consume_from_sequence: int = 1,
+        last_messages: int = -1,
+        consumer_partition_key: str | None = None,
+        consumer_partition_number: int = -1,
+        prefetch: bool = False,
+    ) -> list[Message]:
+        """Fetch one batch without keeping a consumer object (one is created and cached)."""
+        self._require_conn()
+        if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
+            raise MemphisError(f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1")
+        key = f"{get_internal_name(station_name)}_{consumer_name.lower()}"
+        consumer = self.consumers_map.get(key)
+        if consumer is None:
+            consumer = await self.consumer(
+                station_name=station_name,
+                consumer_name=consumer_name,
+                consumer_group=consumer_group,
+                batch_size=batch_size,
+                batch_max_time_to_wait_ms=batch_max_time_to_wait_ms,
+                max_ack_time_ms=max_ack_time_ms,
+                max_msg_deliveries=max_msg_deliveries,
+                generate_random_suffix=generate_random_suffix,
+                start_consume_from_sequence=start_consume_from_sequence,
+                last_messages=last_messages,
+            )
+        return await consumer.fetch(
+            batch_size,
+            consumer_partition_key=consumer_partition_key,
+            consumer_partition_number=consumer_partition_number,
+            prefetch=prefetch,
+        )
+
+    # -- schemas -----------------------------------------------------------------------------
+    async def create_schema(
+        self, schema_name: str, schema_type: str, schema_path: str, timeout_retries: int = 5
+    ) -> None:
+        """Create a schema from a file (a new version if the name exists with other content).
+
+        Args:
+            schema_name: lower-case letters, digits, ``_ - .``; at most 128 characters.
+            schema_type: ``json``, ``graphql``, ``protobuf`` or ``avro``.
+            schema_path: the schema file (read without blocking the event loop).
+        """
+        validate_schema_type(schema_type)
+        validate_schema_name(schema_name)
+        content = await load_schema_file(schema_path)
+        req = {
+            "name": schema_name,
+            "type": schema_type,
+            "created_by_username": self.username,
+            "schema_content": content,
+            "message_struct_name": "",
+        }
+        res = await self._request("$memphis_schema_creations", orjson.dumps(req), 20, timeout_retries)
+        text = bytes(res.data).decode("utf-8", "replace")
+        try:
+            body = orjson.loads(res.data) if text else {}
+        except orjson.JSONDecodeError:
+            raise MemphisError(text) from None
+        err = body.get("error", "") if isinstance(body, dict) else text
+        if err and "already exists" not in err:
+            raise MemphisError(err)
+
+    async def schema_name_validation(self, schema_name: str) -> None:
+        """Raise :class:`MemphisError` if ``schema_name`` breaks memphis-py's rules."""
+        validate_schema_name(schema_name)
+
+    async def enforce_schema(self, name: str, station_name: str, timeout_retries: int = 5) -> None:
+        """Enforce a schema on an existing station (takes effect on the next message of every
+        producer and consumer of the station)."""
+        if name == "" or station_name == "":
+            raise MemphisError("name and station name can not be empty")
+        req = {"name": name, "station_name": station_name, "username": self.username}
+        res = await self._request("$memphis_schema_attachments", orjson.dumps(req), 20, timeout_retries)
+        err = bytes(res.data).decode("utf-8", "replace")
+        if err != "":
+            raise MemphisError(err)
+
+    async def attach_schema(self, name: str, station_name: str) -> None:
+        """Deprecated: use :meth:`enforce_schema`."""
+        await self.enforce_schema(name, station_name)
+
+    async def detach_schema(self, station_name: str, timeout_retries: int = 5) -> None:
+        """Remove the schema of a station."""
+        if station_name == "":
+            raise MemphisError("station name is missing")
+        req = {"station_name": station_name, "username": self.username}
+        res = await self._request("$memphis_schema_detachments", orjson.dumps(req), 20, timeout_retries)
+        err = bytes(res.data).decode("utf-8", "replace")
+        if err != "":
+            raise MemphisError(err)
+
+    # -- compat helpers ----------------------------------------------------------------------
+    def unset_cached_producer_station(self, station_name: str) -> None:
+        internal = get_internal_name(station_name)
+        for k in [k for k, p in self.producers_map.items() if p.internal_station_name == internal]:
+            del self.producers_map[k]
+
+    def unset_cached_consumer_station(self, station_name: str) -> None:
+        internal = get_internal_name(station_name)
+        for k in [k for k, c in self.consumers_map.items() if c.internal_station_name == internal]:
+            del self.consumers_map[k]
+
+    def stats(self) -> dict[str, int]:
+        """Connection counters (messages and bytes in/out, reconnects, in flight, acked...)."""
+        return self._require_conn().stats() if self._conn is not None else {}
+
+

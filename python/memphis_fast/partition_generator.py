@@ -1,0 +1,28 @@
+"""Round-robin partition generator (``memphis.partition_generator``), on the Rust core."""
+
+from __future__ import annotations
+
+from . import _core
+
+__all__ = ["PartitionGenerator"]
+
+
+class PartitionGenerator:
+    """``next(gen)`` returns the station's partitions in list order, round-robin."""
+
+    __slots__ = ("_p", "partitions_list", "length")
+
+    def __init__(self, partitions_list: list[int]) -> None:
+        self.partitions_list = list(partitions_list)
+        self.length = len(self.partitions_list)
+        self._p = _core.Partitioner(self.partitions_list)
+
+    def __next__(self) -> int:
+        return int(self._p.next())
+
+    def __iter__(self) -> PartitionGenerator:
+        return self
+
+    def for_key(self, key: str) -> int:
+        """The partition of a key: ``partitions[murmur3(key, seed=31) % len]`` (as memphis-py)."""
+        return int(self._p.for_key(key))

@@ -1,0 +1,587 @@
+"""Producers (``memphis.producer.Producer``).
+
+Every produced message ends in exactly one outcome, matched in the Rust core: stored, not
+stored (no stream for the subject, or a JetStream error), unknown (no acknowledgement within
+``ack_wait_sec``, or the connection dropped after the message left), or not sent (the
+connection was closed first).
+
+* ``await produce(msg)`` (the default, as in memphis-py) returns once the broker stored the
+  message and raises :class:`~memphis_fast.exceptions.MemphisProduceError` otherwise.
+  Cancelling it does not take the message back: it was already handed to the connection and
+  may be stored; only its outcome is dropped.
+* ``await produce(msg, nonblocking=True)`` returns as soon as the message is queued. The
+  producer keeps a bounded window of messages in flight (``max_inflight`` messages and
+  ``max_inflight_bytes`` bytes, plus ``concurrent_task_limit`` when given): a call waits while
+  the window is full, so memory stays bounded when the broker is slow. A cancelled call that is
+  still waiting for room sends nothing. A failed message is reported exactly once: to
+  ``failure_callback`` if the producer has one, otherwise as a
+  :class:`~memphis_fast.exceptions.MemphisProduceError` carrying every failure so far (each a
+  :class:`ProduceFailure` naming its message by index and ``msg_id``), raised by the next
+  ``produce``, ``flush()``, ``destroy()`` or ``Memphis.close()`` — before that call does
+  anything else.
+* ``await produce_batch(msgs)`` encodes all messages in one call and one write and returns a
+  :class:`ProduceResult` per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from .exceptions import (
+    MemphisError,
+    MemphisProduceError,
+    MemphisSchemaError,
+    MemphisTimeoutError,
+)
+from .headers import Headers, user_headers
+from .schemaverse import (
+    NOTIFICATIONS_SUBJECT,
+    SCHEMAVERSE_DLS_SUBJECT,
+    build_schema_notification,
+    build_schemaverse_dls_report,
+    encode_plain,
+    failed_message_bytes,
+)
+from .station import Station
+from .utils import get_internal_name
+
+if TYPE_CHECKING:
+    from .memphis import Memphis
+    from .station import StationState
+
+__all__ = ["Producer", "ProduceFailure", "ProduceResult", "MemphisProduceTimeoutError"]
+
+log = logging.getLogger("memphis_fast")
+
+K_STORED = _core.K_STORED
+K_NOT_STORED = _core.K_NOT_STORED
+K_UNKNOWN = _core.K_UNKNOWN
+K_NOT_SENT = _core.K_NOT_SENT
+_KIND_NAMES = {K_STORED: "stored", K_NOT_STORED: "not_stored", K_UNKNOWN: "unknown", K_NOT_SENT: "not_sent"}
+
+#: Default window of a producer's unacknowledged nonblocking messages.
+DEFAULT_MAX_INFLIGHT = 4096
+DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
+
+class MemphisProduceTimeoutError(MemphisProduceError, MemphisTimeoutError):
+    """No acknowledgement within ``ack_wait_sec``; the message may or may not be stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceFailure:
+    """A message that was not stored (or whose fate is unknown)."""
+
+    #: the producer's count of messages before this one (0 for its first message)
+    index: int
+    msg_id: str | None
+    station: str
+    #: ``"not_stored"``, ``"unknown"`` or ``"not_sent"``
+    kind: str
+    reason: str
+    #: 503 = no stream for the subject; else the JetStream API error's code (0 if none)
+    code: int = 0
+    err_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceResult:
+    """The outcome of one message of :meth:`Producer.produce_batch`."""
+
+    index: int
+    msg_id: str | None
+    stored: bool
+    kind: str
+    stream: str | None = None
+    sequence: int | None = None
+    duplicate: bool = False
+    error: str | None = None
+    code: int = 0
+    err_code: int = 0
+
+
+def _failure_text(f: ProduceFailure) -> str:
+    name = f"message {f.index}" + (f" (msg_id {f.msg_id!r})" if f.msg_id else "")
+    if f.kind == "not_stored" and f.code == 503:
+        return (
+            f"{name} was not stored: no stream for it on station {f.station} "
+            "(does the station still exist?)"
+        )
+    return f"{name} {f.kind.replace('_', ' ')}: {f.reason}"
+
+
+def _raise_outcome(t: tuple[Any, ...], index: int, msg_id: str | None, station: str) -> None:
+    kind = t[2]
+    f = ProduceFailure(index, msg_id, station, _KIND_NAMES[kind], t[3], t[6], t[7])
+    cls = MemphisProduceTimeoutError if kind == K_UNKNOWN and "ack wait" in t[3] else MemphisProduceError
+    raise cls(_failure_text(f), failures=[f])
+
+
+class _InFlight:
+    """``producer.background_tasks``: sized like memphis-py's set of tasks, i.e. the number
+    of this producer's messages still in flight (user code polls ``len()`` until 0)."""
+
+    __slots__ = ("_producer",)
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    def __len__(self) -> int:
+        return self._producer.inflight
+
+    def __bool__(self) -> bool:
+        return self._producer.inflight > 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} messages in flight>"
+
+
+class Producer:
+    """A producer. Created by :meth:`Memphis.producer` (or :meth:`Station.create_producer`)."""
+
+    def __init__(
+        self,
+        connection: Memphis,
+        producer_name: str,
+        station_name: str | list[str],
+        real_name: str,
+        *,
+        state: StationState | None = None,
+        partitions: list[int] | None = None,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
+        failure_callback: Callable[[ProduceFailure], Any] | None = None,
+        auto_msg_id: bool = False,
+    ) -> None:
+        self.connection = connection
+        self.producer_name = producer_name.lower()
+        self.station_name = station_name
+        self.real_name = real_name
+        self.max_inflight = max(1, int(max_inflight))
+        self.max_inflight_bytes = max(1, int(max_inflight_bytes))
+        self.failure_callback = failure_callback
+        self.auto_msg_id = auto_msg_id
+        self._failures: list[ProduceFailure] = []
+        self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._count = 0
+        self._destroyed = False
+        self._id_prefix = uuid.uuid4().hex[:12] + "-"
+        self.background_tasks = _InFlight(self)
+        if isinstance(station_name, list):
+            self.is_multi_station_producer = True
+            self._opts = {
+                "max_inflight": max_inflight,
+                "max_inflight_bytes": max_inflight_bytes,
+                "failure_callback": failure_callback,
+                "auto_msg_id": auto_msg_id,
+            }
+            return
+        self.is_multi_station_producer = False
+        self.station = Station(connection, station_name)
+        self.internal_station_name = get_internal_name(station_name)
+        assert state is not None
+        self._state = state
+        self._conn = connection._require_conn()
+        self._group = self._conn.new_group()
+        self._conn.set_failure_handler(self._group, self._on_failure)
+        self._header_lines = _core.encode_header_lines(
+            {
+                "$memphis_producedBy": self.producer_name,
+                "$memphis_connectionId": connection.connection_id,
+            }
+        )
+        self._partitions = partitions
+        self._subjects: dict[int, str] = {}
+        if partitions is None:
+            self._single_subject: str | None = f"{self.internal_station_name}.final"
+        elif len(partitions) == 1:
+            self._single_subject = f"{self.internal_station_name}${partitions[0]}.final"
+        else:
+            self._single_subject = None
+            self._subjects = {p: f"{self.internal_station_name}${p}.final" for p in partitions}
+            self.partition_generator = _core.Partitioner(list(partitions))
+
+    def __repr__(self) -> str:
+        return f"<Producer {self.producer_name} station={self.station_name}>"
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def inflight(self) -> int:
+        """Messages of this producer sent and not yet acknowledged."""
+        if self.is_multi_station_producer:
+            total = 0
+            for sn in self.station_name:
+                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                if p is not None:
+                    total += p.inflight
+            return total
+        return self._conn.group_inflight(self._group)[0]
+
+    # -- routing -----------------------------------------------------------------------------
+    def _subject(self, key: str | None, number: int) -> str:
+        single = self._single_subject
+        state = self._state
+        if single is not None:
+            subject = single
+            partition = self._partitions[0] if self._partitions else None
+        else:
+            if number > 0 and key is not None:
+                raise MemphisError("Can not use both partition number and partition key")
+            if key is not None:
+                partition = self.partition_generator.for_key(key)
+            elif number > 0:
+                self.validate_partition_number(number, self.internal_station_name)
+                partition = number
+            else:
+                partition = self.partition_generator.next()
+            subject = self._subjects[partition]
+        if state.functions and partition is not None:
+            fid = state.functions.get(str(partition))
+            if fid is not None:
+                return f"{self.internal_station_name}${partition}.functions.{fid}"
+        return subject
+
+    def get_partition_from_key(self, key: str) -> int:
+        """The partition a key routes to (murmur3, seed 31, as memphis-py)."""
+        if not self._partitions:
+            raise MemphisError("the station has no partitions")
+        if len(self._partitions) == 1:
+            return self._partitions[0]
+        return int(self.partition_generator.for_key(key))
+
+    def validate_partition_number(self, partition_number: int, station_name: str) -> None:
+        partitions = self._partitions
+        if partitions is None:
+            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
+        if partition_number < 1 or partition_number > len(partitions):
+            raise MemphisError("Partition number is out of range")
+        if partition_number not in partitions:
+            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
+
+    # -- failures ----------------------------------------------------------------------------
+    def _on_failure(self, t: tuple[Any, ...], msg_id: str | None) -> None:
+        f = ProduceFailure(t[1], msg_id, str(self.station_name), _KIND_NAMES[t[2]], t[3], t[6], t[7])
+        log.warning("memphis producer %s: %s", self.producer_name, _failure_text(f))
+        cb = self.failure_callback
+        if cb is None:
+            self._failures.append(f)
+            return
+        try:
+            res = cb(f)
+            if inspect.isawaitable(res):
+                task = asyncio.ensure_future(res)
+                self._callback_tasks.add(task)
+                task.add_done_callback(self._callback_done)
+        except Exception:
+            log.exception("produce failure callback raised")
+
+    def _callback_done(self, task: asyncio.Task[Any]) -> None:
+        self._callback_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("produce failure callback raised", exc_info=task.exception())
+
+    def take_failures(self) -> list[ProduceFailure]:
+        """Failures not yet reported (they are not raised afterwards)."""
+        if self.is_multi_station_producer:
+            out: list[ProduceFailure] = []
+            for sn in self.station_name:
+                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                if p is not None:
+                    out.extend(p.take_failures())
+            return out
+        f, self._failures = self._failures, []
+        return f
+
+    def _raise_failures(self) -> None:
+        failures = self.take_failures()
+        if failures:
+            first = _failure_text(failures[0])
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise MemphisProduceError(
+                f"{len(failures)} earlier nonblocking produce(s) failed: {first}{more}",
+                failures=failures,
+            )
+
+    # -- producing ---------------------------------------------------------------------------
+    async def produce(
+        self,
+        message: Any,
+        ack_wait_sec: int = 15,
+        headers: Headers | Mapping[str, Any] | None = None,
+        async_produce: bool | None = None,
+        nonblocking: bool = False,
+        msg_id: str | None = None,
+        concurrent_task_limit: int | None = None,
+        producer_partition_key: str | None = None,
+        producer_partition_number: int = -1,
+    ) -> None:
+        """Produce a message.
+
+        Args:
+            message: ``bytes``, ``bytearray``, ``memoryview``, ``str`` (UTF-8), ``dict`` (JSON),
+                a protobuf message, a GraphQL document; validated against the station's schema.
+            ack_wait_sec: how long to wait for the broker's acknowledgement (default 15).
+            headers: :class:`Headers` or a dict; never modified.
+            async_produce: deprecated name of ``nonblocking``.
+            nonblocking: return once the message is queued (see the module docs).
+            msg_id: de-duplication id (sent as ``msg-id`` and ``Nats-Msg-Id``).
+            concurrent_task_limit: with ``nonblocking``, wait when this many messages are in
+                flight until half of them are acknowledged.
+            producer_partition_key: route by key (murmur3 as memphis-py).
+            producer_partition_number: route to this partition.
+
+        Raises:
+            MemphisSchemaError: the message does not match the station's schema.
+            MemphisProduceError: the message (or, first, an earlier nonblocking one) failed.
+            MemphisHeaderError: a header key starts with ``$memphis``.
+        """
+        if self.is_multi_station_producer:
+            await self._multi_station_produce(
+                message,
+                ack_wait_sec=ack_wait_sec,
+                headers=headers,
+                async_produce=async_produce,
+                nonblocking=nonblocking,
+                msg_id=msg_id,
+                concurrent_task_limit=concurrent_task_limit,
+                producer_partition_key=producer_partition_key,
+                producer_partition_number=producer_partition_number,
+            )
+            return
+        if self._failures:
+            self._raise_failures()
+        if self._destroyed:
+            raise MemphisError(f"producer {self.producer_name} was destroyed")
+        schema = self._state.schema.schema
+        if schema is not None:
+            try:
+                data: Any = schema.encode(message)
+            except MemphisSchemaError as exc:
+                self._report_schema_failure(message, headers, exc)
+                raise
+        elif type(message) in _BYTES_TYPES:
+            data = message
+        else:
+            data = encode_plain(message)
+        hdrs = None if headers is None else user_headers(headers)
+        if msg_id is None or msg_id == "":
+            msg_id = f"{self._id_prefix}{self._count}" if self.auto_msg_id else None
+        if producer_partition_key is None and producer_partition_number <= 0 and self._single_subject:
+            subject = self._single_subject if not self._state.functions else self._subject(None, -1)
+        else:
+            subject = self._subject(producer_partition_key, producer_partition_number)
+        conn = self._conn
+        index = self._count
+        if async_produce:
+            warnings.warn(
+                "The argument async_produce is deprecated. Please use the argument nonblocking instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            nonblocking = True
+        if nonblocking:
+            group = self._group
+            count, nbytes = conn.group_inflight(group)
+            if concurrent_task_limit is not None and count >= concurrent_task_limit:
+                target = concurrent_task_limit / 2
+                while conn.group_inflight(group)[0] > target and not conn.is_closed:
+                    await conn.wait_progress()
+                count, nbytes = conn.group_inflight(group)
+            while (count >= self.max_inflight or nbytes >= self.max_inflight_bytes) and not conn.is_closed:
+                await conn.wait_progress()
+                count, nbytes = conn.group_inflight(group)
+            if conn._write_resumed is not None:
+                await conn.wait_writable()
+            conn.js_publish(subject, data, group, index, ack_wait_sec, self._header_lines, hdrs, msg_id)
+            self._count = index + 1
+            return
+        self._count = index + 1
+        t = await conn.js_publish_wait(
+            subject, data, self._group, index, ack_wait_sec, self._header_lines, hdrs, msg_id
+        )
+        if t[2] != K_STORED:
+            _raise_outcome(t, index, msg_id, str(self.station_name))
+
+    async def produce_batch(
+        self,
+        messages: Sequence[Any],
+        ack_wait_sec: int = 15,
+        headers: Headers | Mapping[str, Any] | None = None,
+        msg_ids: Sequence[str | None] | None = None,
+        producer_partition_key: str | None = None,
+        producer_partition_number: int = -1,
+    ) -> list[ProduceResult]:
+        """Produce many messages with one encode call and one write per partition; returns one
+        :class:`ProduceResult` per message, in order. Messages rejected before sending (schema,
+        size) are results too; nothing is raised for them. Without a key or number, messages
+        are spread round-robin over the partitions as single produces would be."""
+        if self.is_multi_station_producer:
+            raise MemphisError("produce_batch is not available on a multi-station producer")
+        if self._failures:
+            self._raise_failures()
+        if msg_ids is not None and len(msg_ids) != len(messages):
+            raise MemphisError(f"{len(msg_ids)} msg_ids for {len(messages)} messages")
+        if user_headers(headers) is not None:
+            extra = _core.encode_header_lines(user_headers(headers))
+            header_lines = self._header_lines + extra
+        else:
+            header_lines = self._header_lines
+        base = self._count
+        self._count += len(messages)
+        results: list[ProduceResult | None] = [None] * len(messages)
+        ids: list[str | None] = list(msg_ids) if msg_ids is not None else [None] * len(messages)
+        if self.auto_msg_id:
+            ids = [m if m else f"{self._id_prefix}{base + i}" for i, m in enumerate(ids)]
+        # Encode, and group by subject (round-robin as single produces would route them).
+        groups: dict[str, tuple[list[int], list[Any]]] = {}
+        schema = self._state.schema.schema
+        for i, m in enumerate(messages):
+            try:
+                if schema is not None:
+                    try:
+                        data = schema.encode(m)
+                    except MemphisSchemaError as exc:
+                        self._report_schema_failure(m, headers, exc)
+                        raise
+                elif type(m) in _BYTES_TYPES:
+                    data = m
+                else:
+                    data = encode_plain(m)
+                subject = self._subject(producer_partition_key, producer_partition_number)
+            except MemphisError as exc:
+                results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=exc.message)
+                continue
+            idx, datas = groups.setdefault(subject, ([], []))
+            idx.append(i)
+            datas.append(data)
+        conn = self._conn
+        if conn._write_resumed is not None:
+            await conn.wait_writable()
+        calls = [
+            conn.js_publish_batch(
+                subject,
+                datas,
+                self._group,
+                ack_wait_sec,
+                header_lines,
+                [ids[i] for i in idx] if any(ids[i] for i in idx) else None,
+            )
+            for subject, (idx, datas) in groups.items()
+        ]
+        done = await asyncio.gather(*calls)
+        for (idx, _), (outcomes, rejected) in zip(groups.values(), done, strict=True):
+            for pos, exc in rejected:
+                i = idx[pos]
+                results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=str(exc))
+            for pos, t in enumerate(outcomes):
+                if t is None:
+                    continue
+                i = idx[pos]
+                kind = t[2]
+                if kind == K_STORED:
+                    results[i] = ProduceResult(
+                        base + i, ids[i], True, "stored", stream=t[3], sequence=t[4], duplicate=t[5]
+                    )
+                else:
+                    results[i] = ProduceResult(
+                        base + i, ids[i], False, _KIND_NAMES[kind], error=t[3], code=t[6], err_code=t[7]
+                    )
+        return [r for r in results if r is not None]
+
+    def _report_schema_failure(self, message: Any, headers: Any, exc: MemphisSchemaError) -> None:
+        """Spec 7.8: the schemaverse DLS report and the notification, as the flags ask."""
+        conn = self.connection
+        try:
+            data = getattr(exc, "payload", None)
+            if data is None:
+                data = failed_message_bytes(message)
+            hdrs = user_headers(headers) if headers is not None else None
+            if self._state.schemaverse_to_dls:
+                body = build_schemaverse_dls_report(
+                    internal_station_name=self.internal_station_name,
+                    producer_name=self.producer_name,
+                    connection_id=conn.connection_id,
+                    data=data,
+                    headers=hdrs,
+                    validation_error=exc,
+                )
+                self._conn.publish(SCHEMAVERSE_DLS_SUBJECT, body)
+            if conn._send_notification:
+                body = build_schema_notification(
+                    station_name=str(self.station_name),
+                    producer_name=self.producer_name,
+                    validation_error=exc,
+                    data=data,
+                )
+                self._conn.publish(NOTIFICATIONS_SUBJECT, body)
+        except MemphisError:
+            log.exception("could not report a schema validation failure")
+
+    async def _multi_station_produce(self, message: Any, **kwargs: Any) -> None:
+        conn = self.connection
+        for sn in self.station_name:
+            p = await conn.producer(sn, self.producer_name, **self._opts)
+            await p.produce(message, **kwargs)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every message of this producer is acknowledged (or failed), then raise
+        the failures not yet reported. ``timeout`` ``None`` waits as long as the longest ack
+        wait takes."""
+        if self.is_multi_station_producer:
+            for sn in self.station_name:
+                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                if p is not None:
+                    await p.flush(timeout)
+            return
+        ok = await self._conn.wait_group_drained(self._group, timeout)
+        self._raise_failures()
+        if not ok:
+            raise MemphisTimeoutError(
+                f"timeout: {self.inflight} messages still in flight after {timeout} s"
+            )
+
+    async def destroy(self, timeout_retries: int = 5) -> None:
+        """Wait for in-flight messages, unregister the producer, drop it from the cache; raises
+        failures not yet reported afterwards."""
+        if self.is_multi_station_producer:
+            for sn in self.station_name:
+                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                if p is not None:
+                    await p.destroy(timeout_retries)
+            return
+        if self._destroyed:
+            return
+        conn = self.connection
+        if not self._conn.is_closed:
+            await self._conn.wait_group_drained(self._group, None)
+        req = {
+            "name": self.producer_name,
+            "station_name": self.station_name,
+            "username": conn.username,
+            "connection_id": conn.connection_id,
+            "req_version": 1,
+        }
+        import orjson
+
+        res = await conn._request("$memphis_producer_destructions", orjson.dumps(req), 5, timeout_retries)
+        error = bytes(res.data).decode("utf-8", "replace")
+        if error != "" and "not exist" not in error:
+            raise MemphisError(error)
+        self._destroyed = True
+        conn._release_station(self.internal_station_name)
+        conn.producers_map.pop(f"{self.internal_station_name}_{self.real_name}", None)
+        self._conn.set_failure_handler(self._group, None)
+        self._conn.core.drop_group(self._group)
+        self._raise_failures()
