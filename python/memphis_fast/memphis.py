@@ -45,6 +45,8 @@ _CONNECT_METHODS = "You have to connect with one of the following methods: conne
 def _enum_value(value: Any, enum: type[Retention] | type[Storage], what: str) -> str:
     if isinstance(value, enum):
         return str(value.value)
+    # memphis-py's own enums (mixed imports during a migration) and plain strings
+    value = getattr(value, "value", value)
     if isinstance(value, str):
         v = value.lower()
         if v in {e.value for e in enum}:
