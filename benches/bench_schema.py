@@ -459,11 +459,21 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--cpu", type=int, help="pin the process to this CPU")
     parser.add_argument("--only", help="comma-separated schema types to run")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions per message under valgrind's callgrind (noise-free, slow)",
+    )
+    parser.add_argument(
+        "--callgrind-worker", nargs=3, metavar=("CASE", "SIDE", "PASSES"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
 
     cases, unavailable = build_cases()
+    if args.callgrind_worker:
+        return callgrind_worker(cases, *args.callgrind_worker)
     if args.only:
         wanted = set(args.only.split(","))
         cases = [c for c in cases if c.schema_type in wanted]
@@ -527,9 +537,69 @@ def main() -> int:
             flush=True,
         )
 
+    if args.instructions:
+        instruction_counts(cases, rows)
+
     if args.json:
         args.json.write_text(json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
     return 0
+
+
+def _case_id(case: Case) -> str:
+    return f"{case.schema_type}/{case.input_kind}"
+
+
+def callgrind_worker(cases: list[Case], case_id: str, side: str, passes: str) -> int:
+    """Run one side of one case: a warm-up pass, then ``passes`` measured passes. The parent
+    subtracts a run with 0 passes, leaving the instructions of the measured passes alone."""
+    case = next(c for c in cases if _case_id(c) == case_id)
+    fn = case.ours if side == "ours" else case.theirs
+    messages = case.ours_messages if side == "ours" else case.theirs_messages
+    assert fn is not None
+    _run(fn, messages, 1)
+    _run(fn, messages, int(passes))
+    return 0
+
+
+def _callgrind_ir(case: Case, side: str, passes: int) -> int:
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--callgrind-worker",
+        _case_id(case),
+        side,
+        str(passes),
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    for line in done.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
+
+
+def instruction_counts(cases: list[Case], rows: list[dict[str, Any]]) -> None:
+    for case, row in zip(cases, rows, strict=True):
+        passes = 2
+        for side in ("ours", "theirs"):
+            if side == "theirs" and row.get("theirs_ns") is None:
+                row["theirs_ir"] = None
+                continue
+            baseline = _callgrind_ir(case, side, 0)
+            total = _callgrind_ir(case, side, passes)
+            messages = case.ours_messages if side == "ours" else case.theirs_messages
+            row[f"{side}_ir"] = (total - baseline) / (passes * len(messages))
+        ratio = row["theirs_ir"] / row["ours_ir"] if row.get("theirs_ir") else None
+        row["ir_ratio"] = ratio
+        theirs_ir = f"{row['theirs_ir']:,.0f}" if row.get("theirs_ir") else "n/a"
+        print(
+            f"{case.schema_type:9} {case.input_kind:26} instructions/message: memphis-fast "
+            f"{row['ours_ir']:,.0f}   memphis-py {theirs_ir}   " + (f"{ratio:.1f}x" if ratio else "-"),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

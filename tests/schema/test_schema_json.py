@@ -158,6 +158,20 @@ def test_draft_07_is_honoured(instance: Any) -> None:
     assert ours == expected
 
 
+def test_draft_detection() -> None:
+    from memphis_fast.schemaverse._json import compile_json_validator
+
+    assert type(compile_json_validator(json.dumps(ORDER))).__name__ == "Draft202012Validator"
+    for uri, name in [
+        ("http://json-schema.org/draft-04/schema#", "Draft4Validator"),
+        ("http://json-schema.org/draft-06/schema#", "Draft6Validator"),
+        ("http://json-schema.org/draft-07/schema#", "Draft7Validator"),
+        ("https://json-schema.org/draft/2019-09/schema", "Draft201909Validator"),
+        ("https://json-schema.org/draft/2020-12/schema", "Draft202012Validator"),
+    ]:
+        assert type(compile_json_validator(json.dumps({"$schema": uri}))).__name__ == name
+
+
 def test_draft_04_exclusive_maximum_boolean() -> None:
     doc = {"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5, "exclusiveMaximum": True}
     schema = json_schema(doc)

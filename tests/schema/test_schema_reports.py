@@ -101,3 +101,22 @@ def test_notification_exact_bytes() -> None:
         )["code"]
         == "\ufffd"
     )
+
+
+def test_memphis_py_headers_object() -> None:
+    from memphis.headers import Headers
+
+    headers = Headers()
+    headers.add("k", "v")
+    body = json.loads(
+        build_schemaverse_dls_report(
+            internal_station_name="s",
+            producer_name="p",
+            connection_id="c",
+            data=b"",
+            headers=headers,
+            validation_error="e",
+        )
+    )
+    assert body["message"]["headers"] == {"k": "v", "$memphis_producedBy": "p", "$memphis_connectionId": "c"}
+    assert headers.headers == {"k": "v"}

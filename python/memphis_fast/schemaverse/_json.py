@@ -25,7 +25,14 @@ def compile_json_validator(schema_text: str) -> jsonschema_rs.Validator:
         raise ValueError(f"invalid JSON schema: {e}") from None
     options: dict[str, Any] = {"validate_formats": False, "offline": True}
     try:
-        return jsonschema_rs.validator_for(document, **options)
+        try:
+            return jsonschema_rs.validator_for(document, **options)
+        except TypeError as e:
+            if "offline" not in str(e):
+                raise
+            # jsonschema-rs before "offline" existed: it resolves remote $ref on its own.
+            del options["offline"]
+            return jsonschema_rs.validator_for(document, **options)
     except jsonschema_rs.ValidationError as e:
         if isinstance(document, dict) and "Unknown meta-schema" in e.message:
             try:

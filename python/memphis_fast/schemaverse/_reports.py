@@ -38,19 +38,22 @@ def build_schemaverse_dls_report(
     producer_name: str,
     connection_id: str,
     data: bytes | bytearray | memoryview,
-    headers: Mapping[str, Any] | None,
+    headers: Mapping[str, Any] | Any | None,
     validation_error: str | BaseException,
     creation_unix: int | None = None,
 ) -> bytes:
     """The body for ``$memphis_schemaverse_dls`` (§5.13), in memphis-py's key order.
 
     ``data`` is the bytes the producer would have sent (``MemphisSchemaError.payload``); it goes
-    out as lower-case hex. ``headers`` are the user's headers (not modified); the producer's
+    out as lower-case hex. ``headers`` are the user's headers, a mapping or an object with a
+    ``headers`` mapping like memphis-py's ``Headers`` (never modified); the producer's
     ``$memphis_producedBy``/``$memphis_connectionId`` are added over them, and ``msg-id`` is not
     (memphis-py leaves it out). Pass the exception as ``validation_error`` to get memphis-py's
     text, ``str(err)`` (``"memphis: Schema validation has failed: ..."``).
     """
-    merged = {str(k): _header_value(v) for k, v in headers.items()} if headers else {}
+    if headers is not None and not isinstance(headers, Mapping):
+        headers = getattr(headers, "headers", None)  # a memphis-py style Headers object
+    merged = {str(k): _header_value(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}
     merged["$memphis_producedBy"] = producer_name
     merged["$memphis_connectionId"] = connection_id
     return orjson.dumps(
