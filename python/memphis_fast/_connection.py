@@ -879,7 +879,14 @@ class NatsConnection:
                 raise MemphisConnectionClosedError("the connection is closed")
             task = self._reconnect_task
             if task is not None and not task.done():
-                await asyncio.shield(task)
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    # close() cancelled the reconnect task: report the close, not a
+                    # cancellation; re-raise only when this caller itself is cancelled.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
             else:
                 await asyncio.sleep(0.01)
 
