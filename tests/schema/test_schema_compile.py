@@ -154,3 +154,26 @@ def test_two_stations_share_one_compiled_version() -> None:
     v1, _ = _updates("json")
     a, b = StationSchema(v1), StationSchema(dict(v1))
     assert a.schema is b.schema is not None
+
+
+async def test_b6_memphis_py_keeps_stale_validators() -> None:
+    """The defect: after a JSON schema is enforced on a live station, memphis-py fails every
+    produce with a KeyError text, because only protobuf is compiled on a broadcast."""
+    from types import SimpleNamespace
+
+    from memphis.exceptions import MemphisSchemaError as PyError
+    from memphis.memphis import Memphis
+    from schemaverse_helpers import INTERNAL_STATION, memphis_py_station
+
+    station = memphis_py_station(no_schema_update())
+
+    async def one_broadcast() -> Any:
+        yield SimpleNamespace(data=broadcast(1, schema_update("json", JSON_V1)))
+
+    await Memphis.get_msg_schema_updates(station.connection, INTERNAL_STATION, one_broadcast())
+    with pytest.raises(PyError, match="Schema validation has failed: 'orders#eu'"):
+        await station.validate_msg(bytearray(b'{"id": 1}'))
+
+    ours = StationSchema(no_schema_update())
+    ours.apply_broadcast(broadcast(1, schema_update("json", JSON_V1)))
+    assert ours.encode(bytearray(b'{"id": 1}')) == b'{"id": 1}'
