@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,3 +169,17 @@ def has(box: list[Any], n: int) -> Callable[[], Awaitable[bool]]:
         return len(box) >= n
 
     return check
+
+
+@contextlib.contextmanager
+def quiet_nats_log() -> Iterator[None]:
+    """nats-py logs a refused connection with its traceback; pytest keeps log records (and so the
+    refused socket, through the traceback's frames) until the session ends, where the socket
+    then warns. Refused-connection tests run with nats-py's logger disabled."""
+    logger = logging.getLogger("nats.aio.client")
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was

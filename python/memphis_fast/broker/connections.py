@@ -53,10 +53,12 @@ class ConnectionTracker:
         connz_url: str | None = None,
         poll_interval: float = 0.5,
         resync_interval: float = 60.0,
+        on_snapshot: Callable[[set[str], float], None] | None = None,
     ) -> None:
         if (sys_nc is None) == (connz_url is None):
             raise ValueError("give exactly one of sys_nc and connz_url")
         self.on_change = on_change
+        self.on_snapshot = on_snapshot
         self.sys_nc = sys_nc
         self.account = account
         self.connz_url = connz_url
@@ -169,6 +171,7 @@ class ConnectionTracker:
     async def resync(self) -> None:
         """Reconcile with a CONNZ snapshot of the account's connections."""
         before = set(self._cids)
+        started = time.time()
         conns = await self._connz()
         seen: set[int] = set()
         for cid, name in conns:
@@ -180,6 +183,12 @@ class ConnectionTracker:
             conn_id = self._cids.get(cid)
             if conn_id is not None:
                 self._disconnected(cid, f"{conn_id}::")
+        if self.on_snapshot is not None:
+            live = {cid for cid in (parse_connection_name(name) for _, name in conns) if cid}
+            try:
+                self.on_snapshot(live, started)
+            except Exception:
+                log.exception("connection snapshot handler failed")
 
     async def _connz(self) -> list[tuple[int, str | None]]:
         out: list[tuple[int, str | None]] = []

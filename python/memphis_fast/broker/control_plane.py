@@ -205,13 +205,17 @@ class ControlPlane:
                 self.cfg.sys_user, self.cfg.sys_password, None, "memphis-fast control plane (system)"
             )
             self.tracker = ConnectionTracker(
-                self._on_connection_change, sys_nc=self.sys_nc, account=self.cfg.account
+                self._on_connection_change,
+                sys_nc=self.sys_nc,
+                account=self.cfg.account,
+                on_snapshot=self._on_connection_snapshot,
             )
         elif self.cfg.connz_url is not None:
             self.tracker = ConnectionTracker(
                 self._on_connection_change,
                 connz_url=self.cfg.connz_url,
                 poll_interval=self.cfg.connection_poll_interval,
+                on_snapshot=self._on_connection_snapshot,
             )
         if self.tracker is not None:
             await self.tracker.start()
@@ -980,6 +984,17 @@ class ControlPlane:
                     json.dumps({"notifications": self.send_notifications}).encode(),
                 )
             )
+
+    def _on_connection_snapshot(self, live: set[str], started: float) -> None:
+        """Zombies (§2.9): a registration made before a connection snapshot was requested whose
+        connection is not in it has lost its client, even if the tracker never saw that
+        connection (a short-lived client between two /connz polls)."""
+        now = time.time()
+        regs: list[Producer | Consumer] = [*self.producers.values(), *self.consumers.values()]
+        for reg in regs:
+            if reg.active and reg.created_at < started and reg.connection_id not in live:
+                reg.active, reg.disconnected_at = False, now
+                self._save_registration(reg)
 
     async def _gc_loop(self) -> None:
         interval = max(0.2, min(30.0, self.cfg.inactive_ttl / 2, self.cfg.dls_retention / 4))
