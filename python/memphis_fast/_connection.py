@@ -500,7 +500,9 @@ class NatsConnection:
         self._wake_writers()
         if self._connecting or self._closing or self._closed:
             return
-        self._event("disconnected", str(exc) if exc else None)
+        # The reason: the transport's error, or why we aborted it ("stale connection", a
+        # protocol error), or None when the server closed the connection.
+        self._event("disconnected", str(exc) if exc else self.last_error)
         if self.opts.allow_reconnect and self.opts.max_reconnect != 0:
             self._reconnect_task = self._loop.create_task(self._reconnect_loop())
         else:
@@ -600,8 +602,9 @@ class NatsConnection:
     # -- writing -----------------------------------------------------------------------------
     def _schedule_flush(self) -> None:
         p = self._protocol
-        if p is not None:
-            p.schedule_flush()
+        if p is not None and not p._flush_scheduled:
+            p._flush_scheduled = True
+            self._loop.call_soon(p._flush)
 
     def _writing_paused(self) -> None:
         if self._write_resumed is None:

@@ -393,19 +393,35 @@ class Producer:
             nonblocking = True
         if nonblocking:
             group = self._group
-            count, nbytes = conn.group_inflight(group)
-            if concurrent_task_limit is not None and count >= concurrent_task_limit:
+            if concurrent_task_limit is not None and conn.group_inflight(group)[0] >= concurrent_task_limit:
                 target = concurrent_task_limit / 2
                 while conn.group_inflight(group)[0] > target and not conn.is_closed:
                     await conn.wait_progress()
-                count, nbytes = conn.group_inflight(group)
-            while (count >= self.max_inflight or nbytes >= self.max_inflight_bytes) and not conn.is_closed:
-                await conn.wait_progress()
-                count, nbytes = conn.group_inflight(group)
             if conn._write_resumed is not None:
                 await conn.wait_writable()
-            conn.js_publish(subject, data, group, index, ack_wait_sec, self._header_lines, hdrs, msg_id)
+            ack_ms = 15000 if ack_wait_sec == 15 else int(ack_wait_sec * 1000)
+            js_publish = conn.core.js_publish
+            while not js_publish(
+                subject,
+                data,
+                group,
+                index,
+                ack_ms,
+                False,
+                self._header_lines,
+                hdrs,
+                msg_id,
+                self.max_inflight,
+                self.max_inflight_bytes,
+            ):
+                # The window is full: wait for acknowledgements (bounded memory).
+                if conn.is_closed:
+                    conn._check_open()
+                await conn.wait_progress()
             self._count = index + 1
+            conn._schedule_flush()
+            if conn._sweeper is None:
+                conn._arm_sweeper()
             return
         self._count = index + 1
         t = await conn.js_publish_wait(

@@ -10,7 +10,7 @@
 // Python-facing signatures mirror their keyword arguments one-to-one.
 #![allow(clippy::too_many_arguments)]
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::time::Instant;
@@ -353,11 +353,16 @@ fn ack_kind(kind: u32, delay_ns: u64) -> PyResult<AckKind> {
     })
 }
 
-#[pyclass(module = "memphis_fast._core", unsendable)]
+// Not `unsendable`: a connection caught in a reference cycle is freed by whichever thread
+// runs the garbage collector (an `asyncio.to_thread` worker, say), and pyo3 refuses to drop
+// an unsendable object there: it leaked the core and raised an unraisable RuntimeError.
+#[pyclass(module = "memphis_fast._core")]
 pub struct Core {
     core: conn::Core,
     b: Buffers,
-    exports: Cell<usize>,
+    /// Live buffer exports (memoryviews of the receive buffer). Only touched with the GIL
+    /// held; atomic only so that the class is `Sync`.
+    exports: AtomicUsize,
     epoch: Instant,
     next_batch: u64,
 }
@@ -409,7 +414,7 @@ impl Core {
         Ok(Core {
             core: conn::Core::new(inbox_prefix, opts).py(py)?,
             b: Buffers::default(),
-            exports: Cell::new(0),
+            exports: AtomicUsize::new(0),
             epoch: Instant::now(),
             next_batch: 1,
         })
@@ -422,7 +427,7 @@ impl Core {
     fn prepare_recv(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         {
             let mut me = slf.borrow_mut();
-            if me.exports.get() == 0 {
+            if me.exports.load(Relaxed) == 0 {
                 me.core.recv_buffer().prepare();
             }
         }
@@ -439,8 +444,9 @@ impl Core {
     /// initialised). That `Vec` is only reallocated by `RecvBuffer::prepare`, which
     /// `prepare_recv` calls only while no export is alive (`exports == 0`); `feed` moves the
     /// `Vec` header but never its heap allocation. `PyBuffer_FillInfo` takes a reference to
-    /// `slf`, so the core outlives every export. The class is `unsendable` and all access
-    /// happens with the GIL held, so nothing reads the region while Python writes into it.
+    /// `slf`, so the core outlives every export. All access happens with the GIL held (the
+    /// module is built for the GIL-enabled ABI), so nothing reads the region while Python
+    /// writes into it.
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -451,11 +457,11 @@ impl Core {
             let mut me = slf.borrow_mut();
             let tail = me.core.recv_buffer().tail_mut();
             let r = (tail.as_mut_ptr(), tail.len());
-            me.exports.set(me.exports.get() + 1);
+            me.exports.fetch_add(1, Relaxed);
             r
         };
         if view.is_null() {
-            slf.borrow().exports.set(slf.borrow().exports.get() - 1);
+            slf.borrow().exports.fetch_sub(1, Relaxed);
             return Err(PyBufferError::new_err("View is null"));
         }
         // SAFETY: see above; `view` is a valid pointer supplied by the interpreter.
@@ -470,15 +476,16 @@ impl Core {
             )
         };
         if rc != 0 {
-            let me = slf.borrow();
-            me.exports.set(me.exports.get() - 1);
+            slf.borrow().exports.fetch_sub(1, Relaxed);
             return Err(PyErr::fetch(py));
         }
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.set(self.exports.get().saturating_sub(1));
+        let _ = self
+            .exports
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
     }
 
     /// `n` bytes were read into the buffer: parse and dispatch. Returns the `F_*` flags.
@@ -746,7 +753,10 @@ impl Core {
 
     /// JetStream publish; returns its id. `header_lines` are the producer's constant lines
     /// (from `encode_header_lines`), `headers` the per-message ones.
-    #[pyo3(signature = (subject, payload, group, tag, ack_wait_ms, waiter, header_lines = None, headers = None, msg_id = None))]
+    /// `max_inflight`/`max_inflight_bytes` (when not 0) make it a windowed publish: if the
+    /// group already has that many messages or bytes in flight, nothing is sent and 0 is
+    /// returned (ids start at 1).
+    #[pyo3(signature = (subject, payload, group, tag, ack_wait_ms, waiter, header_lines = None, headers = None, msg_id = None, max_inflight = 0, max_inflight_bytes = 0))]
     #[allow(clippy::too_many_arguments)]
     fn js_publish(
         &mut self,
@@ -760,7 +770,19 @@ impl Core {
         header_lines: Option<&Bound<'_, PyBytes>>,
         headers: Option<&Bound<'_, PyAny>>,
         msg_id: Option<&Bound<'_, PyString>>,
+        max_inflight: u64,
+        max_inflight_bytes: u64,
     ) -> PyResult<MsgId> {
+        if max_inflight > 0 || max_inflight_bytes > 0 {
+            let g = self.core.group_stats(group);
+            if (max_inflight > 0 && g.inflight >= max_inflight)
+                || (max_inflight_bytes > 0
+                    && g.inflight > 0
+                    && g.inflight_bytes >= max_inflight_bytes)
+            {
+                return Ok(0);
+            }
+        }
         let mut extra = Vec::new();
         self::header_lines(headers, &mut extra)?;
         if let Some(m) = msg_id {

@@ -516,7 +516,7 @@ impl Core {
         }
         if m.sid == self.mux_sid {
             if let Some(id) = self.ack_id(m.subject) {
-                let outcome = pub_ack_outcome(m);
+                let outcome = pub_ack_outcome(m, self.inflight.is_waiter(id));
                 match self.inflight.complete(id, outcome) {
                     Some(c) => sink.completed(c),
                     None => self.stats.late_acks += 1,
@@ -1009,8 +1009,9 @@ fn write_js_frame(
     buf.extend_from_slice(b"\r\n");
 }
 
-/// The outcome of a publish from the message that answered it.
-fn pub_ack_outcome(m: &MsgOp<'_>) -> Outcome {
+/// The outcome of a publish from the message that answered it. The stream name of a stored
+/// message is only copied out when somebody waits for it (`with_stream`).
+fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool) -> Outcome {
     if let Some(h) = m.headers {
         let st = header::status(h);
         if st.code == 503 {
@@ -1027,6 +1028,17 @@ fn pub_ack_outcome(m: &MsgOp<'_>) -> Outcome {
                 description: String::from_utf8_lossy(st.description).into_owned(),
             };
         }
+    }
+    if let Some((stream, seq, duplicate)) = crate::jetstream::stored_pub_ack(m.payload) {
+        return Outcome::Stored {
+            stream: if with_stream {
+                String::from_utf8_lossy(stream).into_owned()
+            } else {
+                String::new()
+            },
+            seq,
+            duplicate,
+        };
     }
     match parse_pub_ack(m.payload) {
         PubAck::Stored {

@@ -52,7 +52,9 @@ impl Outcome {
     }
 }
 
-/// A finished publish, handed to the [`crate::conn::Sink`].
+/// A finished publish, handed to the [`crate::conn::Sink`]. For a stored message nobody awaits
+/// (`waiter == false`), `Outcome::Stored::stream` is left empty: copying it would cost an
+/// allocation per message for a value nobody reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
     pub id: MsgId,
@@ -141,6 +143,11 @@ impl Inflight {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether somebody awaits this message's outcome (false for unknown ids).
+    pub fn is_waiter(&self, id: MsgId) -> bool {
+        self.entries.get(&id).is_some_and(|e| e.waiter)
     }
 
     pub fn contains(&self, id: MsgId) -> bool {

@@ -101,10 +101,80 @@ struct RawErr {
     description: Option<String>,
 }
 
+/// The common PubAck shapes — a flat object with `"stream"`, `"seq"` and optionally
+/// `"duplicate"` and `"domain"`, e.g. `{"stream":"s$1", "seq":42}` (nats-server writes a space
+/// after the comma) — scanned without a JSON parser: this runs once per published message.
+/// Anything else (escapes, an `"error"`, other keys) returns `None` and goes to serde_json.
+fn scan_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
+    fn ws(s: &[u8]) -> &[u8] {
+        let n = s.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count();
+        &s[n..]
+    }
+    fn string(s: &[u8]) -> Option<(&[u8], &[u8])> {
+        let s = s.strip_prefix(b"\"")?;
+        let q = memchr::memchr(b'"', s)?;
+        let v = &s[..q];
+        if v.contains(&b'\\') {
+            return None;
+        }
+        Some((v, &s[q + 1..]))
+    }
+    let mut rest = ws(body.strip_prefix(b"{")?);
+    let (mut stream, mut seq, mut duplicate) = (None, None, false);
+    loop {
+        let (key, r) = string(rest)?;
+        rest = ws(ws(r).strip_prefix(b":")?);
+        match key {
+            b"stream" => {
+                let (v, r) = string(rest)?;
+                stream = Some(v);
+                rest = r;
+            }
+            b"domain" => rest = string(rest)?.1,
+            b"seq" => {
+                let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                seq = Some(crate::parse::parse_u64(&rest[..n])?);
+                rest = &rest[n..];
+            }
+            b"duplicate" => {
+                if let Some(r) = rest.strip_prefix(b"true") {
+                    duplicate = true;
+                    rest = r;
+                } else {
+                    rest = rest.strip_prefix(b"false")?;
+                }
+            }
+            _ => return None,
+        }
+        rest = ws(rest);
+        if let Some(r) = rest.strip_prefix(b",") {
+            rest = ws(r);
+            continue;
+        }
+        if ws(rest.strip_prefix(b"}")?).is_empty() {
+            return Some((stream?, seq?, duplicate));
+        }
+        return None;
+    }
+}
+
+/// A stored PubAck's stream name, sequence and duplicate flag, borrowed from the body, or
+/// `None` when the body is anything else (an error, or an unusual shape).
+pub fn stored_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
+    scan_pub_ack(body)
+}
+
 /// Parse a PubAck body. Anything that is neither a valid ack nor an API error becomes an
 /// error outcome describing the problem (the message's fate is then unknown to us, but the
 /// server did answer, so it is reported as not stored with code 0).
 pub fn parse_pub_ack(body: &[u8]) -> PubAck {
+    if let Some((stream, seq, duplicate)) = scan_pub_ack(body) {
+        return PubAck::Stored {
+            stream: String::from_utf8_lossy(stream).into_owned(),
+            seq,
+            duplicate,
+        };
+    }
     match serde_json::from_slice::<RawAck<'_>>(body) {
         Ok(RawAck { error: Some(e), .. }) => PubAck::Error {
             code: e.code.unwrap_or(0),
