@@ -10,9 +10,9 @@
 // Python-facing signatures mirror their keyword arguments one-to-one.
 #![allow(clippy::too_many_arguments)]
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use memphis_proto::{
