@@ -461,8 +461,11 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated schema types to run")
     parser.add_argument(
         "--instructions",
-        action="store_true",
-        help="also count instructions per message under valgrind's callgrind (noise-free, slow)",
+        nargs="?",
+        const="",
+        metavar="CASES",
+        help="also count instructions per message under valgrind's callgrind (noise-free, slow); "
+        "optionally only for the cases whose 'type/input' contains one of these comma-separated texts",
     )
     parser.add_argument(
         "--callgrind-worker", nargs=3, metavar=("CASE", "SIDE", "PASSES"), help=argparse.SUPPRESS
@@ -537,8 +540,8 @@ def main() -> int:
             flush=True,
         )
 
-    if args.instructions:
-        instruction_counts(cases, rows)
+    if args.instructions is not None:
+        instruction_counts(cases, rows, [w for w in args.instructions.split(",") if w])
 
     if args.json:
         args.json.write_text(json.dumps({"environment": env, "results": rows}, indent=2) + "\n")
@@ -581,9 +584,11 @@ def _callgrind_ir(case: Case, side: str, passes: int) -> int:
     raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-500:]}")
 
 
-def instruction_counts(cases: list[Case], rows: list[dict[str, Any]]) -> None:
+def instruction_counts(cases: list[Case], rows: list[dict[str, Any]], wanted: list[str]) -> None:
     for case, row in zip(cases, rows, strict=True):
-        passes = 2
+        if wanted and not any(w in _case_id(case) for w in wanted):
+            continue
+        passes = 1
         for side in ("ours", "theirs"):
             if side == "theirs" and row.get("theirs_ns") is None:
                 row["theirs_ir"] = None
