@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import google.protobuf
 import pytest
 from memphis_fast.schemaverse import clear_cache
+
+# The tests import schemaverse_helpers by name, whatever pytest's import mode.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_report_header() -> str:
