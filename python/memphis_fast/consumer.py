@@ -45,7 +45,7 @@ import orjson
 
 from . import _core
 from .exceptions import MemphisError, MemphisFetchError, MemphisTimeoutError
-from .message import Message
+from .message import Message, _Ctx
 from .utils import default_error_handler, get_internal_name
 
 if TYPE_CHECKING:
@@ -237,6 +237,7 @@ class Consumer:
         self.cached_messages: list[Message] = []
         self.stats = {"pulls": 0, "empty_pulls": 0, "idle_sleeps": 0, "in_progress_acks": 0, "naks": 0}
         self._conn: NatsConnection = connection._require_conn()
+        self._ctx = _Ctx(connection, self.consumer_group, self.internal_station_name)
         self._state = state
         self._durable = get_internal_name(self.consumer_group)
         self._partitions = partitions
@@ -275,11 +276,12 @@ class Consumer:
 
     def _wrap(self, msgs: list[_core.Msg], partition: int) -> list[Message]:
         wrap = Message._wrap
-        return [wrap(m, self, partition) for m in msgs]
+        ctx = self._ctx
+        return [wrap(m, ctx, partition) for m in msgs]
 
     def _on_dls(self, msgs: list[_core.Msg]) -> None:
         for m in msgs:
-            message = Message._wrap(m, self, 0)
+            message = Message._wrap(m, self._ctx, 0, dls=not m.is_js)
             if self._consuming:
                 self._dls_queue.append(message)
             else:

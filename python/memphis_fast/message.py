@@ -13,11 +13,12 @@ from . import _core
 from .exceptions import MemphisConnectError, MemphisError
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
     from .memphis import Memphis
     from .station import Station
 
 __all__ = ["Message"]
+
+_new = object.__new__
 
 log = logging.getLogger("memphis_fast")
 
@@ -91,6 +92,21 @@ class _NatsMsgView:
         )
 
 
+class _Ctx:
+    """What the messages of one consumer share (one object per consumer, not per message)."""
+
+    __slots__ = ("memphis", "cg_name", "internal_station_name", "core_ack", "flush")
+
+    def __init__(self, memphis: Memphis, cg_name: str, internal_station_name: str) -> None:
+        self.memphis = memphis
+        self.cg_name = cg_name
+        self.internal_station_name = internal_station_name
+        conn = memphis._conn
+        if conn is not None:
+            self.core_ack = conn.core.ack
+            self.flush = conn._schedule_flush
+
+
 class Message:
     """A consumed message.
 
@@ -99,16 +115,7 @@ class Message:
     acknowledgement; acks of one event-loop tick go out in one write.
     """
 
-    __slots__ = (
-        "_m",
-        "_consumer",
-        "connection",
-        "cg_name",
-        "internal_station_name",
-        "partition",
-        "_done",
-        "_view",
-    )
+    __slots__ = ("_m", "_c", "partition", "_done", "_dls")
 
     def __init__(
         self,
@@ -119,26 +126,32 @@ class Message:
         partition: int = 0,
     ) -> None:
         self._m = message
-        self._consumer: Consumer | None = None
-        self.connection = connection
-        self.cg_name = cg_name
-        self.internal_station_name = internal_station_name
+        self._c = _Ctx(connection, cg_name, internal_station_name)
         self.partition = partition
         self._done = False
-        self._view: _NatsMsgView | None = None
+        self._dls = not message.is_js if isinstance(message, _core.Msg) else True
 
     @classmethod
-    def _wrap(cls, m: _core.Msg, consumer: Consumer, partition: int) -> Message:
-        self = cls.__new__(cls)
+    def _wrap(cls, m: _core.Msg, ctx: _Ctx, partition: int, dls: bool = False) -> Message:
+        self = _new(cls)
         self._m = m
-        self._consumer = consumer
-        self.connection = consumer.connection
-        self.cg_name = consumer.consumer_group
-        self.internal_station_name = consumer.internal_station_name
+        self._c = ctx
         self.partition = partition
         self._done = False
-        self._view = None
+        self._dls = dls
         return self
+
+    @property
+    def connection(self) -> Memphis:
+        return self._c.memphis
+
+    @property
+    def cg_name(self) -> str:
+        return self._c.cg_name
+
+    @property
+    def internal_station_name(self) -> str:
+        return self._c.internal_station_name
 
     def __repr__(self) -> str:
         return f"<Message {self.internal_station_name} partition={self.partition} seq={self.get_sequence_number()}>"
@@ -152,10 +165,7 @@ class Message:
     @property
     def message(self) -> _NatsMsgView:
         """The underlying delivery (``.data``, ``.headers``, ``.metadata``...)."""
-        v = self._view
-        if v is None:
-            v = self._view = _NatsMsgView(self._m)
-        return v
+        return _NatsMsgView(self._m)
 
     @property
     def station(self) -> Station:
@@ -204,7 +214,7 @@ class Message:
 
     # -- acknowledging -----------------------------------------------------------------------
     def _is_dls(self) -> bool:
-        return self._m.reply is None or not str(self._m.reply).startswith("$JS.ACK.")
+        return self._dls
 
     def _pm_headers(self) -> tuple[str, str] | None:
         h = self._m.headers
@@ -217,10 +227,17 @@ class Message:
         conn = self.connection._require_conn()
         conn.ack(self._m, kind, delay_ns)
 
+    def _fast_ack(self) -> None:
+        """``+ACK`` through the consumer's bound core method (the hot path)."""
+        self._done = True
+        c = self._c
+        c.core_ack(self._m)
+        c.flush()
+
     async def ack(self) -> None:
         """Acknowledge: processed; not redelivered to this consumer group. For a resent DLS
         message, acknowledges it to the broker (``$memphis_pm_acks``)."""
-        if self._is_dls():
+        if self._dls:
             pm = self._pm_headers()
             if pm is None:
                 raise MemphisConnectError("message has no reply subject and is not a DLS message")
@@ -235,7 +252,12 @@ class Message:
                 raise MemphisConnectError(exc.message) from exc
             return
         try:
-            self._ack(_ACK)
+            self._fast_ack()
+        except AttributeError:  # a Message built by hand before connect()
+            try:
+                self._ack(_ACK)
+            except MemphisError as exc:
+                raise MemphisConnectError(exc.message) from exc
         except MemphisError as exc:
             raise MemphisConnectError(exc.message) from exc
 

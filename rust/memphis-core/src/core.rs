@@ -923,7 +923,7 @@ impl Core {
         let reply = m
             .reply_bytes()
             .ok_or_else(|| PyValueError::new_err("message has no reply subject to acknowledge"))?;
-        self.core.ack(reply, k).py(py)
+        self.core.ack_parsed(reply, k).py(py)
     }
 
     /// Acknowledge many messages with the same kind in one call. Messages without a reply
@@ -942,7 +942,7 @@ impl Core {
             let item = item?;
             let m = item.cast::<Msg>()?;
             if let Some(reply) = m.get().reply_bytes() {
-                self.core.ack(reply, k).py(py)?;
+                self.core.ack_parsed(reply, k).py(py)?;
                 n += 1;
             }
         }

@@ -139,6 +139,12 @@ impl Msg {
         text(py, d)
     }
 
+    /// True for a JetStream delivery (its reply subject is a `$JS.ACK.` subject).
+    #[getter]
+    fn is_js(&self) -> bool {
+        self.reply_bytes().is_some_and(|r| r.starts_with(b"$JS.ACK."))
+    }
+
     /// JetStream metadata from the reply subject:
     /// `(stream, consumer, delivered, stream_seq, consumer_seq, timestamp_ns, pending, domain)`,
     /// or `None` for a message that is not a JetStream delivery.

@@ -665,6 +665,12 @@ impl Core {
     /// Acknowledge a JetStream message through its reply subject.
     pub fn ack(&mut self, reply: &[u8], kind: AckKind) -> Result<(), ProtoError> {
         encode::check_token("reply subject", reply)?;
+        self.ack_parsed(reply, kind)
+    }
+
+    /// [`Core::ack`] for a reply subject that came out of this core's parser, which only
+    /// yields whitespace-free, non-empty fields: no need to check it again.
+    pub fn ack_parsed(&mut self, reply: &[u8], kind: AckKind) -> Result<(), ProtoError> {
         let buf = self.data_buf(reply.len() + 48)?;
         encode::write_ack(buf, reply, kind);
         Ok(())

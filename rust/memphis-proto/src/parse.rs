@@ -68,7 +68,7 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// Split on runs of spaces/tabs, up to `N` fields. Returns the number found, or `None` when
-/// there are more than `N`.
+/// there are more than `N`. Field ends are found with `memchr2` (this runs for every message).
 #[inline]
 fn split_fields<'a, const N: usize>(mut s: &'a [u8], out: &mut [&'a [u8]; N]) -> Option<usize> {
     let mut n = 0;
@@ -83,7 +83,7 @@ fn split_fields<'a, const N: usize>(mut s: &'a [u8], out: &mut [&'a [u8]; N]) ->
         if s.is_empty() {
             return Some(n);
         }
-        let end = s.iter().position(|&b| is_ws(b)).unwrap_or(s.len());
+        let end = memchr::memchr2(b' ', b'\t', s).unwrap_or(s.len());
         if n == N {
             return None;
         }
