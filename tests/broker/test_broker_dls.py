@@ -125,8 +125,12 @@ async def test_dead_letter(client_lib: ClientLib, connect: Any, nc: Any, broker:
     (rec,) = await eventually(lambda: broker.list_dls(name))
     assert (rec["type"], rec["partition"], rec["seq"], rec["payload"]) == ("poison", 2, 1, "bad payload")
     assert [(g["name"], g["reason"]) for g in rec["poisoned_cgs"]] == [("billing.team", "cannot parse")]
-    info = await js_api(nc, f"CONSUMER.INFO.{name}$2.billing#team")
-    assert info["num_ack_pending"] == 0  # terminated: never redelivered to this group
+
+    async def terminated() -> bool:  # +TERM: never redelivered to this group
+        info = await js_api(nc, f"CONSUMER.INFO.{name}$2.billing#team")
+        return bool(info["num_ack_pending"] == 0)
+
+    await eventually(terminated)
     # Destroying the group's last member removes the group from its DLS records (spec §5.6).
     await consumer.destroy(timeout_retries=R)
     assert await broker.list_dls(name) == []

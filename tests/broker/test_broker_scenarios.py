@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from broker_helpers import ClientLib, R, consumer_config, data, fetch_n, js_api, stream_config
+from broker_helpers import ClientLib, R, consumer_config, data, eventually, fetch_n, js_api, stream_config
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -362,8 +362,12 @@ async def test_nack_redelivers_and_delay_postpones(connect: Any, nc: Any, uid: A
     (later,) = await fetch_n(consumer, 1, ack=True)
     assert time.monotonic() - started >= 0.9
     assert later.get_data() == bytearray(b"again")
-    info = await js_api(nc, f"CONSUMER.INFO.{name}$1.c")
-    assert info["num_ack_pending"] == 0 and info["num_redelivered"] == 0
+
+    async def acked() -> bool:  # an ack is a plain publish: give it a moment to land
+        info = await js_api(nc, f"CONSUMER.INFO.{name}$1.c")
+        return bool(info["num_ack_pending"] == 0 and info["num_redelivered"] == 0)
+
+    await eventually(acked)
 
 
 async def test_start_from_sequence_and_last_messages(connect: Any, nc: Any, uid: Any) -> None:

@@ -49,7 +49,9 @@ class AdminClient:
             "servers": [self.url],
             "name": "memphis-fast admin",
             "allow_reconnect": False,
-            "max_reconnect_attempts": 0,
+            # nats-py retries an initial connect forever with 0 attempts; 1 means one retry.
+            "max_reconnect_attempts": 1,
+            "reconnect_time_wait": 0.1,
             "connect_timeout": self.timeout,
         }
 
@@ -64,7 +66,6 @@ class AdminClient:
             opts["token"] = self.token
         if self.tls is not None:
             opts["tls"] = self.tls
-            opts["tls_hostname"] = None
         self.nc = await nats.connect(**opts)
         return self
 
