@@ -1009,6 +1009,9 @@ class ControlPlane:
 
     async def _gc(self) -> None:
         now = time.time()
+        if await self._js.consumer_info(ADVISORY_STREAM, ADVISORY_CONSUMER) is None:
+            log.warning("the poison-advisory capture was deleted; recreating it")
+            await self._ensure_advisory_capture()
         expired: dict[tuple[str, str], None] = {}
         for p in list(self.producers.values()):
             if (
@@ -1163,6 +1166,11 @@ class ControlPlane:
                     status = (msg.headers or {}).get("Status")
                     if status is not None or not msg.data:
                         if status in ("404", "408", "409"):
+                            description = (msg.headers or {}).get("Description", "")
+                            if description not in ("No Messages", "Request Timeout"):
+                                # The capture stream or its consumer was deleted: recreate them.
+                                with contextlib.suppress(Exception):
+                                    await self._ensure_advisory_capture()
                             break
                         continue
                     try:
