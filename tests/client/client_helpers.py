@@ -56,12 +56,30 @@ async def consumer_info(nc: Any, stream: str, durable: str) -> dict[str, Any]:
     return info
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state not in ("T", "t"):
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def paused(pid: int | None) -> Iterator[None]:
-    """SIGSTOP a process (the broker's nats-server) for the block; SIGCONT afterwards."""
+    """SIGSTOP a process (the broker's nats-server) for the block; SIGCONT afterwards.
+    Returns only once every thread of it is stopped (the signal takes effect asynchronously,
+    and a running thread could still answer a few messages)."""
     assert pid
     os.kill(pid, signal.SIGSTOP)
     try:
+        deadline = time.monotonic() + 10
+        while not _all_threads_stopped(pid):
+            assert time.monotonic() < deadline, f"process {pid} did not stop"
+            time.sleep(0.001)
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
