@@ -206,3 +206,25 @@ async def test_tls_client_requires_all_three_files(
     kwargs = {k: v for k, v in tls_broker.connect_kwargs().items() if not k.endswith("_file")}
     with pytest.raises(client_lib.MemphisError, match="Must provide a TLS key file"):
         await conn.connect(**kwargs, cert_file=tls_files["client_cert"])
+
+
+@_refused_socket
+async def test_tls_without_a_client_certificate_is_refused(
+    tls_broker: LocalBroker, tls_files: dict[str, str]
+) -> None:
+    import ssl
+
+    import nats
+
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls_files["ca"])
+    kwargs = tls_broker.nats_kwargs() | {
+        "tls": ctx,
+        "allow_reconnect": False,
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.1,
+        "connect_timeout": 2,
+    }
+    with quiet_nats_log(), pytest.raises(Exception):  # noqa: B017 - the TLS handshake fails
+        nc = await nats.connect(**kwargs)
+        await nc.close()
+    gc.collect()

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 import pytest
-from broker_helpers import ClientLib, R, eventually, fetch_n, js_api
+from broker_helpers import ClientLib, R, eventually, fetch_n, js_api, request
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -258,3 +258,42 @@ async def test_dls_cli_list_and_drop(connect: Any, nc: Any, broker: Any, uid: An
     code, out, err = await cli("dls", "drop", name, *auth)
     assert code == 0 and "dropped 1" in out
     assert await broker.list_dls(name) == []
+
+
+async def test_dls_records_expire_after_the_retention(uid: Any) -> None:
+    import nats as nats_client
+    from memphis_fast.broker import LocalBroker
+
+    async with LocalBroker(memory=True, dls_retention=1.0) as b:
+        nc = await nats_client.connect(**b.nats_kwargs())
+        try:
+            name = uid("retention")
+            await request(
+                nc,
+                "$memphis_producer_creations",
+                {
+                    "name": "p",
+                    "station_name": name,
+                    "connection_id": "c",
+                    "producer_type": "application",
+                    "req_version": 4,
+                    "username": "root",
+                    "app_id": "a",
+                    "sdk_lang": "python",
+                },
+            )
+            failure = {
+                "station_name": name,
+                "producer": {"name": "p", "connection_id": "x"},
+                "message": {"data": b"x".hex(), "headers": {}},
+                "validation_error": "broken",
+            }
+            await nc.publish("$memphis_schemaverse_dls", json.dumps(failure).encode())
+            await eventually(lambda: b.list_dls(name))
+
+            async def expired() -> bool:
+                return await b.list_dls(name) == []
+
+            await eventually(expired, timeout=5)
+        finally:
+            await nc.close()

@@ -527,3 +527,65 @@ async def test_functions_subject_is_never_used(nc: Any, uid: Any) -> None:
     await asyncio.sleep(0.1)
     await sub.unsubscribe()
     assert updates == []
+
+
+async def test_rejoining_a_group_whose_members_vanished_keeps_its_position(
+    nc: Any, broker: Any, uid: Any
+) -> None:
+    """§13.18: re-creating a group with ``last_messages > 0`` while its durable still exists
+    (every member disconnected without destroying) would make the real broker forward a
+    JetStream error about a start position that cannot be edited. Here the group resumes where
+    it was, and only ack wait / max deliveries are updated."""
+    import nats as nats_client
+
+    name = uid("rejoin")
+    conn_id = "22222222-3333-4444-8555-666666666666"
+    member = await nats_client.connect(**broker.nats_kwargs(), name=f"{conn_id}::root")
+    try:
+        await request(
+            member,
+            "$memphis_consumer_creations",
+            consumer_req(name, "a", consumers_group="g", connection_id=conn_id),
+        )
+        js = nc.jetstream()
+        for _ in range(5):
+            await js.publish(f"{name}$1.final", b"x")
+    finally:
+        await member.close()
+
+    async def inactive() -> bool:
+        consumers = (await broker.list_clients(name))["consumers"]
+        return bool(consumers) and not consumers[0]["active"]
+
+    await eventually(inactive)
+    req = consumer_req(name, "b", consumers_group="g", last_messages=2, max_msg_deliveries=4)
+    assert json.loads(await request(nc, "$memphis_consumer_creations", req))["error"] == ""
+    config = await consumer_config(nc, f"{name}$1", "g")
+    assert (config["deliver_policy"], config["max_deliver"]) == ("all", 4)
+
+
+async def test_metadata_lives_in_a_jetstream_kv_bucket(nc: Any, uid: Any) -> None:
+    name = uid("kv")
+    await request(nc, "$memphis_station_creations", station_req(name))
+    kv = await nc.jetstream().key_value("memphis_broker")
+    entry = await kv.get(f"station.{name}")  # names are escaped only outside [A-Za-z0-9_-]
+    assert json.loads(entry.value)["name"] == name
+
+
+async def test_schema_delete_detaches_everywhere(nc: Any, broker: Any, uid: Any) -> None:
+    station, schema = uid("del"), uid("s")
+    create = {"name": schema, "type": "json", "created_by_username": "root", "schema_content": "{}"}
+    await request(nc, "$memphis_schema_creations", create)
+    await request(nc, "$memphis_station_creations", station_req(station, schema_name=schema))
+    updates, sub = await collect(nc, f"$memphis_schema_updates_{station}")
+    async with broker.admin() as admin:
+        assert await admin.delete_schema(schema) == [station]
+    await eventually(has(updates, 1))
+    await sub.unsubscribe()
+    assert updates[0]["UpdateType"] == 2
+    assert schema not in {s["name"] for s in await broker.list_schemas()}
+
+
+def test_sync_helpers(broker: Any) -> None:
+    assert isinstance(broker.list_dls_sync(), list)
+    assert set(broker.list_clients_sync()) >= {"producers", "consumers", "connections"}
