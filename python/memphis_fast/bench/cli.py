@@ -1,0 +1,688 @@
+"""``memphis-fast bench``: memphis-fast, memphis-py 1.3.1, nats-py and a raw-socket reference
+client on the same broker, in the same run.
+
+Every (client, path, run) is a fresh process (see ``runner_common``) on a fresh memory-storage
+station; runs are interleaved (run 1 of every client and path, then run 2, ...) so that drift
+on a shared machine hits every client alike. After each run the bench reads the station's
+streams (and, for consume paths, the consumer group's durables) and fails the run if a single
+message is missing. Reported figures are medians over the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HELP = "benchmark memphis-fast against memphis-py, nats-py and a raw-socket client"
+DESCRIPTION = """\
+Benchmark memphis-fast against memphis-py 1.3.1, nats-py and a minimal raw-socket NATS client,
+on the same broker in the same run. Without --host a local broker (nats-server with JetStream,
+memory storage) is started on a free port and stopped at the end.
+
+Paths: produce-sync (one ack awaited at a time), produce-nonblocking (pipelined acks),
+produce-batch (memphis-fast's produce_batch), consume-ack (fetch/consume + an ack per message),
+latency (produce -> consume, one message in flight), schema-json (dicts into a station with a
+JSON schema), connect (password mode, host localhost), memory-bound (nats-server SIGSTOPped
+while a producer keeps calling nonblocking produce).
+
+examples:
+  memphis-fast bench --quick                       # ~2 minutes on 2 cores
+  memphis-fast bench                               # the full suite (medians of 3 runs)
+  memphis-fast bench --clients memphis-fast,raw --paths produce-nonblocking --runs 5
+  memphis-fast bench --host broker.example --port 6666 --password memphis
+"""
+
+CLIENTS = ("memphis-fast", "memphis-py", "nats-py", "raw")
+PATHS = (
+    "produce-sync",
+    "produce-nonblocking",
+    "produce-batch",
+    "consume-ack",
+    "latency",
+    "schema-json",
+    "connect",
+    "memory-bound",
+)
+#: The paths also run with the other payload sizes and partition counts.
+THROUGHPUT_PATHS = ("produce-sync", "produce-nonblocking", "produce-batch", "consume-ack")
+RUNNERS = {
+    "memphis-fast": "runner_memphis_fast.py",
+    "memphis-py": "runner_memphis_py.py",
+    "nats-py": "runner_natspy.py",
+    "raw": "runner_raw.py",
+}
+#: (client, path) -> variants; a pair that is missing is not applicable (no schemas in nats-py).
+VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("memphis-fast", "produce-sync"): ("",),
+    ("memphis-fast", "produce-nonblocking"): ("",),
+    ("memphis-fast", "produce-batch"): ("",),
+    ("memphis-fast", "consume-ack"): ("consume", "fetch"),
+    ("memphis-fast", "latency"): ("",),
+    ("memphis-fast", "schema-json"): ("",),
+    ("memphis-fast", "connect"): ("",),
+    ("memphis-fast", "memory-bound"): ("",),
+    ("memphis-py", "produce-sync"): ("",),
+    # memphis-py's two ways: tasks polled until drained, or concurrent_task_limit (best of both).
+    ("memphis-py", "produce-nonblocking"): ("", "limit"),
+    ("memphis-py", "consume-ack"): ("fetch", "consume"),
+    ("memphis-py", "latency"): ("",),
+    ("memphis-py", "schema-json"): ("",),
+    ("memphis-py", "connect"): ("",),
+    ("memphis-py", "memory-bound"): ("",),
+    ("nats-py", "produce-sync"): ("",),
+    ("nats-py", "produce-nonblocking"): ("",),
+    ("nats-py", "consume-ack"): ("",),
+    ("nats-py", "latency"): ("",),
+    ("nats-py", "connect"): ("",),
+    ("raw", "produce-sync"): ("",),
+    ("raw", "produce-nonblocking"): ("",),
+    ("raw", "consume-ack"): ("",),
+    ("raw", "latency"): ("",),
+    ("raw", "connect"): ("",),
+}
+PRODUCE_PATHS = ("produce-sync", "produce-nonblocking", "produce-batch", "schema-json", "memory-bound")
+SCHEMA_NAME = "bench-orders"
+JSON_SCHEMA = """{
+  "type": "object",
+  "properties": {
+    "id": {"type": "integer", "minimum": 0},
+    "customer": {"type": "string", "maxLength": 64},
+    "items": {"type": "array", "items": {"type": "object",
+      "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}},
+      "required": ["sku", "qty"]}},
+    "total": {"type": "number"},
+    "paid": {"type": "boolean"}
+  },
+  "required": ["id", "customer", "items", "total"]
+}"""
+DEFAULT_MESSAGES = 100_000
+QUICK_MESSAGES = 20_000
+LIMIT_VARIANT_TASKS = 1000  # memphis-py's concurrent_task_limit in the "limit" variant
+MEMPHIS_PY_CONNECTS = 5  # memphis-py sleeps 1 s in every connect to "localhost"
+
+
+class UsageError(Exception):
+    """A wrong argument: reported in one line, exit code 2."""
+
+
+class BenchError(Exception):
+    """The bench cannot run (broker unreachable, bad credentials): exit code 1."""
+
+
+def _csv(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        for t in items:
+            if t not in choices:
+                raise argparse.ArgumentTypeError(f"unknown {t!r} (choose from {', '.join(choices)})")
+        return list(dict.fromkeys(items))
+
+    return parse
+
+
+def _int_list(lo: int, hi: int) -> Callable[[str], list[int]]:
+    def parse(text: str) -> list[int]:
+        out = []
+        for t in text.split(","):
+            try:
+                v = int(t.strip())
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"not an integer: {t.strip()!r}")
+            if not lo <= v <= hi:
+                raise argparse.ArgumentTypeError(f"{v} is out of range ({lo}..{hi})")
+            out.append(v)
+        return list(dict.fromkeys(out))
+
+    return parse
+
+
+def _positive(lo: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}")
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}")
+        return v
+
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("broker (default: start a local broker with memory storage on a free port)")
+    g.add_argument("--host", help="an existing broker's host (no host: a local broker is started)")
+    g.add_argument("--port", type=_positive(1), default=None, help="its port (default 6666)")
+    g.add_argument("--user", default="root", help="Memphis user (default root)")
+    g.add_argument("--password", default=None, help="password (password mode)")
+    g.add_argument("--token", default=None, help="connection token (token mode)")
+    g.add_argument("--account-id", type=_positive(1), default=1, help="account id (default 1)")
+    g.add_argument("--nats-pid", type=_positive(1), default=None,
+                   help="with --host: the pid of a local nats-server, for its CPU and the memory-bound path")
+    w = p.add_argument_group("workload")
+    w.add_argument("--clients", type=_csv(CLIENTS), default=list(CLIENTS),
+                   help=f"comma-separated clients (default: {','.join(CLIENTS)})")
+    w.add_argument("--paths", type=_csv(PATHS), default=list(PATHS),
+                   help=f"comma-separated paths (default: all: {','.join(PATHS)})")
+    w.add_argument("--messages", type=_positive(100), default=None,
+                   help=f"messages per throughput run (default {DEFAULT_MESSAGES:,}; --quick {QUICK_MESSAGES:,}); "
+                   "sync produce and schema-json use 1/10, latency 1/50")
+    w.add_argument("--payload", type=_int_list(1, 8 * 1024 * 1024), default=None,
+                   help="payload sizes in bytes; the first is the base (default 128,1024; --quick 128)")
+    w.add_argument("--partitions", type=_int_list(1, 64), default=None,
+                   help="partition counts; the first is the base (default 1,3; --quick 1)")
+    w.add_argument("--runs", type=_positive(1), default=None,
+                   help="runs per client and path; medians are reported (default 3; the targets need >= 3)")
+    w.add_argument("--batch", type=_positive(1), default=1000, help="produce_batch / fetch / consume batch size (default 1000)")
+    w.add_argument("--quick", action="store_true",
+                   help="a small variant (~1-2 minutes on 2 cores): 20k messages, 128 B, 1 partition, 3 runs")
+    w.add_argument("--timeout", type=_positive(5), default=None, help="seconds before a run is killed (default: by size)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", dest="json_path", type=Path, default=None, help="write the results here (default bench-results/bench-<time>.json)")
+    o.add_argument("--png", dest="png_path", type=Path, default=None, help="write the chart here (default next to the JSON)")
+    o.add_argument("--no-json", action="store_true", help="do not write JSON")
+    o.add_argument("--no-png", action="store_true", help="do not draw the chart")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# -- plan ---------------------------------------------------------------------------------------
+@dataclass
+class Settings:
+    clients: list[str]
+    paths: list[str]
+    messages: int
+    payloads: list[int]
+    partitions: list[int]
+    runs: int
+    batch: int
+    timeout: float | None
+    quick: bool
+
+
+@dataclass
+class Job:
+    payload: int
+    partitions: int
+    run: int
+    path: str
+    client: str
+    variant: str
+    messages: int
+
+    @property
+    def name(self) -> str:
+        v = f"/{self.variant}" if self.variant else ""
+        return f"{self.path} {self.client}{v} {self.payload}B/{self.partitions}p run {self.run}"
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    quick = bool(args.quick)
+    s = Settings(
+        clients=list(args.clients),
+        paths=list(args.paths),
+        messages=args.messages or (QUICK_MESSAGES if quick else DEFAULT_MESSAGES),
+        payloads=list(args.payload or ([128] if quick else [128, 1024])),
+        partitions=list(args.partitions or ([1] if quick else [1, 3])),
+        runs=args.runs or 3,
+        batch=args.batch,
+        timeout=args.timeout,
+        quick=quick,
+    )
+    return s
+
+
+def messages_for(path: str, n: int) -> int:
+    if path in ("produce-sync", "schema-json"):
+        return max(100, n // 10)
+    if path == "latency":
+        return max(50, n // 50)
+    return n
+
+
+def plan(s: Settings) -> list[Job]:
+    configs = [(s.payloads[0], s.partitions[0])]
+    configs += [(p, s.partitions[0]) for p in s.payloads[1:]]
+    configs += [(s.payloads[0], k) for k in s.partitions[1:]]
+    jobs = []
+    for ci, (payload, parts) in enumerate(configs):
+        paths = s.paths if ci == 0 else [p for p in s.paths if p in THROUGHPUT_PATHS]
+        for run in range(1, s.runs + 1):
+            for path in paths:
+                for client in s.clients:
+                    for variant in VARIANTS.get((client, path), ()):
+                        jobs.append(Job(payload, parts, run, path, client, variant, messages_for(path, s.messages)))
+    return jobs
+
+
+# -- broker -------------------------------------------------------------------------------------
+@dataclass
+class Target:
+    host: str
+    port: int
+    user: str
+    password: str
+    token: str
+    account_id: int
+    nats_pid: int | None
+    local: Any = None  # the LocalBroker, when we started it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def nats_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"servers": [f"nats://{self.host}:{self.port}"]}
+        if self.token:
+            kw["token"] = self.token
+        else:
+            kw["user"] = f"{self.user}${self.account_id}"
+            kw["password"] = self.password
+        return kw
+
+    def runner_args(self) -> list[str]:
+        a = ["--host", self.host, "--port", str(self.port), "--user", self.user, "--account-id", str(self.account_id)]
+        if self.token:
+            a += ["--token", self.token]
+        else:
+            a += ["--password", self.password]
+        if self.nats_pid:
+            a += ["--nats-pid", str(self.nats_pid)]
+        return a
+
+
+@contextlib.contextmanager
+def broker_target(args: argparse.Namespace) -> Iterator[Target]:
+    if args.host:
+        if args.password is None and args.token is None:
+            raise UsageError("with --host, give --password or --token")
+        if args.password is not None and args.token is not None:
+            raise UsageError("give --password or --token, not both")
+        port = args.port or 6666
+        try:
+            socket.create_connection((args.host, port), timeout=5).close()
+        except OSError as exc:
+            raise BenchError(f"cannot reach the broker at {args.host}:{port}: {exc.strerror or exc}") from None
+        yield Target(args.host, port, args.user, args.password or "", args.token or "", args.account_id, args.nats_pid)
+        return
+    if args.port is not None or args.nats_pid is not None:
+        raise UsageError("--port and --nats-pid need --host (without --host a local broker is started on a free port)")
+    from ..broker import LocalBroker
+    from ..broker.local import BrokerStartError
+
+    auth = "token" if args.token else "password"
+    kw: dict[str, Any] = {"memory": True, "auth": auth, "username": args.user, "log_level": "warning"}
+    if args.password:
+        kw["password"] = args.password
+    if args.token:
+        kw["token"] = args.token
+    broker = LocalBroker(**kw)
+    try:
+        try:
+            broker.start()
+        except (BrokerStartError, OSError) as exc:
+            raise BenchError(f"could not start the local broker: {exc}") from None
+        yield Target(
+            broker.host, broker.port, broker.username, broker.password if auth == "password" else "",
+            broker.token or "", 1, broker.nats_pid, local=broker,
+        )
+    finally:
+        broker.cleanup()
+
+
+# -- running ------------------------------------------------------------------------------------
+def _child_setup() -> None:  # pragma: no cover - between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the bench
+    except Exception:
+        pass
+
+
+class Bench:
+    def __init__(self, s: Settings, target: Target, progress: Any, workdir: Path) -> None:
+        from .control import Control
+
+        self.s = s
+        self.target = target
+        self.progress = progress
+        self.workdir = workdir
+        self.loop = asyncio.Runner()
+        self.control = Control(target.nats_kwargs(), target.user)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.schema_ready = False
+
+    def open(self) -> None:
+        try:
+            self.loop.run(self.control.connect())
+        except Exception as exc:
+            raise BenchError(f"cannot connect to the broker at {self.target.host}:{self.target.port}: {_why(exc)}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.run(self.control.close())
+        self.loop.close()
+
+    def kill_child(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.resume_nats()
+
+    def resume_nats(self) -> None:
+        if self.target.nats_pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.target.nats_pid, signal.SIGCONT)
+
+    def run_job(self, job: Job) -> dict[str, Any]:
+        station = f"bench-{job.path}-{job.client}-{job.variant or 'x'}-{job.run}-{secrets.token_hex(3)}"
+        base: dict[str, Any] = {
+            "client": job.client, "path": job.path, "variant": job.variant, "payload": job.payload,
+            "partitions": job.partitions, "run": job.run, "messages": job.messages,
+        }
+        needs_station = job.path != "connect"
+        try:
+            if needs_station:
+                self.setup(job, station)
+            res = self.spawn(job, station)
+            res.update({"run": job.run})
+            if res.get("ok") and needs_station:
+                err = self.verify(job, station, res)
+                if err:
+                    res["ok"] = False
+                    res["error"] = f"verification: {err}"
+            return res
+        except Exception as exc:
+            return {**base, "ok": False, "error": f"{type(exc).__name__}: {_why(exc)}"}
+        finally:
+            if needs_station:
+                with contextlib.suppress(Exception):
+                    self.loop.run(self.control.delete_station(station))
+
+    def setup(self, job: Job, station: str) -> None:
+        from .runner_common import CONSUMER_GROUP, make_payload
+        from .runner_raw import preload
+
+        c = self.control
+        schema = ""
+        if job.path == "schema-json":
+            if not self.schema_ready:
+                self.loop.run(c.create_schema(SCHEMA_NAME, "json", JSON_SCHEMA))
+                self.schema_ready = True
+            schema = SCHEMA_NAME
+        self.loop.run(c.create_station(station, job.partitions, schema))
+        if job.path in ("consume-ack", "latency"):
+            self.loop.run(c.create_consumer_group(station, CONSUMER_GROUP))
+        if job.path == "consume-ack":
+            t = self.target
+            stored = preload(
+                t.host, t.port, station, job.partitions, job.messages, make_payload(job.payload),
+                user=f"{t.user}${t.account_id}" if not t.token else "", password=t.password, token=t.token,
+            )
+            if stored != job.messages:
+                raise BenchError(f"preload stored {stored} of {job.messages} messages")
+
+    def spawn(self, job: Job, station: str) -> dict[str, Any]:
+        import json
+
+        out = self.workdir / f"result-{os.getpid()}-{secrets.token_hex(4)}.json"
+        err_path = self.workdir / "runner-stderr.txt"
+        runner = Path(__file__).with_name(RUNNERS[job.client])
+        cmd = [
+            sys.executable, str(runner), "--path", job.path, "--json-out", str(out),
+            *self.target.runner_args(), "--connect-host", "localhost" if self.target.local else self.target.host,
+            "--station", station, "--partitions", str(job.partitions), "--payload", str(job.payload),
+            "--messages", str(job.messages), "--batch", str(self.s.batch),
+        ]
+        if job.variant:
+            cmd += ["--variant", job.variant]
+        if job.client == "memphis-py" and job.variant == "limit":
+            cmd[cmd.index("--batch") + 1] = str(LIMIT_VARIANT_TASKS)
+        if job.path == "connect" and job.client == "memphis-py":
+            cmd += ["--connects", str(MEMPHIS_PY_CONNECTS)]
+        timeout = self.s.timeout or (60 + job.messages / 500)
+        with open(err_path, "wb") as errf:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=errf, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_child_setup if sys.platform.startswith("linux") else None,
+            )
+            try:
+                code = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_child()
+                return {"client": job.client, "path": job.path, "variant": job.variant, "payload": job.payload,
+                        "partitions": job.partitions, "ok": False, "error": f"timed out after {timeout:.0f} s"}
+            finally:
+                self.proc = None
+                if job.path == "memory-bound":
+                    self.resume_nats()  # whatever happened to the runner
+        tail = err_path.read_text(errors="replace")[-2000:]
+        if code != 0 or not out.exists():
+            return {"client": job.client, "path": job.path, "variant": job.variant, "payload": job.payload,
+                    "partitions": job.partitions, "ok": False, "error": f"runner exited with {code}: {tail.strip()[-600:]}"}
+        res: dict[str, Any] = json.loads(out.read_text())
+        out.unlink()
+        if not res.get("ok") and res.get("traceback"):
+            res["error"] = f"{res.get('error')}\n{res['traceback'][-1500:]}"
+        return res
+
+    def verify(self, job: Job, station: str, res: dict[str, Any]) -> str | None:
+        """Every message stored (produce) / received and acked (consume)."""
+        from .runner_common import CONSUMER_GROUP
+
+        c = self.control
+        extra = res.get("extra") or {}
+        if job.path in PRODUCE_PATHS:
+            produced = int(extra.get("produced", res.get("messages") or 0)) if job.path == "memory-bound" else job.messages
+            expect = produced + int(extra.get("warmup", 0))
+            stored = self._until(lambda: self.loop.run(c.stored(station, job.partitions)), expect)
+            if stored != expect:
+                return f"{stored} messages stored, expected {expect} ({expect - stored} missing)"
+            return None
+        if job.path == "latency":
+            stored = self.loop.run(c.stored(station, job.partitions))
+            if stored != job.messages:
+                return f"{stored} messages stored, expected {job.messages}"
+        if job.path in ("consume-ack", "latency"):
+            st = self.loop.run(c.wait_acked(station, job.partitions, CONSUMER_GROUP, job.messages))
+            if st["ack_floor"] != job.messages or st["ack_pending"] or st["pending"]:
+                return (
+                    f"consumer group: {st['ack_floor']} acked in order of {job.messages}, {st['ack_pending']} "
+                    f"delivered but not acked, {st['pending']} never delivered"
+                )
+            if st["redelivered"]:
+                return f"{st['redelivered']} messages were redelivered"
+        return None
+
+    @staticmethod
+    def _until(read: Callable[[], int], expect: int, timeout: float = 3.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            v = read()
+            if v >= expect or time.monotonic() > deadline:
+                return v
+            time.sleep(0.05)
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- metadata -----------------------------------------------------------------------------------
+def metadata(s: Settings, target: Target, argv: list[str]) -> dict[str, Any]:
+    from importlib import metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    cpu = ""
+    mem_kb = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    nats_version = None
+    with contextlib.suppress(Exception):
+        from .._server import find_nats_server
+
+        nats_version = subprocess.run(
+            [find_nats_server(), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    commit = None
+    with contextlib.suppress(Exception):
+        repo = Path(__file__).resolve().parents[3]
+        if (repo / ".git").exists():
+            commit = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--", "python", "rust"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout.strip()
+            if dirty:
+                commit += " (+ uncommitted changes)"
+    from .. import __version__
+
+    return {
+        "command": "memphis-fast bench " + " ".join(shlex.quote(a) for a in argv),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": cpu,
+            "mem_gb": round(mem_kb / 1e6, 1),
+            "kernel": platform.release(),
+            "loadavg_start": list(os.getloadavg()),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "nats-server": nats_version,
+            "memphis-fast": __version__,
+            "memphis-fast commit": commit,
+            "memphis-py": version("memphis-py"),
+            "nats-py": version("nats-py"),
+        },
+        "broker": "local (memory storage)" if target.local else f"{target.host}:{target.port}",
+        "settings": {
+            "clients": s.clients, "paths": s.paths, "messages": s.messages, "payloads": s.payloads,
+            "partitions": s.partitions, "runs": s.runs, "batch": s.batch, "quick": s.quick,
+            "stations": "memory storage, fresh station per run",
+        },
+    }
+
+
+# -- entry point --------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UsageError as exc:
+        sys.stderr.write(f"memphis-fast bench: error: {exc}\n")
+        return 2
+    except BenchError as exc:
+        sys.stderr.write(f"memphis-fast bench: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\nmemphis-fast bench: interrupted\n")
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import report
+    from .progress import Progress
+
+    s = settings_from(args)
+    jobs = plan(s)
+    if not jobs:
+        raise UsageError("nothing to run: no client implements the selected paths")
+    argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else sys.argv[1:]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path = None if args.no_json else (args.json_path or Path("bench-results") / f"bench-{stamp}.json")
+    png_path = None if args.no_png else (args.png_path or (json_path.with_suffix(".png") if json_path else Path("bench-results") / f"bench-{stamp}.png"))
+    progress = Progress(len(jobs), enabled=not args.no_progress)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="memphis-fast-bench-") as tmp, broker_target(args) as target:
+        meta = metadata(s, target, argv)
+        if s.runs < 3:
+            progress.message("note: fewer than 3 runs; the issue's targets are judged on medians of at least 3")
+        bench = Bench(s, target, progress, Path(tmp))
+        bench.open()
+        old_term = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
+        started = time.monotonic()
+        try:
+            for job in jobs:
+                progress.show(job.name)
+                res = bench.run_job(job)
+                runs.append(res)
+                if not res.get("ok"):
+                    progress.message(f"FAILED {job.name}: {str(res.get('error')).splitlines()[0][:300]}")
+                progress.advance(job.name)
+        finally:
+            bench.kill_child()
+            bench.close()
+            signal.signal(signal.SIGTERM, old_term)
+            progress.close()
+        meta["machine"]["loadavg_end"] = list(os.getloadavg())
+        meta["seconds"] = round(time.monotonic() - started, 1)
+    rows = report.aggregate(runs)
+    base = report.config_key(s.payloads[0], s.partitions[0])
+    ts = report.targets(rows, base)
+    out = sys.stdout
+    out.write(
+        f"memphis-fast bench: {meta['versions']['memphis-fast']} ({meta['versions']['memphis-fast commit']}), "
+        f"memphis-py {meta['versions']['memphis-py']}, nats-py {meta['versions']['nats-py']}, "
+        f"{meta['versions']['nats-server']}, Python {meta['versions']['python']}\n"
+        f"machine: {meta['machine']['nproc']} CPUs, {meta['machine']['cpu']}; broker: {meta['broker']}; "
+        f"{s.runs} run(s), medians; {meta['seconds']} s; load average {meta['machine']['loadavg_start'][0]:.2f} -> "
+        f"{meta['machine']['loadavg_end'][0]:.2f}\n"
+        "x m-py / x raw: rate (latency paths: 1/p50) relative to memphis-py's best variant and to the raw client "
+        "(produce-batch: to their pipelined produce)\n\n"
+    )
+    out.write(report.table(rows) + "\n")
+    mem = report.memory_text(rows)
+    if mem:
+        out.write(mem + "\n\n")
+    out.write(report.targets_text(ts) + "\n")
+    fails = report.failures_text(rows)
+    if fails:
+        out.write("\n" + fails + "\n")
+    if json_path is not None:
+        report.write_json(json_path, meta, rows, ts, runs)
+        out.write(f"\nJSON: {json_path}\n")
+    if png_path is not None:
+        try:
+            report.chart(png_path, rows, f"memphis-fast bench ({meta['date']}, {meta['machine']['nproc']} CPUs, medians of {s.runs})")
+            out.write(f"chart: {png_path}\n")
+        except ImportError:
+            out.write("chart: skipped (matplotlib is not installed)\n")
+    out.flush()
+    return 0 if all(r["ok"] for r in rows) else 1

@@ -1,0 +1,164 @@
+"""Setup and verification on the broker, from the bench's own process (nats-py).
+
+Stations, schemas and consumer groups are created through the Memphis control-plane requests
+(the same JSON the SDKs send), so every client meets the same stations; after a run the bench
+reads the streams' and durables' state from the JetStream API to check that every message was
+stored (produce paths) or received and acked (consume paths), whatever the runner reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+
+from .runner_common import internal_name, stream_names
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class Control:
+    """A nats-py connection in the Memphis account for setup and checks."""
+
+    def __init__(self, nats_kwargs: dict[str, Any], username: str) -> None:
+        self.nats_kwargs = nats_kwargs
+        self.username = username
+        self.connection_id = str(uuid.uuid4())
+        self.nc: NATS | None = None
+
+    async def connect(self, timeout: float = 5.0) -> None:
+        async def quiet(exc: Exception) -> None:
+            return None
+
+        self.nc = await nats.connect(
+            **self.nats_kwargs,
+            name=f"{self.connection_id}::{self.username}",
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=timeout,
+            error_cb=quiet,
+        )
+
+    async def close(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.close()
+        self.nc = None
+
+    async def _request(self, subject: str, body: dict[str, Any] | bytes, timeout: float = 20.0) -> bytes:
+        assert self.nc is not None
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        msg = await self.nc.request(subject, data, timeout=timeout)
+        return bytes(msg.data)
+
+    async def _memphis(self, subject: str, body: dict[str, Any]) -> None:
+        """A control-plane request whose reply is an error text, or JSON with ``error``."""
+        raw = (await self._request(subject, body)).decode("utf-8", "replace")
+        err = raw
+        if raw.startswith("{"):
+            err = str(json.loads(raw).get("error") or "")
+        if err and "already exist" not in err:
+            raise ControlError(f"{subject}: {err}")
+
+    async def create_station(self, name: str, partitions: int = 1, schema: str = "") -> None:
+        await self._memphis(
+            "$memphis_station_creations",
+            {
+                "name": name,
+                "retention_type": "message_age_sec",
+                "retention_value": 3600,
+                "storage_type": "memory",
+                "replicas": 1,
+                "idempotency_window_in_ms": 120000,
+                "schema_name": schema,
+                "dls_configuration": {"poison": True, "Schemaverse": True},
+                "username": self.username,
+                "tiered_storage_enabled": False,
+                "partitions_number": partitions,
+                "dls_station": "",
+            },
+        )
+
+    async def delete_station(self, name: str) -> None:
+        raw = await self._request(
+            "$memphis_station_destructions", {"station_name": name, "username": self.username}
+        )
+        err = raw.decode("utf-8", "replace")
+        if err and "not exist" not in err:
+            raise ControlError(f"station deletion: {err}")
+
+    async def create_schema(self, name: str, schema_type: str, content: str) -> None:
+        await self._memphis(
+            "$memphis_schema_creations",
+            {
+                "name": name,
+                "type": schema_type,
+                "created_by_username": self.username,
+                "schema_content": content,
+                "message_struct_name": "",
+            },
+        )
+
+    async def create_consumer_group(self, station: str, group: str) -> None:
+        """Register a consumer (and so the group's durable on every partition)."""
+        await self._memphis(
+            "$memphis_consumer_creations",
+            {
+                "name": group,
+                "station_name": station,
+                "connection_id": self.connection_id,
+                "consumer_type": "application",
+                "consumers_group": group,
+                "max_ack_time_ms": 30000,
+                "max_msg_deliveries": 2,
+                "start_consume_from_sequence": 1,
+                "last_messages": -1,
+                "req_version": 4,
+                "username": self.username,
+                "app_id": self.connection_id,
+                "sdk_lang": "python",
+            },
+        )
+
+    async def _js_api(self, subject: str) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(await self._request(subject, b"", timeout=10))
+        if "error" in body:
+            raise ControlError(f"{subject}: {body['error'].get('description', body['error'])}")
+        return body
+
+    async def stored(self, station: str, partitions: int) -> int:
+        """Messages in the station's streams."""
+        total = 0
+        for s in stream_names(station, partitions):
+            info = await self._js_api(f"$JS.API.STREAM.INFO.{s}")
+            total += int(info["state"]["messages"])
+        return total
+
+    async def group_state(self, station: str, partitions: int, group: str) -> dict[str, int]:
+        """Summed over partitions: delivered, ack floor (acked in order), ack pending, pending."""
+        out = {"delivered": 0, "ack_floor": 0, "ack_pending": 0, "pending": 0, "redelivered": 0}
+        durable = internal_name(group)
+        for s in stream_names(station, partitions):
+            info = await self._js_api(f"$JS.API.CONSUMER.INFO.{s}.{durable}")
+            out["delivered"] += int(info["delivered"]["consumer_seq"])
+            out["ack_floor"] += int(info["ack_floor"]["consumer_seq"])
+            out["ack_pending"] += int(info["num_ack_pending"])
+            out["pending"] += int(info["num_pending"])
+            out["redelivered"] += int(info.get("num_redelivered", 0))
+        return out
+
+    async def wait_acked(self, station: str, partitions: int, group: str, expect: int, timeout: float = 5.0) -> dict[str, int]:
+        """The group's state once ``expect`` messages are acked (or at the timeout)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            st = await self.group_state(station, partitions, group)
+            if st["ack_floor"] >= expect and st["ack_pending"] == 0:
+                return st
+            if asyncio.get_running_loop().time() > deadline:
+                return st
+            await asyncio.sleep(0.05)

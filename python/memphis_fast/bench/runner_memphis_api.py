@@ -1,0 +1,393 @@
+"""The benchmark paths written once against the memphis-py API.
+
+``runner_memphis_py`` and ``runner_memphis_fast`` differ only in their import: each passes its
+client's module to :func:`handlers`. The code here calls exactly what a memphis-py user calls
+(``connect``, ``producer``, ``produce(..., nonblocking=True)``, waiting for
+``background_tasks`` to drain, ``consumer``, ``fetch``/``consume``, ``ack``); the few paths
+that need memphis-fast's own API (``produce_batch``, ``flush``, the produce window of the
+memory-bound path) say so. This module imports neither client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import time
+from types import ModuleType
+from typing import Any
+
+try:
+    from . import runner_common as rc
+except ImportError:  # run by path (see runner_common)
+    import runner_common as rc  # type: ignore[no-redef]
+
+WARMUP = 100
+#: A JSON message for the schema-json path (~128 bytes serialized).
+SCHEMA_MESSAGE = {
+    "id": 12345,
+    "customer": "customer-0001",
+    "items": [{"sku": "sku-001", "qty": 2}, {"sku": "sku-002", "qty": 1}],
+    "total": 42.5,
+    "paid": True,
+}
+
+
+class Api:
+    """What a runner needs from its client: the module and whether it is memphis-fast."""
+
+    def __init__(self, client: str, memphis_module: ModuleType) -> None:
+        self.client = client
+        self.Memphis = memphis_module.Memphis
+        self.fast = client == "memphis-fast"
+
+    async def connect(self, args: argparse.Namespace, host: str | None = None) -> Any:
+        m = self.Memphis()
+        kw: dict[str, Any] = {"host": host or args.host, "username": args.user, "port": args.port}
+        if args.account_id != 1:
+            kw["account_id"] = args.account_id
+        if args.token:
+            kw["connection_token"] = args.token
+        else:
+            kw["password"] = args.password
+        await m.connect(**kw)
+        return m
+
+
+async def _drain(producer: Any) -> None:
+    """memphis-py's idiom: poll ``background_tasks`` until no message is in flight."""
+    while len(producer.background_tasks) > 0:
+        await asyncio.sleep(0.001)
+
+
+async def _flush(api: Api, m: Any) -> None:
+    """One round trip to the server: everything written before (acks) was processed."""
+    await m.broker_manager.flush()
+
+
+def make(api: Api) -> dict[str, rc.Handler]:
+    client = api.client
+
+    async def connect(args: argparse.Namespace) -> dict[str, Any]:
+        lat = []
+        for _ in range(args.connects):
+            t0 = time.perf_counter_ns()
+            m = await api.connect(args, args.connect_host)
+            lat.append(time.perf_counter_ns() - t0)
+            await m.close()
+        return rc.result(args, client, latencies_ns=lat, extra={"connects": args.connects, "host": args.connect_host})
+
+    async def produce_sync(args: argparse.Namespace) -> dict[str, Any]:
+        m = await api.connect(args)
+        producer = await m.producer(station_name=args.station, producer_name=rc.PRODUCER_NAME)
+        payload = bytearray(rc.make_payload(args.payload))  # memphis-py refuses bytes
+        for _ in range(WARMUP):
+            await producer.produce(payload)
+        n = args.messages
+        lat = [0] * n
+        clock = time.perf_counter_ns
+        produce = producer.produce
+        meter = rc.Meter(args.nats_pid)
+        meter.start()
+        for i in range(n):
+            t0 = clock()
+            await produce(payload)
+            lat[i] = clock() - t0
+        meter.stop()
+        await m.close()
+        return rc.result(args, client, messages=n, meter=meter, latencies_ns=lat, acked=n, extra={"warmup": WARMUP})
+
+    async def produce_nonblocking(args: argparse.Namespace) -> dict[str, Any]:
+        m = await api.connect(args)
+        producer = await m.producer(station_name=args.station, producer_name=rc.PRODUCER_NAME)
+        payload = bytearray(rc.make_payload(args.payload))  # memphis-py refuses bytes
+        for _ in range(WARMUP):
+            await producer.produce(payload)
+        n = args.messages
+        produce = producer.produce
+        limit = args.batch if args.variant == "limit" else None
+        meter = rc.Meter(args.nats_pid)
+        meter.start()
+        if limit is None:
+            for _ in range(n):
+                await produce(payload, nonblocking=True)
+        else:
+            for _ in range(n):
+                await produce(payload, nonblocking=True, concurrent_task_limit=limit)
+        await _drain(producer)
+        if api.fast:
+            await producer.flush()  # raises if any message failed
+        meter.stop()
+        await m.close()
+        extra: dict[str, Any] = {"warmup": WARMUP}
+        if limit is not None:
+            extra["concurrent_task_limit"] = limit
+        return rc.result(args, client, messages=n, meter=meter, extra=extra)
+
+    async def produce_batch(args: argparse.Namespace) -> dict[str, Any]:
+        m = await api.connect(args)
+        producer = await m.producer(station_name=args.station, producer_name=rc.PRODUCER_NAME)
+        payload = bytearray(rc.make_payload(args.payload))  # memphis-py refuses bytes
+        for _ in range(WARMUP):
+            await producer.produce(payload)
+        n = args.messages
+        batch = [payload] * args.batch
+        stored = failed = 0
+        meter = rc.Meter(args.nats_pid)
+        meter.start()
+        left = n
+        while left > 0:
+            chunk = batch if left >= len(batch) else batch[:left]
+            results = await producer.produce_batch(chunk)
+            for r in results:
+                if r.stored:
+                    stored += 1
+                else:
+                    failed += 1
+            left -= len(chunk)
+        meter.stop()
+        await m.close()
+        ok = stored == n and failed == 0
+        return rc.result(
+            args, client, messages=n, meter=meter, ok=ok, acked=stored, failed=failed,
+            error=None if ok else f"{failed} of {n} messages not stored", extra={"warmup": WARMUP, "batch": args.batch},
+        )
+
+    async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
+        m = await api.connect(args)
+        consumer = await m.consumer(
+            station_name=args.station,
+            consumer_name="bench-consumer",
+            consumer_group=rc.CONSUMER_GROUP,
+            batch_size=args.batch,
+            pull_interval_ms=1,  # memphis-py's consume() stops at 0 and sleeps this after every batch
+        )
+        n = args.messages
+        received = 0
+        nbytes = 0
+        meter = rc.Meter(args.nats_pid)
+        if args.variant == "consume":
+            done = asyncio.Event()
+
+            async def handler(msgs: list[Any], error: Any, context: Any) -> None:
+                nonlocal received, nbytes
+                for msg in msgs:
+                    nbytes += len(msg.get_data())
+                    await msg.ack()
+                received += len(msgs)
+                if received >= n:
+                    done.set()
+
+            meter.start()
+            consumer.consume(handler)
+            await done.wait()
+            await _flush(api, m)
+            meter.stop()
+        else:
+            meter.start()
+            while received < n:
+                msgs = await consumer.fetch(batch_size=args.batch)
+                for msg in msgs:
+                    nbytes += len(msg.get_data())
+                    await msg.ack()
+                received += len(msgs)
+            await _flush(api, m)
+            meter.stop()
+        await _close_consumer(api, consumer)
+        await m.close()
+        ok = received == n and nbytes == n * args.payload
+        return rc.result(
+            args, client, messages=n, meter=meter, ok=ok, acked=received,
+            error=None if ok else f"received {received} messages / {nbytes} bytes, expected {n}",
+        )
+
+    async def latency(args: argparse.Namespace) -> dict[str, Any]:
+        """One message in flight: nonblocking produce, wait for it in the consume callback."""
+        m = await api.connect(args)
+        producer = await m.producer(station_name=args.station, producer_name=rc.PRODUCER_NAME)
+        consumer = await m.consumer(
+            station_name=args.station,
+            consumer_name="bench-consumer",
+            consumer_group=rc.CONSUMER_GROUP,
+            batch_size=1,
+            pull_interval_ms=1,
+        )
+        payload = bytearray(rc.make_payload(args.payload))  # memphis-py refuses bytes
+        got = asyncio.Event()
+        t_recv = 0
+        received = 0
+
+        async def handler(msgs: list[Any], error: Any, context: Any) -> None:
+            nonlocal t_recv, received
+            if msgs:
+                t_recv = time.perf_counter_ns()
+                for msg in msgs:
+                    await msg.ack()
+                received += len(msgs)
+                got.set()
+
+        consumer.consume(handler)
+        n = args.messages
+        lat = [0] * n
+        meter = rc.Meter(args.nats_pid)
+        meter.start()
+        for i in range(n):
+            got.clear()
+            t0 = time.perf_counter_ns()
+            await producer.produce(payload, nonblocking=True)
+            await asyncio.wait_for(got.wait(), 30)
+            lat[i] = t_recv - t0
+        await _drain(producer)
+        await _flush(api, m)
+        meter.stop()
+        await _close_consumer(api, consumer)
+        await m.close()
+        ok = received == n
+        return rc.result(
+            args, client, messages=n, meter=meter, latencies_ns=lat, ok=ok, acked=received,
+            error=None if ok else f"received {received} of {n}",
+        )
+
+    async def schema_json(args: argparse.Namespace) -> dict[str, Any]:
+        """Produce dicts (nonblocking) into a station with a JSON schema: validation + encoding."""
+        m = await api.connect(args)
+        producer = await m.producer(station_name=args.station, producer_name=rc.PRODUCER_NAME)
+        msg = dict(SCHEMA_MESSAGE)
+        for _ in range(WARMUP):
+            await producer.produce(msg)
+        n = args.messages
+        produce = producer.produce
+        meter = rc.Meter(args.nats_pid)
+        meter.start()
+        for _ in range(n):
+            await produce(msg, nonblocking=True)
+        await _drain(producer)
+        if api.fast:
+            await producer.flush()
+        meter.stop()
+        await m.close()
+        return rc.result(args, client, messages=n, meter=meter, extra={"warmup": WARMUP})
+
+    async def memory_bound(args: argparse.Namespace) -> dict[str, Any]:
+        return await _memory_bound(api, args)
+
+    out: dict[str, rc.Handler] = {
+        "connect": connect,
+        "produce-sync": produce_sync,
+        "produce-nonblocking": produce_nonblocking,
+        "consume-ack": consume_ack,
+        "latency": latency,
+        "schema-json": schema_json,
+        "memory-bound": memory_bound,
+    }
+    if api.fast:
+        out["produce-batch"] = produce_batch
+    return out
+
+
+async def _close_consumer(api: Api, consumer: Any) -> None:
+    if api.fast:
+        await consumer.stop_consume()
+    else:
+        task = getattr(consumer, "t_consume", None)
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+async def _memory_bound(api: Api, args: argparse.Namespace) -> dict[str, Any]:
+    """nats-server is stopped (SIGSTOP) while a producer keeps calling nonblocking produce.
+
+    memphis-fast must block at its window (at most ``max_inflight`` calls after the stop, no
+    progress while stopped) with RSS within baseline + window bytes + 20 MB, and every
+    message must complete after SIGCONT. memphis-py runs the same code for contrast (it has no
+    window: every call makes a task)."""
+    if not args.nats_pid:
+        return rc.failure(args, api.client, "memory-bound needs the nats-server pid (local broker)")
+    m = await api.connect(args)
+    producer = await m.producer(station_name=args.station, producer_name=rc.PRODUCER_NAME)
+    payload = bytearray(rc.make_payload(args.payload))  # memphis-py refuses bytes
+    max_inflight = int(getattr(producer, "max_inflight", 0))
+    max_bytes = int(getattr(producer, "max_inflight_bytes", 0))
+    # Warm up to steady state (a full window in flight, twice) before the baseline.
+    warm = max(2 * max_inflight, 10_000)
+    for _ in range(warm):
+        await producer.produce(payload, nonblocking=True)
+    await _drain(producer)
+    baseline = rc.rss_bytes()
+    calls = 0
+    running = True
+
+    async def pump() -> None:
+        nonlocal calls
+        while running:
+            await producer.produce(payload, nonblocking=True)
+            calls += 1
+
+    task = asyncio.get_running_loop().create_task(pump())
+    samples: list[int] = []
+    resumed = False
+    try:
+        await asyncio.sleep(0.3)
+        os.kill(args.nats_pid, signal.SIGSTOP)
+        at_stop = calls
+        t_stop = time.monotonic()
+        half = t_stop + args.stop_seconds / 2
+        at_half = -1
+        while time.monotonic() - t_stop < args.stop_seconds:
+            samples.append(rc.rss_bytes())
+            if at_half < 0 and time.monotonic() >= half:
+                at_half = calls
+            await asyncio.sleep(0.02)
+        at_end = calls
+        os.kill(args.nats_pid, signal.SIGCONT)
+        resumed = True
+        await asyncio.sleep(0.3)
+    finally:
+        if not resumed:
+            os.kill(args.nats_pid, signal.SIGCONT)
+        running = False
+    await asyncio.wait_for(task, 60)
+    t0 = time.monotonic()
+    await asyncio.wait_for(_drain(producer), 60)
+    if api.fast:
+        await producer.flush(timeout=60)
+    drain_s = time.monotonic() - t0
+    await m.close()
+    peak = max(samples) if samples else 0
+    per_msg = args.payload + 128  # payload + the HPUB line and the two Memphis headers, generously
+    window_bytes = min(max_inflight * per_msg, max_bytes) if max_inflight else 0
+    bound = baseline + window_bytes + 20_000_000
+    after_stop = at_end - at_stop
+    blocked = max_inflight > 0 and after_stop <= max_inflight and at_half == at_end
+    within = peak <= bound
+    extra = {
+        "baseline_rss_mb": baseline / 1e6,
+        "peak_rss_stopped_mb": peak / 1e6,
+        "rss_growth_mb": (peak - baseline) / 1e6,
+        "window_messages": max_inflight,
+        "window_bytes_mb": window_bytes / 1e6,
+        "bound_mb": bound / 1e6,
+        "calls_after_stop": after_stop,
+        "progress_second_half": at_end - at_half,
+        "blocked": blocked,
+        "within_bound": within,
+        "stopped_s": args.stop_seconds,
+        "drain_after_resume_s": drain_s,
+        "warmup": warm,
+        "produced": calls,
+    }
+    # The bench checks that warmup + produced messages were stored.
+    ok = blocked and within if api.fast else True
+    err = None
+    if not ok:
+        err = (
+            f"produce did not block at the window ({after_stop} calls after SIGSTOP, window {max_inflight})"
+            if not blocked
+            else f"RSS {peak / 1e6:.1f} MB above the bound {bound / 1e6:.1f} MB"
+        )
+    return rc.result(args, api.client, messages=calls, ok=ok, error=err, acked=calls, extra=extra)

@@ -1,0 +1,428 @@
+"""The raw-socket reference client: the ceiling the other clients are measured against.
+
+A minimal NATS client on one blocking socket that does almost no work: CONNECT, then ``HPUB``
+frames built once (the two Memphis headers, a fixed reply subject) sent in chunks, and PubAck
+replies counted by scanning the received bytes for ``"seq":`` up to the last complete reply;
+pulls on the consumer group's durable with one ``PUB <reply> 0`` ack per delivered message,
+written together with the next pull. No asyncio, no per-message objects, no inbox per message.
+Whatever rate it reaches is (almost) what nats-server allows on this machine.
+
+Honest where it matters: every message carries the same headers as a Memphis producer's, goes
+to the same subject (``<station>$<p>.final``) of the same memphis-storage stream, asks for an
+acknowledgement and is counted only when the broker stored it; the consumer acks every message
+explicitly. ``memphis-fast bench`` then checks the stream / consumer state as for any client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import time
+from typing import Any
+
+try:
+    from . import runner_common as rc
+except ImportError:  # run by path (see runner_common)
+    import runner_common as rc  # type: ignore[no-redef]
+
+CLIENT = "raw"
+ACK_INBOX = b"_INBOX.rawack"
+CHUNK = 256  # messages per write when pipelining
+WINDOW = 4096  # messages in flight when pipelining (memphis-fast's default window)
+_SEQ = b'"seq":'
+_ERR = b'"error"'
+_NO_RESPONDERS = b"NATS/1.0 503"
+
+
+class RawError(RuntimeError):
+    pass
+
+
+class RawClient:
+    """Just enough NATS for the benchmark, on a blocking socket."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        user: str = "",
+        password: str = "",
+        token: str = "",
+        timeout: float = 10.0,
+    ) -> None:
+        self.sock = socket.create_connection((host, port), timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.buf = b""
+        line = self._read_line()
+        if not line.startswith(b"INFO "):
+            raise RawError(f"unexpected greeting {line[:80]!r}")
+        opts: dict[str, Any] = {
+            "verbose": False,
+            "pedantic": False,
+            "headers": True,
+            "no_responders": True,
+            "protocol": 1,
+            "lang": "raw",
+            "version": "0",
+            "name": "bench-raw",
+        }
+        if token:
+            opts["auth_token"] = token
+        elif user:
+            opts["user"] = user
+            opts["pass"] = password
+        self.sock.sendall(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
+        while True:
+            line = self._read_line()
+            if line == b"PONG":
+                break
+            if line.startswith(b"-ERR"):
+                raise RawError(line.decode(errors="replace"))
+
+    def _read_line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise RawError("connection closed by the server")
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def recv(self) -> bytes:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise RawError("connection closed by the server")
+        return data
+
+    def ping(self) -> None:
+        """A round trip: everything sent before has been processed by the server."""
+        self.sock.sendall(b"PING\r\n")
+        tail = self.buf
+        while b"PONG\r\n" not in tail:
+            tail = tail[-8:] + self.recv()
+        self.buf = b""
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def hpub_frame(subject: str, reply: bytes, headers: dict[str, str], payload: bytes) -> bytes:
+    hdr = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+    head = b"HPUB %s %s %d %d\r\n" % (subject.encode(), reply, len(hdr), len(hdr) + len(payload))
+    return head + hdr + payload + b"\r\n"
+
+
+def _subjects(args: argparse.Namespace) -> list[str]:
+    return [f"{s}.final" for s in rc.stream_names(args.station, args.partitions)]
+
+
+def _connect(args: argparse.Namespace, host: str | None = None) -> RawClient:
+    if args.token:
+        return RawClient(host or args.host, args.port, token=args.token)
+    return RawClient(host or args.host, args.port, user=rc.nats_user(args), password=args.password)
+
+
+class AckCounter:
+    """Counts PubAck replies in the byte stream without parsing each frame."""
+
+    __slots__ = ("client", "pending", "acked", "errors")
+
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+        self.pending = b""
+        self.acked = 0
+        self.errors = 0
+
+    def read(self) -> None:
+        data = self.client.recv()
+        buf = self.pending + data if self.pending else data
+        end = buf.rfind(b"}\r\n")  # the end of the last complete PubAck
+        if end < 0:
+            self.pending = buf
+        else:
+            region = buf[: end + 3]
+            self.pending = buf[end + 3 :]
+            self.acked += region.count(_SEQ)
+            self.errors += region.count(_ERR)
+        if b"-ERR" in data:
+            raise RawError(data[data.index(b"-ERR") :].split(b"\r\n")[0].decode(errors="replace"))
+        if _NO_RESPONDERS in data:
+            self.errors += data.count(_NO_RESPONDERS)
+        if b"PING\r\n" in data:
+            self.client.sock.sendall(b"PONG\r\n")
+
+    @property
+    def done(self) -> int:
+        return self.acked + self.errors
+
+
+def publish_pipelined(
+    client: RawClient, frames: list[bytes], n: int, window: int = WINDOW, chunk: int = CHUNK
+) -> AckCounter:
+    """Send ``n`` messages (cycling over ``frames``) keeping at most ``window`` unacknowledged."""
+    client.sock.sendall(b"SUB " + ACK_INBOX + b" 1\r\n")
+    full = b"".join(frames[i % len(frames)] for i in range(chunk))
+    counter = AckCounter(client)
+    sent = 0
+    while counter.done < n:
+        while sent < n and sent - counter.done + chunk <= window:
+            k = min(chunk, n - sent)
+            if k == chunk:
+                client.sock.sendall(full)
+            else:
+                client.sock.sendall(b"".join(frames[(sent + i) % len(frames)] for i in range(k)))
+            sent += k
+        counter.read()
+    return counter
+
+
+def preload(
+    host: str,
+    port: int,
+    station: str,
+    partitions: int,
+    n: int,
+    payload: bytes,
+    *,
+    user: str = "",
+    password: str = "",
+    token: str = "",
+) -> int:
+    """Fill a station's partitions round-robin (setup of the consume paths); returns the stored count."""
+    client = RawClient(host, port, user=user, password=password, token=token)
+    try:
+        hdrs = rc.memphis_headers()
+        frames = [
+            hpub_frame(f"{s}.final", ACK_INBOX, hdrs, payload) for s in rc.stream_names(station, partitions)
+        ]
+        counter = publish_pipelined(client, frames, n)
+        if counter.errors:
+            raise RawError(f"preload: {counter.errors} of {n} messages were not stored")
+        return counter.acked
+    finally:
+        client.close()
+
+
+# -- paths ------------------------------------------------------------------------------------
+async def produce_sync(args: argparse.Namespace) -> dict[str, Any]:
+    payload = rc.make_payload(args.payload)
+    hdrs = rc.memphis_headers()
+    frames = [hpub_frame(s, ACK_INBOX, hdrs, payload) for s in _subjects(args)]
+    client = _connect(args)
+    client.sock.sendall(b"SUB " + ACK_INBOX + b" 1\r\n")
+    client.ping()
+    counter = AckCounter(client)
+    n = args.messages
+    lat = [0] * n
+    nf = len(frames)
+    send = client.sock.sendall
+    clock = time.perf_counter_ns
+    meter = rc.Meter(args.nats_pid)
+    meter.start()
+    for i in range(n):
+        t0 = clock()
+        send(frames[i % nf])
+        while counter.done <= i:
+            counter.read()
+        lat[i] = clock() - t0
+    meter.stop()
+    client.close()
+    ok = counter.errors == 0 and counter.acked == n
+    return rc.result(
+        args, CLIENT, messages=n, meter=meter, latencies_ns=lat, ok=ok, acked=counter.acked,
+        failed=counter.errors, error=None if ok else f"{counter.errors} PubAck errors",
+    )
+
+
+async def produce_nonblocking(args: argparse.Namespace) -> dict[str, Any]:
+    payload = rc.make_payload(args.payload)
+    hdrs = rc.memphis_headers()
+    frames = [hpub_frame(s, ACK_INBOX, hdrs, payload) for s in _subjects(args)]
+    client = _connect(args)
+    n = args.messages
+    meter = rc.Meter(args.nats_pid)
+    meter.start()
+    counter = publish_pipelined(client, frames, n)
+    meter.stop()
+    client.close()
+    ok = counter.errors == 0 and counter.acked == n
+    return rc.result(
+        args, CLIENT, messages=n, meter=meter, ok=ok, acked=counter.acked, failed=counter.errors,
+        error=None if ok else f"{counter.errors} PubAck errors", extra={"window": WINDOW, "chunk": CHUNK},
+    )
+
+
+def _parse_deliveries(buf: bytes) -> tuple[list[tuple[int, bytes | None, bytes]], int]:
+    """Complete ``HMSG``/``MSG`` frames in ``buf``: ``(sid, reply, head)``, and the bytes used.
+    ``head`` is the start of the headers (for the status line of 408/404/409 replies)."""
+    out: list[tuple[int, bytes | None, bytes]] = []
+    pos = 0
+    size = len(buf)
+    find = buf.find
+    while pos < size:
+        eol = find(b"\r\n", pos)
+        if eol < 0:
+            break
+        line = buf[pos:eol]
+        if line[:1] == b"H" or line[:1] == b"M":
+            parts = line.split()
+            total = int(parts[-1])
+            end = eol + 2 + total + 2
+            if end > size:
+                break
+            # HMSG subj sid [reply] hlen tlen / MSG subj sid [reply] len
+            n_fixed = 5 if parts[0] == b"HMSG" else 4
+            reply = parts[3] if len(parts) == n_fixed + 1 else None
+            out.append((int(parts[2]), reply, buf[eol + 2 : eol + 2 + min(total, 16)]))
+            pos = end
+        elif line == b"PING":
+            out.append((-1, None, b""))
+            pos = eol + 2
+        elif line.startswith(b"-ERR"):
+            raise RawError(line.decode(errors="replace"))
+        else:  # PONG, +OK, INFO
+            pos = eol + 2
+    return out, pos
+
+
+def _pull_frame(api: bytes, inbox: bytes, batch: int, expires_ns: int) -> bytes:
+    body = b'{"batch":%d,"expires":%d}' % (batch, expires_ns)
+    return b"PUB %s %s %d\r\n%s\r\n" % (api, inbox, len(body), body)
+
+
+async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
+    durable = rc.internal_name(rc.CONSUMER_GROUP)
+    streams = rc.stream_names(args.station, args.partitions)
+    client = _connect(args)
+    batch = args.batch
+    pulls: list[bytes] = []
+    setup = b""
+    for sid, stream in enumerate(streams, start=1):
+        inbox = b"_INBOX.rawpull.%d" % sid
+        setup += b"SUB %s %d\r\n" % (inbox, sid)
+        api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}".encode()
+        pulls.append(_pull_frame(api, inbox, batch, 5_000_000_000))
+    client.sock.sendall(setup)
+    client.ping()
+    n = args.messages
+    outstanding = [0] * (len(streams) + 1)
+    received = 0
+    statuses = 0
+    pending = b""
+    meter = rc.Meter(args.nats_pid)
+    meter.start()
+    out = [pulls[i] for i in range(len(streams)) for _ in range(2)]
+    for sid in range(1, len(streams) + 1):
+        outstanding[sid] = 2 * batch
+    client.sock.sendall(b"".join(out))
+    while received < n:
+        data = client.recv()
+        buf = pending + data if pending else data
+        frames, used = _parse_deliveries(buf)
+        pending = buf[used:]
+        out = []
+        for sid, reply, head in frames:
+            if sid < 0:
+                out.append(b"PONG\r\n")
+            elif reply is not None:
+                out.append(b"PUB %s 0\r\n\r\n" % reply)
+                outstanding[sid] -= 1
+                received += 1
+            elif head.startswith(b"NATS/1.0 "):
+                # 408/404/409: the pull ended early; assume all of it is gone and pull again.
+                statuses += 1
+                outstanding[sid] = max(0, outstanding[sid] - batch)
+        for sid in range(1, len(streams) + 1):
+            if outstanding[sid] <= batch:
+                out.append(pulls[sid - 1])
+                outstanding[sid] += batch
+        client.sock.sendall(b"".join(out))
+    client.ping()  # every ack has reached the server
+    meter.stop()
+    client.close()
+    return rc.result(
+        args, CLIENT, messages=n, meter=meter, acked=received, extra={"status_replies": statuses}
+    )
+
+
+async def latency(args: argparse.Namespace) -> dict[str, Any]:
+    """One message in flight: HPUB, then wait for its delivery on the pull; ack; repeat."""
+    durable = rc.internal_name(rc.CONSUMER_GROUP)
+    stream = rc.stream_names(args.station, args.partitions)[0]
+    payload = rc.make_payload(args.payload)
+    frame = hpub_frame(f"{stream}.final", ACK_INBOX, rc.memphis_headers(), payload)
+    client = _connect(args)
+    inbox = b"_INBOX.rawpull.2"
+    api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}".encode()
+    pull = _pull_frame(api, inbox, 1, 30_000_000_000)
+    client.sock.sendall(b"SUB " + ACK_INBOX + b" 1\r\nSUB " + inbox + b" 2\r\n" + pull)
+    client.ping()
+    n = args.messages
+    lat = [0] * n
+    acked = 0
+    pending = b""
+    clock = time.perf_counter_ns
+    meter = rc.Meter(args.nats_pid)
+    meter.start()
+    for i in range(n):
+        t0 = clock()
+        client.sock.sendall(frame)
+        got = False
+        while not got:
+            data = client.recv()
+            buf = pending + data if pending else data
+            frames, used = _parse_deliveries(buf)
+            pending = buf[used:]
+            out = []
+            for sid, reply, _head in frames:
+                if sid == 2 and reply is not None:
+                    lat[i] = clock() - t0
+                    got = True
+                    out.append(b"PUB %s 0\r\n\r\n" % reply)
+                    out.append(pull)
+                elif sid == 2:  # the pull expired (408): pull again
+                    out.append(pull)
+                elif sid == 1:
+                    acked += 1
+                elif sid < 0:
+                    out.append(b"PONG\r\n")
+            if out:
+                client.sock.sendall(b"".join(out))
+    while acked < n:
+        data = client.recv()
+        buf = pending + data if pending else data
+        frames, used = _parse_deliveries(buf)
+        pending = buf[used:]
+        acked += sum(1 for sid, _, _ in frames if sid == 1)
+    client.ping()
+    meter.stop()
+    client.close()
+    return rc.result(args, CLIENT, messages=n, meter=meter, latencies_ns=lat, acked=acked)
+
+
+async def connect(args: argparse.Namespace) -> dict[str, Any]:
+    lat = []
+    for _ in range(args.connects):
+        t0 = time.perf_counter_ns()
+        c = _connect(args, args.connect_host)
+        lat.append(time.perf_counter_ns() - t0)
+        c.close()
+    return rc.result(args, CLIENT, latencies_ns=lat, extra={"connects": args.connects, "host": args.connect_host})
+
+
+HANDLERS: dict[str, rc.Handler] = {
+    "produce-sync": produce_sync,
+    "produce-nonblocking": produce_nonblocking,
+    "consume-ack": consume_ack,
+    "latency": latency,
+    "connect": connect,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(rc.main(CLIENT, HANDLERS))
