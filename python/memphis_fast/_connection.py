@@ -407,10 +407,10 @@ class NatsConnection:
                         except Exception:
                             log.exception("pull-end handler for sid %s failed", sid)
                 elif kind == EV_BATCH:
-                    fut = self._batches.pop(value, None)
+                    bfut = self._batches.pop(value, None)
                     results = core.take_batch(value)
-                    if fut is not None and not fut.done():
-                        fut.set_result(results or [])
+                    if bfut is not None and not bfut.done():
+                        bfut.set_result(results or [])
         if flags & F_MSGS:
             for sid, msgs in core.take_msgs():
                 if sid == self._mux_sid:
@@ -426,9 +426,9 @@ class NatsConnection:
         if flags & F_OUTCOMES:
             waiters = self._waiters
             for t in core.take_outcomes():
-                fut = waiters.pop(t[0], None)
-                if fut is not None and not fut.done():
-                    fut.set_result(t)
+                wfut = waiters.pop(t[0], None)
+                if wfut is not None and not wfut.done():
+                    wfut.set_result(t)
         if flags & F_FAILURES:
             for group, t, msg_id in core.take_failures():
                 handler_f = self._failure_handlers.get(group)
