@@ -1,0 +1,391 @@
+"""``memphis_fast._core``: the Rust core (pyo3 binding of the ``memphis-proto`` crate).
+
+This stub is the documentation of the boundary between Python and Rust; it is checked against
+the built module with ``python -m mypy.stubtest memphis_fast._core``.
+
+The core never does I/O and never blocks. The asyncio protocol (``_protocol.py``) lends the
+socket the core's receive buffer (``memoryview(core.prepare_recv())``), calls :meth:`Core.feed`
+with the number of bytes read, and gets back a bit set of ``F_*`` flags saying what is ready to
+collect with the ``take_*`` methods. Everything the core encodes goes to one write buffer that
+:meth:`Core.take_out` hands to the transport once per event-loop tick.
+
+Errors: codec and state-machine errors are raised as :mod:`memphis_fast.exceptions` classes
+(``MemphisProtocolError`` for bad bytes from the server, ``MemphisPayloadTooLargeError`` with
+``size``/``limit`` attributes, ``MemphisConnectError`` when the disconnected-buffer is full,
+``MemphisConnectionClosedError`` after :meth:`Core.close`, ``MemphisError`` for an invalid
+subject or header); ``TypeError`` for a payload that is not bytes-like.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Literal, TypeAlias, final
+
+from typing_extensions import Self
+
+__all__ = [
+    "VERSION",
+    "PARTITION_KEY_SEED",
+    "DEFAULT_PENDING_LIMIT",
+    "F_MSGS",
+    "F_OUTCOMES",
+    "F_FAILURES",
+    "F_PROGRESS",
+    "F_EVENTS",
+    "F_WRITE",
+    "EV_INFO",
+    "EV_ERR",
+    "EV_PONG",
+    "EV_BATCH",
+    "EV_PULL_END",
+    "K_STORED",
+    "K_NOT_STORED",
+    "K_UNKNOWN",
+    "K_NOT_SENT",
+    "ACK",
+    "NAK",
+    "NAK_DELAY",
+    "IN_PROGRESS",
+    "TERM",
+    "Core",
+    "Msg",
+    "Partitioner",
+    "murmur3",
+    "encode_header_lines",
+    "parse_header_block",
+    "parse_ack_subject",
+]
+
+VERSION: Final[str]
+"""The crate version (``memphis_fast.__version__``)."""
+
+PARTITION_KEY_SEED: Final = 31
+"""Seed of the partition-key hash. Must match memphis-py (``Memphis.SEED = 31``) and
+memphis.go; pinned by tests on both sides."""
+
+DEFAULT_PENDING_LIMIT: Final[int]
+"""Default bytes of publishes/acks kept while disconnected (8 MiB)."""
+
+# Flags returned by feed/feed_bytes/start_session/session_ready/disconnected/close/sweep.
+F_MSGS: Final = 1
+"""Messages are ready: :meth:`Core.take_msgs`."""
+F_OUTCOMES: Final = 2
+"""Outcomes of awaited publishes are ready: :meth:`Core.take_outcomes`."""
+F_FAILURES: Final = 4
+"""Failures of unawaited publishes are ready: :meth:`Core.take_failures`."""
+F_PROGRESS: Final = 8
+"""Some publish finished (a producer window may have room)."""
+F_EVENTS: Final = 16
+"""Control events are ready: :meth:`Core.take_events`."""
+F_WRITE: Final = 32
+"""Bytes are waiting in the write buffer: :meth:`Core.take_out`."""
+
+# Event kinds of take_events().
+EV_INFO: Final = 1
+"""``(EV_INFO, json: bytes)``: the server's INFO."""
+EV_ERR: Final = 2
+"""``(EV_ERR, text: str)``: ``-ERR`` from the server, without quotes."""
+EV_PONG: Final = 3
+"""``(EV_PONG, rtt_us: int | None)``: a PONG answered one of our PINGs."""
+EV_BATCH: Final = 4
+"""``(EV_BATCH, batch_id: int)``: every message of a batch finished; :meth:`Core.take_batch`."""
+EV_PULL_END: Final = 5
+"""``(EV_PULL_END, (sid, token, code, description, undelivered))``: a pull request ended
+short (status 404/408/409, local expiry, lost heartbeats; code 0 on a lost connection)."""
+
+# Outcome kinds (third field of an outcome tuple).
+K_STORED: Final = 0
+"""Stored by JetStream: ``stream_or_reason`` is the stream, ``seq`` its sequence."""
+K_NOT_STORED: Final = 1
+"""Refused: 503 no responders (no stream for the subject) or a JetStream API error."""
+K_UNKNOWN: Final = 2
+"""Sent, fate unknown: no ack within the ack wait, or the connection dropped after sending
+(and the message had no msg-id to re-send it safely)."""
+K_NOT_SENT: Final = 3
+"""Never left: the connection was closed while it was buffered."""
+
+# Acknowledgement kinds.
+ACK: Final = 0
+NAK: Final = 1
+NAK_DELAY: Final = 2
+IN_PROGRESS: Final = 3
+TERM: Final = 4
+
+_Buffer: TypeAlias = bytes | bytearray | memoryview
+_Headers: TypeAlias = dict[str, Any] | Iterable[tuple[Any, Any]] | bytes
+_OutcomeKind: TypeAlias = Literal[0, 1, 2, 3]
+_Outcome: TypeAlias = tuple[int, int, _OutcomeKind, str, int, bool, int, int]
+"""``(id, tag, kind, stream_or_reason, seq, duplicate, code, err_code)``."""
+_Metadata: TypeAlias = tuple[str, str, int, int, int, int, int, str | None]
+"""``(stream, consumer, delivered, stream_seq, consumer_seq, timestamp_ns, pending, domain)``."""
+
+@final
+class Msg:
+    """One delivered message. Created only by the core. Subject, reply and header block
+    share one allocation; the payload is a ``bytes`` object created once."""
+
+    @property
+    def subject(self) -> str:
+        """The subject the message was published to."""
+    @property
+    def reply(self) -> str | None:
+        """The reply subject (a ``$JS.ACK...`` subject for a JetStream delivery), or ``None``."""
+    @property
+    def data(self) -> bytes:
+        """The payload (the same object on every access)."""
+    @property
+    def sid(self) -> int:
+        """The subscription id it arrived on."""
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Headers as ``{name: value}``; for a repeated name the last value wins (as in
+        nats-py). ``None`` when the message has no header block."""
+    @property
+    def headers_multi(self) -> dict[str, list[str]] | None:
+        """Headers as ``{name: [values...]}``, every value kept in order."""
+    @property
+    def header_block_bytes(self) -> bytes | None:
+        """The raw header block, status line included, or ``None``."""
+    @property
+    def status(self) -> int:
+        """Status code of the header block (100, 404, 408, 409, 503...), 0 when none."""
+    @property
+    def description(self) -> str:
+        """Description of the status line (``""`` when none)."""
+    @property
+    def is_js(self) -> bool:
+        """True for a JetStream delivery (its reply subject starts with ``$JS.ACK.``)."""
+    def metadata(self) -> _Metadata | None:
+        """JetStream metadata from the reply subject (9-, 11- and 12-token forms):
+        ``(stream, consumer, delivered, stream_seq, consumer_seq, timestamp_ns, pending,
+        domain)``, or ``None`` for a message that is not a JetStream delivery."""
+    @property
+    def stream_seq(self) -> int | None:
+        """Stream sequence of a JetStream delivery."""
+    @property
+    def delivered(self) -> int | None:
+        """Delivery count of a JetStream delivery (1 the first time)."""
+    @property
+    def timestamp_ns(self) -> int | None:
+        """When the stream stored the message, in ns since the epoch."""
+    @property
+    def stream(self) -> str | None:
+        """The stream of a JetStream delivery."""
+    def __len__(self) -> int:
+        """Payload length."""
+
+@final
+class Core:
+    """One NATS connection's state across TCP sessions: receive buffer, write buffer,
+    subscriptions, the muxed inbox (``<inbox_prefix>.*``, sid 1), in-flight JetStream
+    publishes, and the buffer for what is issued while disconnected.
+
+    Lifecycle: ``start_session(connect_json)`` (queues CONNECT, PING and every
+    subscription) -> the server's PONG -> ``session_ready()`` (re-sends msg-id publishes that
+    were in flight, then everything buffered) -> ... -> ``disconnected()`` -> ... ->
+    ``close()``. ``state``: 0 disconnected, 1 handshaking, 2 connected, 3 closed.
+
+    Supports the buffer protocol: the exported buffer is the writable tail of the receive
+    buffer, sized by :meth:`prepare_recv`. The buffer is never moved while an export is alive.
+    """
+
+    def __new__(cls, inbox_prefix: str, pending_limit: int = ...) -> Self:
+        """``inbox_prefix``: this connection's unique inbox prefix (``_INBOX.<id>``).
+        ``pending_limit``: bytes kept while disconnected (default 8 MiB)."""
+    def __buffer__(self, flags: int, /) -> memoryview:
+        """The writable tail of the receive buffer (use ``memoryview(core.prepare_recv())``)."""
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+    def __len__(self) -> int:
+        """Writable bytes in the receive buffer's tail."""
+
+    # -- reading ---------------------------------------------------------------------------
+    def prepare_recv(self) -> Self:
+        """Make room in the receive buffer (compact, grow up to the limit derived from the
+        server's ``max_payload``) and return the core itself, whose buffer export is the
+        writable tail. Nothing moves while a previous export is alive."""
+    def feed(self, n: int) -> int:
+        """``n`` bytes were written into the exported tail: parse and dispatch every complete
+        operation. Returns the ``F_*`` flags. Raises ``MemphisProtocolError`` on bytes that
+        are not NATS protocol or exceed the limits (the connection must then be dropped)."""
+    def feed_bytes(self, data: _Buffer) -> int:
+        """Copy ``data`` in and process it (tests, and transports that hand out bytes)."""
+    def take_msgs(self) -> list[tuple[int, list[Msg]]]:
+        """``[(sid, [Msg, ...]), ...]`` in order of arrival, grouped per run of one sid.
+        Replies on the muxed inbox arrive under :attr:`mux_sid`."""
+    def take_outcomes(self) -> list[_Outcome]:
+        """Outcomes of awaited publishes (``waiter=True``)."""
+    def take_failures(self) -> list[tuple[int, _Outcome, str | None]]:
+        """Failures of unawaited publishes: ``(group, outcome, msg_id or None)``. Stored
+        outcomes of unawaited publishes are only counted, never reported."""
+    def take_events(self) -> list[tuple[int, Any]]:
+        """Control events ``(EV_*, value)``; see the ``EV_*`` constants for the values."""
+    def take_batch(self, batch_id: int) -> list[_Outcome | None] | None:
+        """The outcomes of a finished batch in message order (``None`` for a message refused
+        before sending), or ``None`` if the batch is unknown or not finished."""
+    def take_out(self) -> bytes | None:
+        """The bytes to write, or ``None``; the core considers them handed to the transport
+        (publishes sent from now on can no longer be silently re-sent)."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start_session(self, connect_json: str | _Buffer) -> int:
+        """A transport is up and INFO was handled: queue CONNECT, PING and every subscription."""
+    def session_ready(self) -> int:
+        """The server answered the handshake PING: re-send in-flight msg-id publishes, then
+        everything buffered while disconnected."""
+    def disconnected(self) -> int:
+        """The transport is gone. Sent publishes without a msg-id end as ``K_UNKNOWN``; with
+        one they are kept for re-sending; unsent bytes are kept for the next session."""
+    def close(self) -> int:
+        """Close for good: everything in flight ends (``K_UNKNOWN`` if it had left,
+        ``K_NOT_SENT`` otherwise)."""
+    def sweep(self) -> int:
+        """Finish publishes whose ack wait expired (``K_UNKNOWN``)."""
+    def next_deadline(self) -> float | None:
+        """Seconds until the earliest ack deadline, or ``None`` when nothing is in flight."""
+    @property
+    def state(self) -> Literal[0, 1, 2, 3]:
+        """0 disconnected, 1 handshaking, 2 connected, 3 closed."""
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload`` (from INFO): larger publishes are refused locally and
+        larger incoming messages are a protocol error."""
+    @max_payload.setter
+    def max_payload(self, n: int) -> None: ...
+    @property
+    def inbox_prefix(self) -> str:
+        """``<inbox_prefix>.``; publish-ack inboxes are ``<prefix><id>`` (all digits)."""
+    @property
+    def mux_sid(self) -> int:
+        """The sid of the muxed inbox subscription (request replies, publish acks)."""
+    @property
+    def inflight(self) -> int:
+        """JetStream publishes in flight on the whole connection."""
+    @property
+    def out_len(self) -> int:
+        """Bytes waiting in the write buffer."""
+    @property
+    def pings_outstanding(self) -> int:
+        """PINGs sent and not yet answered (keepalive)."""
+
+    # -- operations ------------------------------------------------------------------------
+    def subscribe(self, subject: str, queue: str | None = None) -> int:
+        """Subscribe (recorded while disconnected, re-sent with every session); returns the sid."""
+    def unsubscribe(self, sid: int, max: int | None = None) -> None:
+        """Unsubscribe now, or after ``max`` messages in total."""
+    def is_subscribed(self, sid: int) -> bool: ...
+    def pull_subscribe(self) -> int:
+        """An inbox for JetStream pull requests; returns its sid. Status messages on it become
+        ``EV_PULL_END`` events."""
+    def pull(
+        self,
+        sid: int,
+        api_subject: str,
+        batch: int,
+        max_bytes: int = 0,
+        expires_ms: int = 0,
+        heartbeat_ms: int = 0,
+        no_wait: bool = False,
+    ) -> int:
+        """Send a pull request (``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>``) on pull
+        subscription ``sid``; returns its token."""
+    def pull_outstanding(self, sid: int) -> tuple[int, int]:
+        """``(pulls, messages)`` asked for on ``sid`` and not yet delivered."""
+    def pull_reset(self, sid: int) -> None:
+        """Forget the outstanding pulls of ``sid`` (no events)."""
+    def ping(self) -> bool:
+        """Queue a PING; False when not connected."""
+    def publish(
+        self,
+        subject: str,
+        payload: _Buffer,
+        reply: str | None = None,
+        headers: _Headers | None = None,
+    ) -> None:
+        """Core NATS publish. ``headers``: a dict (a list value repeats the key), a list of
+        pairs, or encoded ``key: value\\r\\n`` lines. Buffered while disconnected."""
+    def js_publish(
+        self,
+        subject: str,
+        payload: _Buffer,
+        group: int,
+        tag: int,
+        ack_wait_ms: int,
+        waiter: bool,
+        header_lines: bytes | None = None,
+        headers: _Headers | None = None,
+        msg_id: str | None = None,
+        max_inflight: int = 0,
+        max_inflight_bytes: int = 0,
+    ) -> int:
+        """JetStream publish with its reply on the muxed inbox; returns its id (from 1).
+
+        ``group``: the producer's window; ``tag``: returned in the outcome; ``waiter``: the
+        outcome goes to :meth:`take_outcomes` (else only failures, to :meth:`take_failures`);
+        ``header_lines``: the producer's constant lines (:func:`encode_header_lines`);
+        ``headers``: per-message headers; ``msg_id``: sent as both ``msg-id`` and
+        ``Nats-Msg-Id`` and makes the publish re-sendable after a reconnect.
+        ``max_inflight``/``max_inflight_bytes`` (when not 0): if the group already has that
+        much in flight, nothing is sent and 0 is returned."""
+    def js_publish_batch(
+        self,
+        subject: str,
+        payloads: Iterable[_Buffer],
+        group: int,
+        ack_wait_ms: int,
+        header_lines: bytes | None = None,
+        msg_ids: Iterable[str | None] | None = None,
+    ) -> tuple[int, list[tuple[int, BaseException]]]:
+        """Publish many messages in one call: ``(batch_id, rejected)`` with ``(index,
+        exception)`` for messages refused before sending. The outcomes arrive as one
+        ``EV_BATCH`` event (:meth:`take_batch`). ``batch_id`` is 0 when nothing was sent."""
+    def discard_batch(self, batch_id: int) -> None:
+        """Forget a batch whose caller went away; late outcomes are dropped."""
+    def ack(self, msg: Msg, kind: int = 0, delay_ns: int = 0) -> None:
+        """Acknowledge a JetStream message through its reply subject (``ACK``, ``NAK``,
+        ``NAK_DELAY`` with ``delay_ns``, ``IN_PROGRESS``, ``TERM``). ``ValueError`` if the
+        message has no reply subject."""
+    def ack_many(self, msgs: Iterable[Msg], kind: int = 0, delay_ns: int = 0) -> int:
+        """Acknowledge many messages alike; those without a reply are skipped. Returns how
+        many were acknowledged."""
+    def ack_reply(self, reply: str, kind: int = 0, delay_ns: int = 0) -> None:
+        """Acknowledge through a reply subject given as text."""
+
+    # -- counters --------------------------------------------------------------------------
+    def group_inflight(self, group: int) -> tuple[int, int]:
+        """``(messages, bytes)`` in flight for a group."""
+    def group_stats(self, group: int) -> dict[str, int]:
+        """``{inflight, inflight_bytes, published, acked, failed, retried}`` of a group."""
+    def drop_group(self, group: int) -> None:
+        """Forget a group's counters once nothing of it is in flight."""
+    def stats(self) -> dict[str, int]:
+        """Connection counters: ``msgs_in``, ``bytes_in``, ``msgs_out``, ``bytes_out``,
+        ``reconnects``, ``pings_sent``, ``pongs``, ``rtt_us``, ``late_acks``,
+        ``dropped_msgs``, the in-flight totals (``inflight``, ``inflight_bytes``,
+        ``published``, ``acked``, ``failed``, ``retried``), ``pending_bytes``,
+        ``recv_buffer``."""
+
+@final
+class Partitioner:
+    """Partition routing over a station's partition list: round-robin per object (starting
+    with the first partition) and murmur3 key hashing bit-exact with memphis-py."""
+
+    def __new__(cls, partitions: Sequence[int]) -> Self: ...
+    @property
+    def partitions(self) -> list[int]: ...
+    def __len__(self) -> int: ...
+    def next(self) -> int:
+        """The next partition in round-robin order (``ValueError`` for an empty list)."""
+    def for_key(self, key: str | bytes) -> int:
+        """``partitions[murmur3(key, 31) % len(partitions)]`` (``ValueError`` when empty)."""
+
+def murmur3(key: str | bytes, seed: int = ...) -> int:
+    """MurmurHash3 x86 32-bit, unsigned: ``mmh3.hash(key, seed, signed=False)``."""
+
+def encode_header_lines(headers: _Headers | None) -> bytes:
+    """Validated ``key: value\\r\\n`` lines (no version line, no blank line) from a dict (a
+    list value repeats the key) or a list of pairs. ``MemphisError`` for a key that is not
+    printable ASCII without ``:``/space, or a value with CR/LF. ``None`` gives ``b""``."""
+
+def parse_header_block(block: bytes) -> tuple[int, str, list[tuple[str, str]]]:
+    """``(status_code, description, [(key, value), ...])`` of a header block."""
+
+def parse_ack_subject(reply: str) -> _Metadata | None:
+    """JetStream metadata of a ``$JS.ACK`` subject (see :meth:`Msg.metadata`)."""
