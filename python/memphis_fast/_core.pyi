@@ -17,9 +17,7 @@ subject or header); ``TypeError`` for a payload that is not bytes-like.
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, Literal, TypeAlias, final
-
-from typing_extensions import Self
+from typing import Any, Final, Literal, Self, TypeAlias, final
 
 __all__ = [
     "VERSION",

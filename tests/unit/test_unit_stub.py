@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import memphis_fast
+import pytest
 from memphis_fast import _core
 
 HERE = Path(__file__).parent
