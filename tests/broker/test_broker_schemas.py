@@ -59,6 +59,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+def _protobuf_too_new() -> bool:
+    import google.protobuf
+
+    major, minor = (int(x) for x in google.protobuf.__version__.split(".")[:2])
+    return (major, minor) >= (6, 30)
+
+
 def schema_file(tmp_path: Path, text: str) -> str:
     path = tmp_path / "schema.txt"
     path.write_text(text)
@@ -70,6 +77,8 @@ async def test_schema_enforced_valid_invalid_dls_and_detach(
     schema_type: str, client_lib: ClientLib, connect: Any, nc: Any, broker: Any, uid: Any, tmp_path: Path
 ) -> None:
     spec = SCHEMAS[schema_type]
+    if schema_type == "protobuf" and client_lib.name == "memphis-py" and _protobuf_too_new():
+        pytest.skip("memphis-py's protobuf path needs protobuf < 6.30 (feature matrix B19)")
     conn = await connect()
     station, schema = uid(f"typed-{schema_type}"), uid(f"s-{schema_type}")
     await conn.create_schema(schema, schema_type, schema_file(tmp_path, spec["content"]), timeout_retries=R)
@@ -96,7 +105,9 @@ async def test_schema_enforced_valid_invalid_dls_and_detach(
     assert stations[station]["schema_name"] == ""
 
 
-async def test_station_created_with_a_schema(connect: Any, broker: Any, uid: Any, tmp_path: Path) -> None:
+async def test_station_created_with_a_schema(
+    client_lib: ClientLib, connect: Any, broker: Any, uid: Any, tmp_path: Path
+) -> None:
     conn = await connect()
     station, schema = uid("with-schema"), uid("s")
     await conn.create_schema(
@@ -104,8 +115,9 @@ async def test_station_created_with_a_schema(connect: Any, broker: Any, uid: Any
     )
     await conn.station(station, schema_name=schema, timeout_retries=R)
     producer = await conn.producer(station, "p", timeout_retries=R)
-    assert conn.schema_updates_data[station]["schema_name"] == schema  # memphis-py's view
     await producer.produce({"id": 1})
+    with pytest.raises(client_lib.MemphisSchemaError):  # the producer got the schema
+        await producer.produce({"no": "id"})
     stations = {s["name"]: s for s in await broker.list_stations()}
     assert (stations[station]["schema_name"], stations[station]["schema_version"]) == (schema, 1)
 

@@ -220,8 +220,10 @@ class ControlPlane:
         if self.tracker is not None:
             await self.tracker.start()
         self._mark_dead_registrations()
-        self._background.append(asyncio.create_task(self._advisory_loop(), name="poison-advisories"))
-        self._background.append(asyncio.create_task(self._gc_loop(), name="gc"))
+        for coro, task_name in ((self._advisory_loop(), "poison-advisories"), (self._gc_loop(), "gc")):
+            task = asyncio.create_task(coro, name=task_name)
+            task.add_done_callback(self._background_done)
+            self._background.append(task)
         await self.nc.flush()
         log.info(
             "control plane ready: %d stations, %d schemas, %d DLS records",
@@ -281,6 +283,14 @@ class ControlPlane:
             if nc is not None and not nc.is_closed:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(nc.close(), timeout=5)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        """A background loop must never end on its own: report it instead of running on crippled."""
+        if task.cancelled() or self._stopping:
+            return
+        exc = task.exception()
+        if self.failed is not None and not self.failed.done():
+            self.failed.set_exception(RuntimeError(f"the {task.get_name()} task stopped: {exc!r}"))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
