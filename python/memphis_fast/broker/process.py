@@ -97,6 +97,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _warn_other_mode(cfg: BrokerConfig, data_dir: Path) -> None:
+    """JetStream keeps each account's data apart: password mode uses account $memphis, token
+    mode the global account $G. Switching modes on one data directory hides the other's data."""
+    mine, other, other_mode = (ACCOUNT, "$G", "token") if cfg.auth == "password" else ("$G", ACCOUNT, "password")
+    streams = data_dir / "jetstream" / other / "streams"
+    if streams.is_dir() and any(streams.iterdir()):
+        log.warning(
+            "%s holds data of %s mode (account %s), which this %s-mode broker (account %s) does not see; "
+            "start it in %s mode to get it back",
+            data_dir,
+            other_mode,
+            other,
+            cfg.auth,
+            mine,
+            other_mode,
+        )
+
+
 def _monitor_url(server: NatsServer) -> str:
     for f in (server.workdir / "ports").glob("*.ports"):
         info = json.loads(f.read_text())
@@ -130,6 +148,7 @@ def serve(
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise _Stop()
 
+    _warn_other_mode(cfg, data_dir)
     previous = signal.signal(signal.SIGTERM, on_term)
     lock = _DataDirLock(data_dir)
     server: NatsServer | None = None
