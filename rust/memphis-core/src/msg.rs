@@ -142,7 +142,8 @@ impl Msg {
     /// True for a JetStream delivery (its reply subject is a `$JS.ACK.` subject).
     #[getter]
     fn is_js(&self) -> bool {
-        self.reply_bytes().is_some_and(|r| r.starts_with(b"$JS.ACK."))
+        self.reply_bytes()
+            .is_some_and(|r| r.starts_with(b"$JS.ACK."))
     }
 
     /// JetStream metadata from the reply subject:

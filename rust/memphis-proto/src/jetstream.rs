@@ -107,7 +107,10 @@ struct RawErr {
 /// Anything else (escapes, an `"error"`, other keys) returns `None` and goes to serde_json.
 fn scan_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
     fn ws(s: &[u8]) -> &[u8] {
-        let n = s.iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count();
+        let n = s
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .count();
         &s[n..]
     }
     fn string(s: &[u8]) -> Option<(&[u8], &[u8])> {
