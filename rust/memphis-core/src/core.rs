@@ -334,12 +334,13 @@ pub(crate) fn header_lines(obj: Option<&Bound<'_, PyAny>>, out: &mut Vec<u8>) ->
     Ok(())
 }
 
-fn msg_id_lines(msg_id: &str, out: &mut Vec<u8>) -> PyResult<()> {
-    // Both the fork's `msg-id` and stock JetStream's `Nats-Msg-Id` (spec 7.4).
+fn msg_id_lines(py: Python<'_>, msg_id: &str, out: &mut Vec<u8>) -> PyResult<()> {
+    // Both the fork's `msg-id` and stock JetStream's `Nats-Msg-Id` (spec 7.4). An invalid id
+    // is a header error like any other: MemphisError, through the one mapping function.
     memphis_proto::header::check_value(msg_id.as_bytes())
         .and_then(|()| memphis_proto::header::push_pair(out, b"msg-id", msg_id.as_bytes()))
         .and_then(|()| memphis_proto::header::push_pair(out, b"Nats-Msg-Id", msg_id.as_bytes()))
-        .map_err(|e| PyValueError::new_err(e.to_string()))
+        .py(py)
 }
 
 fn ack_kind(kind: u32, delay_ns: u64) -> PyResult<AckKind> {
@@ -786,7 +787,7 @@ impl Core {
         let mut extra = Vec::new();
         self::header_lines(headers, &mut extra)?;
         if let Some(m) = msg_id {
-            msg_id_lines(m.to_str()?, &mut extra)?;
+            msg_id_lines(py, m.to_str()?, &mut extra)?;
         }
         let base: &[u8] = header_lines.map_or(&b""[..], |h| h.as_bytes());
         let p = JsPublish {
@@ -851,7 +852,7 @@ impl Core {
                 let m = &ids[index];
                 if !m.is_none() {
                     let s: String = m.str()?.to_str()?.to_owned();
-                    if let Err(e) = msg_id_lines(&s, &mut extra) {
+                    if let Err(e) = msg_id_lines(py, &s, &mut extra) {
                         rejected.append((index, e.value(py).clone()))?;
                         continue;
                     }
