@@ -14,176 +14,51 @@ gets an error reply in the subject's format, never a crash.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
-import random
-import re
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from .base import (
+    ADMIN_PREFIX,
+    MAX_PARTITIONS,
+    MS,
+    TENANT_SUFFIX,
+    ControlPlaneConfig,
+    ReplyError,
+    Request,
+    empty_schema_update,
+)
 from .connections import ConnectionTracker
+from .dls import ADVISORY_CONSUMER, ADVISORY_STREAM, DeadLetterStation
 from .jsapi import REPLICAS_NOT_SUPPORTED, JsApi, JsApiError
 from .models import (
     Consumer,
-    DlsRecord,
-    PoisonedGroup,
     Producer,
     Schema,
     SchemaVersion,
     Station,
-    from_dict,
     to_dict,
 )
-from .names import NameError_, external_name, internal_name, kv_key, stream_name, validate_name
+from .names import NameError_, internal_name, kv_key, stream_name, validate_name
 from .schemas import SchemaInvalid, compile_schema
 from .store import MetadataStore
 
-__all__ = ["ControlPlane", "ControlPlaneConfig", "ADMIN_PREFIX"]
+__all__ = ["ADMIN_PREFIX", "ControlPlane", "ControlPlaneConfig"]
 
 log = logging.getLogger("memphis_fast.broker")
-
-ADMIN_PREFIX = "$memphis_fast_admin"
-
-ADVISORY_STREAM = "$memphis_dls_unacked"
-ADVISORY_CONSUMER = "$memphis_dls_unacked_consumer"
-ADVISORY_SUBJECT = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
-
-MAX_PARTITIONS = 10_000
-NS = 1_000_000_000
-MS = 1_000_000
-
-_TENANT_SUFFIX = re.compile(r"\$\d+$")
-
-
-class ReplyError(Exception):
-    """A request failed; ``str()`` is the exact text the client gets."""
-
-
-@dataclass
-class ControlPlaneConfig:
-    url: str
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    tls: ssl.SSLContext | None = None
-    # Password mode: the system account's user, for $SYS connect/disconnect events.
-    sys_user: str | None = None
-    sys_password: str | None = None
-    account: str = "$memphis"
-    # Token mode: nats-server's monitoring /connz endpoint.
-    connz_url: str | None = None
-    users: dict[str, str] = field(default_factory=lambda: {"root": "root"})
-    storage: str = "file"  # storage of the broker's own streams (memory for --memory)
-    inactive_ttl: float = 7200.0
-    dls_retention: float = 3 * 3600.0
-    connection_poll_interval: float = 0.5
-
-
-def _empty_schema_update() -> dict[str, Any]:
-    return {
-        "schema_name": "",
-        "active_version": {
-            "version_number": 0,
-            "descriptor": "",
-            "schema_content": "",
-            "message_struct_name": "",
-        },
-        "type": "",
-    }
-
-
-class Request:
-    """A decoded JSON request with Go-like, case-insensitive field access and type checks."""
-
-    def __init__(self, data: bytes) -> None:
-        try:
-            raw = json.loads(data) if data.strip() else {}
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ReplyError(f"invalid request: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ReplyError("invalid request: expected a JSON object")
-        self.raw = raw
-        self._lower: dict[str, Any] = {}
-        for k, v in raw.items():
-            self._lower.setdefault(str(k).lower(), v)
-        for k, v in raw.items():  # an exact lower-case key wins, as in Go's decoder
-            if k == str(k).lower():
-                self._lower[k] = v
-
-    def get(self, key: str) -> Any:
-        return self._lower.get(key.lower())
-
-    def get_str(self, key: str, default: str = "") -> str:
-        v = self.get(key)
-        if v is None:
-            return default
-        if not isinstance(v, str):
-            raise ReplyError(f"invalid request: field {key} must be a string")
-        return v
-
-    def get_int(self, key: str, default: int = 0) -> int:
-        v = self.get(key)
-        if v is None:
-            return default
-        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
-            raise ReplyError(f"invalid request: field {key} must be an integer")
-        return int(v)
-
-    def get_bool(self, key: str, default: bool = False) -> bool:
-        v = self.get(key)
-        if v is None:
-            return default
-        if not isinstance(v, bool):
-            raise ReplyError(f"invalid request: field {key} must be a boolean")
-        return v
-
-    def get_obj(self, key: str) -> Request:
-        v = self.get(key)
-        if v is None:
-            return Request(b"{}")
-        if not isinstance(v, dict):
-            raise ReplyError(f"invalid request: field {key} must be an object")
-        return Request(json.dumps(v).encode())
-
 
 Handler = Callable[[Request, Msg], Awaitable[bytes]]
 
 
-class ControlPlane:
-    def __init__(self, config: ControlPlaneConfig) -> None:
-        self.cfg = config
-        self.nc: NATS | None = None
-        self.sys_nc: NATS | None = None
-        self.js: JsApi | None = None
-        self.store: MetadataStore | None = None
-        self.tracker: ConnectionTracker | None = None
-        self.stations: dict[str, Station] = {}
-        self.schemas: dict[str, Schema] = {}
-        self.producers: dict[str, Producer] = {}
-        self.consumers: dict[str, Consumer] = {}
-        self.dls: dict[int, DlsRecord] = {}
-        self._dls_index: dict[tuple[str, int, int], int] = {}
-        self.next_dls_id = 1
-        self.send_notifications = False
-        self.notifications: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._dls_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: list[asyncio.Task[Any]] = []
-        self._subs: list[Any] = []
-        self.failed: asyncio.Future[None] | None = None
-        self._stopping = False
-
+class ControlPlane(DeadLetterStation):
     # ======================================================================================
     # lifecycle
     # ======================================================================================
@@ -292,100 +167,6 @@ class ControlPlane:
         if self.failed is not None and not self.failed.done():
             self.failed.set_exception(RuntimeError(f"the {task.get_name()} task stopped: {exc!r}"))
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-    @property
-    def _nc(self) -> NATS:
-        assert self.nc is not None
-        return self.nc
-
-    @property
-    def _js(self) -> JsApi:
-        assert self.js is not None
-        return self.js
-
-    @property
-    def _store(self) -> MetadataStore:
-        assert self.store is not None
-        return self.store
-
-    # ======================================================================================
-    # persistence
-    # ======================================================================================
-    async def _load(self) -> None:
-        values = await self._store.load()
-        for key, value in values.items():
-            kind, _, _ = key.partition(".")
-            try:
-                if kind == "station":
-                    st = from_dict(Station, value)
-                    self.stations[st.name] = st
-                elif kind == "schema":
-                    sc = Schema.load(value)
-                    self.schemas[sc.name] = sc
-                elif kind == "producer":
-                    p = from_dict(Producer, value)
-                    self.producers[p.id] = p
-                elif kind == "consumer":
-                    c = from_dict(Consumer, value)
-                    self.consumers[c.id] = c
-                elif kind == "dls":
-                    rec = DlsRecord.load(value)
-                    self.dls[rec.id] = rec
-                    if rec.type == "poison":
-                        self._dls_index[(rec.station, rec.partition, rec.seq)] = rec.id
-                elif key == "meta.settings":
-                    self.next_dls_id = int(value.get("next_dls_id", 1))
-                    self.send_notifications = bool(value.get("send_notifications", False))
-            except (TypeError, ValueError) as exc:
-                log.error("ignoring unreadable metadata record %s: %s", key, exc)
-        if self.dls:
-            self.next_dls_id = max(self.next_dls_id, max(self.dls) + 1)
-
-    def _save_station(self, st: Station) -> asyncio.Future[None]:
-        return self._store.put(kv_key("station", st.name), to_dict(st))
-
-    def _save_schema(self, sc: Schema) -> asyncio.Future[None]:
-        return self._store.put(kv_key("schema", sc.name), to_dict(sc))
-
-    def _save_producer(self, p: Producer) -> asyncio.Future[None]:
-        return self._store.put(kv_key("producer", p.id), to_dict(p))
-
-    def _save_consumer(self, c: Consumer) -> asyncio.Future[None]:
-        return self._store.put(kv_key("consumer", c.id), to_dict(c))
-
-    def _save_dls(self, rec: DlsRecord) -> asyncio.Future[None]:
-        return self._store.put(kv_key("dls", str(rec.id)), to_dict(rec))
-
-    def _save_settings(self) -> asyncio.Future[None]:
-        return self._store.put(
-            "meta.settings",
-            {"next_dls_id": self.next_dls_id, "send_notifications": self.send_notifications},
-        )
-
-    def _delete_producer(self, p: Producer) -> asyncio.Future[None]:
-        self.producers.pop(p.id, None)
-        return self._store.delete(kv_key("producer", p.id))
-
-    def _delete_consumer(self, c: Consumer) -> asyncio.Future[None]:
-        self.consumers.pop(c.id, None)
-        return self._store.delete(kv_key("consumer", c.id))
-
-    def _delete_dls(self, rec: DlsRecord) -> asyncio.Future[None]:
-        self.dls.pop(rec.id, None)
-        if self._dls_index.get((rec.station, rec.partition, rec.seq)) == rec.id:
-            del self._dls_index[(rec.station, rec.partition, rec.seq)]
-        return self._store.delete(kv_key("dls", str(rec.id)))
-
     # ======================================================================================
     # start-up reconciliation
     # ======================================================================================
@@ -423,12 +204,6 @@ class ControlPlane:
                 reg.active = False
                 reg.disconnected_at = now
                 self._save_registration(reg)
-
-    def _save_registration(self, reg: Producer | Consumer) -> None:
-        if isinstance(reg, Producer):
-            self._save_producer(reg)
-        else:
-            self._save_consumer(reg)
 
     # ======================================================================================
     # subscriptions
@@ -491,7 +266,7 @@ class ControlPlane:
         if fmt == "producer":
             return json.dumps(
                 {
-                    "schema_update": _empty_schema_update(),
+                    "schema_update": empty_schema_update(),
                     "partitions_update": {"partitions_list": None},
                     "schemaverse_to_dls": False,
                     "send_notification": False,
@@ -525,27 +300,8 @@ class ControlPlane:
     # ======================================================================================
     def _user(self, req: Request, key: str = "username") -> str | None:
         """The request's user (lower case, tenant suffix stripped), or None if unknown."""
-        name = _TENANT_SUFFIX.sub("", req.get_str(key).lower())
+        name = TENANT_SUFFIX.sub("", req.get_str(key).lower())
         return name if self.cfg.users.get(name) in ("root", "application") else None
-
-    def _stream_config(self, st: Station, partition: int) -> dict[str, Any]:
-        """spec §6.1."""
-        rtype, rvalue = st.retention_type, st.retention_value
-        return {
-            "name": stream_name(st.name, partition),
-            "subjects": [f"{stream_name(st.name, partition)}.>"],
-            "retention": "interest" if rtype == "ack_based" else "limits",
-            "max_consumers": -1,
-            "max_msgs": rvalue if rtype == "messages" and rvalue > 0 else -1,
-            "max_bytes": rvalue if rtype == "bytes" and rvalue > 0 else -1,
-            "discard": "old",
-            "max_age": rvalue * NS if rtype == "message_age_sec" and rvalue > 0 else 0,
-            "max_msgs_per_subject": -1,
-            "storage": "memory" if st.storage_type == "memory" else "file",
-            "num_replicas": st.replicas,
-            "no_ack": False,
-            "duplicate_window": st.idempotency_window_ms * MS,
-        }
 
     async def _durable_config(self, st: Station, partition: int, c: Consumer) -> dict[str, Any]:
         """spec §6.3, including the deliver policy table."""
@@ -574,34 +330,11 @@ class ControlPlane:
             config["deliver_policy"] = "all"
         return config
 
-    def schema_update(self, st: Station | None) -> dict[str, Any]:
-        """The §5.10 ``init`` object for a station: its schema's *currently active* version."""
-        if st is None or not st.schema_name:
-            return _empty_schema_update()
-        sc = self.schemas.get(st.schema_name)
-        version = sc.active() if sc is not None else None
-        if sc is None or version is None:
-            return _empty_schema_update()
-        return {
-            "schema_name": sc.name,
-            "active_version": {
-                "version_number": version.number,
-                "descriptor": version.descriptor,
-                "schema_content": version.content,
-                "message_struct_name": version.message_struct_name,
-            },
-            "type": sc.type,
-        }
-
     async def _broadcast_schema(self, st: Station) -> None:
         init = self.schema_update(st)
         update_type = 1 if init["schema_name"] else 2
         body = json.dumps({"UpdateType": update_type, "init": init}).encode()
         await self._nc.publish(f"$memphis_schema_updates_{internal_name(st.name)}", body)
-
-    async def _sdk_update(self, update_type: str, station: str, update: Any) -> None:
-        body = json.dumps({"station_name": station, "type": update_type, "update": update}).encode()
-        await self._nc.publish("$memphis_sdk_clients_updates", body)
 
     def _registration_active(self, conn_id: str) -> bool:
         return not (self.tracker is not None and conn_id and self.tracker.is_known_dead(conn_id))
@@ -968,13 +701,6 @@ class ControlPlane:
                     self._save_or_drop_dls(rec)
         log.info("consumer group %s of station %s removed", group, station)
 
-    def _save_or_drop_dls(self, rec: DlsRecord) -> None:
-        # A poison record that no group is waiting for any more has been dealt with.
-        if rec.type == "poison" and not rec.poisoned_cgs:
-            self._delete_dls(rec)
-        else:
-            self._save_dls(rec)
-
     # ======================================================================================
     # connection tracking (§2.9)
     # ======================================================================================
@@ -1113,273 +839,6 @@ class ControlPlane:
             await self._save_station(st)
             await self._broadcast_schema(st)
         return b""
-
-    # ======================================================================================
-    # dead-letter station (§5.13 - §5.16, §9)
-    # ======================================================================================
-    async def _ensure_advisory_capture(self) -> None:
-        """Capture max-deliveries advisories durably (§9.1), so none is lost while we are down."""
-        if await self._js.stream_info(ADVISORY_STREAM) is None:
-            await self._js.stream_create(
-                {
-                    "name": ADVISORY_STREAM,
-                    "subjects": [ADVISORY_SUBJECT],
-                    "retention": "workqueue",
-                    "max_consumers": -1,
-                    "max_msgs": -1,
-                    "max_bytes": -1,
-                    "max_age": 24 * 3600 * NS,
-                    "max_msgs_per_subject": -1,
-                    "discard": "old",
-                    "storage": self.cfg.storage,
-                    "num_replicas": 1,
-                    "duplicate_window": 120 * NS,
-                }
-            )
-        if await self._js.consumer_info(ADVISORY_STREAM, ADVISORY_CONSUMER) is None:
-            await self._js.consumer_create(
-                ADVISORY_STREAM,
-                {
-                    "durable_name": ADVISORY_CONSUMER,
-                    "deliver_policy": "all",
-                    "ack_policy": "explicit",
-                    "ack_wait": 80 * NS,
-                    "max_deliver": 10,
-                    "replay_policy": "instant",
-                    "max_ack_pending": -1,
-                },
-            )
-
-    async def _advisory_loop(self) -> None:
-        inbox = self._nc.new_inbox()
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-
-        async def on_msg(msg: Msg) -> None:
-            queue.put_nowait(msg)
-
-        sub = await self._nc.subscribe(inbox, cb=on_msg)
-        api = f"$JS.API.CONSUMER.MSG.NEXT.{ADVISORY_STREAM}.{ADVISORY_CONSUMER}"
-        try:
-            while True:
-                # One long pull at a time; status messages (404/408) end it early.
-                body = json.dumps({"batch": 1000, "expires": 2 * NS}).encode()
-                await self._nc.publish(api, body, reply=inbox)
-                deadline = time.monotonic() + 2.5
-                while True:
-                    timeout = deadline - time.monotonic()
-                    if timeout <= 0:
-                        break
-                    try:
-                        msg = await asyncio.wait_for(queue.get(), timeout)
-                    except TimeoutError:
-                        break
-                    status = (msg.headers or {}).get("Status")
-                    if status is not None or not msg.data:
-                        if status in ("404", "408", "409"):
-                            description = (msg.headers or {}).get("Description", "")
-                            if description not in ("No Messages", "Request Timeout"):
-                                # The capture stream or its consumer was deleted: recreate them.
-                                with contextlib.suppress(Exception):
-                                    await self._ensure_advisory_capture()
-                            break
-                        continue
-                    try:
-                        await self._on_poison_advisory(json.loads(msg.data))
-                    except Exception:
-                        log.exception("poison advisory processing failed")
-                    with contextlib.suppress(Exception):
-                        await msg.ack()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    async def _on_poison_advisory(self, adv: dict[str, Any]) -> None:
-        """§9.2."""
-        stream = str(adv.get("stream", ""))
-        consumer = str(adv.get("consumer", ""))
-        seq = int(adv.get("stream_seq", 0))
-        if stream.startswith("$memphis") or stream.startswith("KV_") or "$" not in stream:
-            return  # our own streams, or not a Memphis partition stream
-        internal_station, _, part = stream.rpartition("$")
-        if not part.isdigit():
-            return
-        partition = int(part)
-        station = external_name(internal_station)
-        group = external_name(consumer)
-        st = self.stations.get(station)
-        if st is None or not st.dls_poison:
-            return
-        if not any(
-            c.station == station and c.group == group and c.type == "application"
-            for c in self.consumers.values()
-        ):
-            return
-        stored = await self._js.msg_get(stream, seq=seq)
-        if stored is None:
-            return
-        if stored.headers.get("$memphis_producedBy") == "$memphis_dls":
-            return  # a resent poison message poisoned again
-        await self._add_poison(st, partition, stored.seq, group, "", stored)
-
-    async def _add_poison(
-        self, st: Station, partition: int, seq: int, group: str, reason: str, stored: Any
-    ) -> None:
-        async with self._dls_lock:
-            rec_id = self._dls_index.get((st.name, partition, seq))
-            rec = self.dls.get(rec_id) if rec_id is not None else None
-            first = rec is None
-            if rec is None:
-                rec = DlsRecord(
-                    id=self.next_dls_id,
-                    station=st.name,
-                    type="poison",
-                    partition=partition,
-                    seq=seq,
-                    producer=stored.headers.get("$memphis_producedBy", "unknown"),
-                    data=stored.data.hex(),
-                    headers=dict(stored.headers),
-                    size=len(stored.data) + len(stored.raw_headers),
-                    message_time=stored.time,
-                )
-                self.next_dls_id += 1
-                self.dls[rec.id] = rec
-                self._dls_index[(st.name, partition, seq)] = rec.id
-                self._save_settings()
-            if group in rec.group_names():
-                if reason:
-                    for g in rec.poisoned_cgs:
-                        if g.name == group:
-                            g.reason = reason
-            else:
-                rec.poisoned_cgs.append(PoisonedGroup(name=group, reason=reason))
-            await self._save_dls(rec)
-        log.info(
-            "poison message %s of station %s (group %s) stored as DLS record %d", seq, st.name, group, rec.id
-        )
-        if first:
-            await self._forward_to_dls_station(st, stored.data, stored.headers, "unacked")
-
-    async def _forward_to_dls_station(
-        self, st: Station, data: bytes, headers: dict[str, str], kind: str
-    ) -> None:
-        """§9.7."""
-        if not st.dls_station:
-            return
-        target = self.stations.get(st.dls_station)
-        if target is None:
-            return
-        # Any partition of the target; the real broker never picks the last one (§13.10).
-        partition = random.choice(target.partitions)
-        # JetStream control headers (Nats-Msg-Id, Nats-Expected-*) must not act on the copy.
-        out = {k: v for k, v in headers.items() if not k.lower().startswith("nats-")}
-        out["station"] = st.name
-        out["type"] = kind
-        subject = f"{stream_name(target.name, partition)}.final"
-        try:
-            await self._nc.request(subject, data, timeout=5, headers=out)
-        except Exception as exc:
-            log.warning("forwarding a DLS message to station %s failed: %s", target.name, exc)
-
-    async def on_nacked_dls(self, req: Request) -> None:
-        """§5.14: explicit dead-lettering (after the client's +TERM)."""
-        internal_station = req.get_str("station_name")
-        partition = req.get_int("partition", 0)
-        seq = req.get_int("seq", 0)
-        group = req.get_str("cg_name").lower()
-        if partition < 1 or seq < 1 or not group:
-            log.warning(
-                "ignoring $memphis_nacked_dls with partition %s, seq %s, cg %r", partition, seq, group
-            )
-            return
-        st = self.stations.get(external_name(internal_station.lower()))
-        if st is None or not st.dls_poison:
-            return
-        stored = await self._js.msg_get(stream_name(st.name, partition), seq=seq)
-        if stored is None:
-            return
-        await self._add_poison(st, partition, seq, group, req.get_str("error"), stored)
-
-    async def on_schemaverse_dls(self, req: Request) -> None:
-        """§5.13: a producer's schema-validation failure."""
-        st = self.stations.get(external_name(req.get_str("station_name").lower()))
-        if st is None:
-            return
-        producer = req.get_obj("producer")
-        message = req.get_obj("message")
-        hex_data = message.get_str("data")
-        try:
-            data = bytes.fromhex(hex_data)
-        except ValueError:
-            data = hex_data.encode()
-        raw_headers = message.get("headers") or {}
-        headers = {str(k): str(v) for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
-        async with self._dls_lock:
-            rec = DlsRecord(
-                id=self.next_dls_id,
-                station=st.name,
-                type="schema",
-                partition=req.get_int("partition_number", 0),
-                producer=producer.get_str("name", "unknown") or "unknown",
-                data=data.hex(),
-                headers=headers,
-                size=len(data) + sum(len(k) + len(v) for k, v in headers.items()),
-                validation_error=req.get_str("validation_error"),
-            )
-            self.next_dls_id += 1
-            self.dls[rec.id] = rec
-            self._save_settings()
-            await self._save_dls(rec)
-        log.info("schema validation failure on station %s stored as DLS record %d", st.name, rec.id)
-        await self._forward_to_dls_station(st, data, headers, "failed_schema")
-
-    async def on_pm_ack(self, req: Request) -> None:
-        """§5.15: a resent poison message was acknowledged by its group."""
-        rec_id = req.get_int("id", 0)
-        group = req.get_str("cg_name").lower()
-        async with self._dls_lock:
-            rec = self.dls.get(rec_id)
-            if rec is None or group not in rec.group_names():
-                return
-            rec.poisoned_cgs = [g for g in rec.poisoned_cgs if g.name != group]
-            self._save_or_drop_dls(rec)
-
-    async def on_notification(self, req: Request) -> None:
-        """§5.12: no Slack here; the alert is logged and kept for ``notifications list``."""
-        note: dict[str, Any] = {
-            "title": req.get_str("title"),
-            "msg": req.get_str("msg"),
-            "type": req.get_str("type"),
-            "code": req.get_str("code"),
-            "time": time.time(),
-        }
-        self.notifications.append(note)
-        log.warning("notification: %s: %s", note["title"], note["msg"].replace("\n", " | "))
-
-    async def resend_dls(self, station: str, ids: list[int] | None) -> int:
-        """§5.16: publish poison records to each of their groups (the UI's "resend")."""
-        name = validate_name(station, "Station")
-        st = self.stations.get(name)
-        if st is None:
-            raise ReplyError(f"Station {name} does not exist")
-        records = [
-            r
-            for r in sorted(self.dls.values(), key=lambda r: r.id)
-            if r.station == name and r.type == "poison" and (ids is None or r.id in ids)
-        ]
-        sent = 0
-        for rec in records:
-            for group in rec.group_names():
-                headers = {k: v for k, v in rec.headers.items() if k != "producedBy"}
-                headers["$memphis_producedBy"] = "$memphis_dls"
-                headers["$memphis_pm_id"] = str(rec.id)
-                headers["$memphis_pm_cg_name"] = group
-                data = bytes.fromhex(rec.data)
-                st_int, cg_int = internal_name(name), internal_name(group)
-                await self._nc.publish(f"$memphis_dls_{st_int}.{cg_int}", data, headers=headers)
-                await self._nc.publish(f"$memphis_dls_{st_int}_{cg_int}", data, headers=headers)
-                sent += 1
-        await self._nc.flush()
-        return sent
 
     # ======================================================================================
     # operator (admin) requests: what the real broker does through its UI

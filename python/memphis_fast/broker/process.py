@@ -100,7 +100,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def _warn_other_mode(cfg: BrokerConfig, data_dir: Path) -> None:
     """JetStream keeps each account's data apart: password mode uses account $memphis, token
     mode the global account $G. Switching modes on one data directory hides the other's data."""
-    mine, other, other_mode = (ACCOUNT, "$G", "token") if cfg.auth == "password" else ("$G", ACCOUNT, "password")
+    mine, other, other_mode = (
+        (ACCOUNT, "$G", "token") if cfg.auth == "password" else ("$G", ACCOUNT, "password")
+    )
     streams = data_dir / "jetstream" / other / "streams"
     if streams.is_dir() and any(streams.iterdir()):
         log.warning(
