@@ -56,6 +56,9 @@ class RawClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.buf = b""
+        # recv_into one buffer: sock.recv(1 MiB) would allocate (mmap) 1 MiB per call.
+        self._rbuf = bytearray(1 << 20)
+        self._rview = memoryview(self._rbuf)
         line = self._read_line()
         if not line.startswith(b"INFO "):
             raise RawError(f"unexpected greeting {line[:80]!r}")
@@ -92,10 +95,10 @@ class RawClient:
         return line
 
     def recv(self) -> bytes:
-        data = self.sock.recv(1 << 20)
-        if not data:
+        n = self.sock.recv_into(self._rbuf)
+        if not n:
             raise RawError("connection closed by the server")
-        return data
+        return bytes(self._rview[:n])
 
     def ping(self) -> None:
         """A round trip: everything sent before has been processed by the server."""
