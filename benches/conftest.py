@@ -19,7 +19,6 @@ from memphis_fast.bench.control import Control
 from memphis_fast.broker import LocalBroker
 
 
-
 @dataclass
 class Env:
     broker: LocalBroker
