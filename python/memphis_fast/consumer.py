@@ -476,8 +476,23 @@ class Consumer:
             except asyncio.CancelledError:
                 pass
         self._nak_buffered()
+        self._drop_waiting_pulls()
         while self._dls_queue:
             self.dls_messages.append(self._dls_queue.popleft())
+
+    def _drop_waiting_pulls(self) -> None:
+        """End the pulls still waiting at the server by replacing their inbox (the server
+        forgets pull requests whose reply subject lost its interest). Otherwise they take new
+        messages only to nack them, each nack a delivery: two pipelined pulls could make a
+        message poison (max_msg_deliveries 2) before any callback saw it."""
+        if self._conn.is_closed or self._destroyed:
+            return
+        for p, f in list(self._fetchers.items()):
+            if f.outstanding()[0]:
+                f.close()
+                fresh = _Fetcher(self, p, f.stream)
+                fresh.naking = f.naking
+                self._fetchers[p] = fresh
 
     def _nak_buffered(self) -> None:
         if self._conn.is_closed:
