@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
@@ -48,8 +47,20 @@ def default_data_dir() -> Path:
 
 
 def _q(value: str) -> str:
-    """A nats-server config string literal."""
-    return json.dumps(value)
+    """A nats-server config string literal (its parser knows only \\xXX, \\t, \\n, \\r, \\" and \\\\)."""
+    out = []
+    for ch in value:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch in "\t\n\r":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)  # UTF-8 as it is
+    return '"' + "".join(out) + '"'
 
 
 @dataclass
