@@ -126,6 +126,10 @@ class _Fetcher:
             self.error = MemphisFetchError(f"pull on {self.stream} failed: {desc}")
         elif code not in (0, 404, 408, 409):
             self.error = MemphisFetchError(f"pull on {self.stream} failed: {code} {desc}")
+        if self.error is not None:
+            # Pause as after an empty pull: a gone stream would otherwise be re-pulled (and
+            # reported) thousands of times a second.
+            self.empty_until = time.monotonic() + max(self.consumer.pull_interval_ms or 0, 100) / 1000
         self.consumer._wake()
 
     def outstanding(self) -> tuple[int, int]:
