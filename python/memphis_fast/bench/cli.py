@@ -178,7 +178,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nats-pid", type=_positive(1), default=None,
                    help="with --host: the pid of a local nats-server, for its CPU and the memory-bound path")
     w = p.add_argument_group("workload")
-    w.add_argument("--clients", type=_csv(CLIENTS), default=list(CLIENTS),
+    w.add_argument("--clients", type=_csv(CLIENTS), default=None,
                    help=f"comma-separated clients (default: {','.join(CLIENTS)})")
     w.add_argument("--paths", type=_csv(PATHS), default=list(PATHS),
                    help=f"comma-separated paths (default: all: {','.join(PATHS)})")
@@ -236,7 +236,7 @@ class Job:
 def settings_from(args: argparse.Namespace) -> Settings:
     quick = bool(args.quick)
     s = Settings(
-        clients=list(args.clients),
+        clients=list(args.clients or CLIENTS),
         paths=list(args.paths),
         messages=args.messages or (QUICK_MESSAGES if quick else DEFAULT_MESSAGES),
         payloads=list(args.payload or ([128] if quick else [128, 1024])),
@@ -617,11 +617,43 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
+#: The module each client's runner imports, and how to install it.
+CLIENT_MODULES = {
+    "memphis-fast": ("memphis_fast", "pip install memphis-fast"),
+    "memphis-py": ("memphis", "pip install memphis-py==1.3.1"),
+    "nats-py": ("nats", "pip install nats-py"),
+    "raw": (None, ""),
+}
+
+
+def check_clients(s: Settings, explicit: bool, note: Callable[[str], None]) -> None:
+    """Drop clients that are not installed (an error when asked for by name)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nats") is None:
+        raise BenchError("nats-py is needed for the broker and the bench's checks: pip install 'memphis-fast[broker]'")
+    keep = []
+    for c in s.clients:
+        module, hint = CLIENT_MODULES[c]
+        if module is None or importlib.util.find_spec(module) is not None:
+            keep.append(c)
+        elif explicit:
+            raise UsageError(f"client {c} is not installed ({hint})")
+        else:
+            note(f"note: {c} is not installed, skipped ({hint})")
+    s.clients = keep
+
+
 def _run(args: argparse.Namespace) -> int:
     from . import report
     from .progress import Progress
 
     s = settings_from(args)
+
+    def note(text: str) -> None:
+        sys.stderr.write(text + "\n")
+
+    check_clients(s, args.clients is not None, note)
     jobs = plan(s)
     if not jobs:
         raise UsageError("nothing to run: no client implements the selected paths")

@@ -17,6 +17,7 @@ METRICS = (
     "client_cpu_us_per_msg",
     "server_cpu_us_per_msg",
     "peak_rss_mb",
+    "client_sys_share",
 )
 #: Paths whose figure of merit is a latency (lower is better); the others are rates.
 LATENCY_PATHS = ("latency", "connect")

@@ -121,18 +121,25 @@ class Meter:
         self.nats_pid = nats_pid
         self.wall = 0.0
         self.cpu = 0.0
+        self.user = 0.0
+        self.sys = 0.0
         self.server_cpu: float | None = None
         self._t0 = self._c0 = 0.0
         self._s0: float | None = None
+        self._times0 = os.times()
 
     def start(self) -> None:
         self._s0 = nats_cpu_seconds(self.nats_pid)
+        self._times0 = os.times()
         self._c0 = time.process_time()
         self._t0 = time.perf_counter()
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self._t0
         self.cpu = time.process_time() - self._c0
+        t1 = os.times()
+        self.user = t1.user - self._times0.user  # clock ticks: only a user/kernel split
+        self.sys = t1.system - self._times0.system
         s1 = nats_cpu_seconds(self.nats_pid)
         self.server_cpu = None if s1 is None or self._s0 is None else s1 - self._s0
 
@@ -177,6 +184,9 @@ def result(
         out["msgs_per_s"] = messages / meter.wall
         out["mb_per_s"] = messages * args.payload / meter.wall / 1e6
         out["client_cpu_us_per_msg"] = meter.cpu / messages * 1e6
+        if meter.user + meter.sys > 0:
+            # the kernel's share of the client's CPU (loopback TCP is processed in the sender)
+            out["client_sys_share"] = meter.sys / (meter.user + meter.sys)
         if meter.server_cpu is not None:
             out["server_cpu_us_per_msg"] = meter.server_cpu / messages * 1e6
     if latencies_ns:
