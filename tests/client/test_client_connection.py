@@ -8,10 +8,9 @@ import asyncio
 from typing import Any
 
 import memphis as mpy
-import pytest
-from client_helpers import R, Collector, TcpProxy, eventually
-
 import memphis_fast as mf
+import pytest
+from client_helpers import Collector, R, TcpProxy, eventually
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -107,9 +106,7 @@ async def test_memphis_py_clamps_max_reconnect(broker: LocalBroker, connect_py: 
         await proxy.close()
 
 
-async def test_close_cancels_every_task_and_clears_state(
-    connect: Any, connect_py: Any, uid: Any
-) -> None:
+async def test_close_cancels_every_task_and_clears_state(connect: Any, connect_py: Any, uid: Any) -> None:
     """B1: close() stops consumers (consume, ping, DLS), empties the caches and leaves no
     task behind. memphis-py's close() leaves its consumers and their ping tasks running."""
     before = set(asyncio.all_tasks())
@@ -183,9 +180,7 @@ async def test_consumer_creation_error_carries_the_broker_text(connect: Any, uid
     assert info.value.message.startswith("Only alphanumeric")
 
 
-async def test_station_destroy_uncaches_only_that_station(
-    connect: Any, connect_py: Any, uid: Any
-) -> None:
+async def test_station_destroy_uncaches_only_that_station(connect: Any, connect_py: Any, uid: Any) -> None:
     """B14: destroying "orders" must not drop the cached producers of "orders-v2"
     (memphis-py matched cache keys by substring)."""
     base = uid("orders")

@@ -7,23 +7,21 @@ never on elapsed time."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 from typing import Any
 
 import memphis as mpy
+import memphis_fast as mf
 import pytest
 from client_helpers import (
-    R,
     Collector,
+    R,
     TcpProxy,
     consumer_info,
     eventually,
     fetch_exactly,
     raw_subscription,
 )
-
-import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -156,9 +154,7 @@ async def test_timeout_error_on_empty_restores_memphis_py_habit(connect: Any, ui
     assert len(calls) <= consumer.stats["empty_pulls"]
 
 
-async def test_batch_max_time_is_the_pull_expiry(
-    connect: Any, connect_py: Any, nc: Any, uid: Any
-) -> None:
+async def test_batch_max_time_is_the_pull_expiry(connect: Any, connect_py: Any, nc: Any, uid: Any) -> None:
     """B8: ``batch_max_time_to_wait_ms`` is the pull request's ``expires`` (memphis-py always
     asked nats-py's default 5 s)."""
     name = uid("expires")
@@ -332,7 +328,7 @@ async def test_consumer_survives_a_cut_link(broker: LocalBroker, connect: Any, u
         await eventually(lambda: len(collector.msgs) == 2)
         for cuts in (1, 2):
             proxy.cut()
-            await eventually(lambda: via_proxy.stats()["reconnects"] == cuts)
+            await eventually(lambda cuts=cuts: via_proxy.stats()["reconnects"] == cuts)
         await producer.produce(b"after the cuts")
         await eventually(lambda: len(collector.msgs) == 3)
         assert collector.data()[-1] == b"after the cuts"
@@ -443,9 +439,7 @@ async def _no_dls(broker: LocalBroker, name: str) -> bool:
     return await broker.list_dls(name) == []
 
 
-async def test_dls_message_is_buffered_for_fetch_once(
-    broker: LocalBroker, connect: Any, uid: Any
-) -> None:
+async def test_dls_message_is_buffered_for_fetch_once(broker: LocalBroker, connect: Any, uid: Any) -> None:
     """Without consume(), a resent message waits in the buffer; fetch() returns it first, once,
     and the prefetched messages behind it are kept (memphis-py dropped them, B10)."""
     name = uid("dls-fetch")

@@ -12,10 +12,9 @@ import json
 from typing import Any
 
 import memphis as mpy
+import memphis_fast as mf
 import pytest
 from client_helpers import R, eventually, paused, stored_msg, stream_count
-
-import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -118,9 +117,7 @@ async def test_concurrent_task_limit_waits_without_polling(
     assert sender.returned == 10
 
 
-async def test_multi_station_producer_keeps_nonblocking(
-    fresh_broker: LocalBroker, connect: Any
-) -> None:
+async def test_multi_station_producer_keeps_nonblocking(fresh_broker: LocalBroker, connect: Any) -> None:
     """B11: memphis-py silently produced blocking on multi-station producers. Here a
     nonblocking produce returns with the broker stopped, one message in flight per station."""
     conn = await connect(fresh_broker)
