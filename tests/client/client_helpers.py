@@ -96,6 +96,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0)
@@ -107,7 +108,10 @@ class TcpProxy:
             self._server.close()
             self._server = None
         self.cut()
-        await asyncio.sleep(0)
+        tasks, self._tasks = self._tasks, set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def cut(self) -> None:
         writers, self._writers = self._writers, set()
@@ -116,6 +120,17 @@ class TcpProxy:
             w.close()
 
     async def _on_client(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._relay(cr, cw)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._tasks.discard(task)
+
+    async def _relay(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         self.accepted += 1
         if self.mode == "reject":
             cw.transport.abort()

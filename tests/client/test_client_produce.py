@@ -14,7 +14,7 @@ from typing import Any
 import memphis as mpy
 import memphis_fast as mf
 import pytest
-from client_helpers import R, eventually, paused, stored_msg, stream_count
+from client_helpers import R, TcpProxy, eventually, paused, stored_msg, stream_count
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -271,6 +271,38 @@ async def test_short_ack_wait_after_a_longer_one(fresh_broker: LocalBroker, conn
             await asyncio.wait_for(producer.produce(b"late", ack_wait_sec=1), 10)
 
 
+async def test_every_message_has_one_outcome_across_a_cut_link(
+    broker: LocalBroker, connect: Any, nc: Any, uid: Any
+) -> None:
+    """The link is cut while 2000 nonblocking messages flow: each message is either stored or
+    reported (once, as "unknown": it had left when the connection dropped); none is both
+    missing and unreported, none is reported twice."""
+    name = uid("one-outcome")
+    proxy = await TcpProxy(broker.host, broker.port).start()
+    try:
+        conn = await connect(port=proxy.port, reconnect_interval_ms=20)
+        await conn.station(name)
+        failures: list[Any] = []
+        producer = await conn.producer(name, "p", failure_callback=failures.append)
+        for i in range(2000):
+            await producer.produce(b"%d" % i, nonblocking=True)
+            if i % 50 == 0:
+                await asyncio.sleep(0.001)  # let some acks come back before the cut
+            if i == 1000:
+                proxy.cut()
+        await producer.flush()
+        assert conn.stats()["reconnects"] == 1
+    finally:
+        await proxy.close()
+    failed = [f.index for f in failures]
+    assert failed and len(failed) == len(set(failed))
+    assert {f.kind for f in failures} == {"unknown"}
+    stored = set()
+    for seq in range(1, await stream_count(nc, f"{name}$1") + 1):
+        stored.add(int((await stored_msg(nc, f"{name}$1", seq))[0]))
+    assert set(range(2000)) - stored <= set(failed)
+
+
 # -- cancellation and close ---------------------------------------------------------------------
 async def test_cancelled_produce_may_still_be_stored(fresh_broker: LocalBroker, connect: Any) -> None:
     """producer.py: cancelling ``await produce()`` does not take the message back once it was
@@ -321,6 +353,38 @@ async def test_close_waits_for_inflight_produces(fresh_broker: LocalBroker, conn
         assert await stream_count(nc, "drain$1") == 51
     finally:
         await nc.close()
+
+
+async def test_destroy_waits_then_unregisters(fresh_broker: LocalBroker, connect: Any) -> None:
+    """B12: Producer.destroy() waits for its in-flight messages (no polling), unregisters the
+    producer at the broker and drops it from the cache; afterwards produce() refuses."""
+    conn = await connect(fresh_broker)
+    producer = await conn.producer("destroy", "p")
+    await producer.produce(b"warm-up")
+    with paused(fresh_broker.nats_pid):
+        await producer.produce(b"in flight", nonblocking=True)
+        destroying = asyncio.get_running_loop().create_task(producer.destroy())
+        await _spin()
+        assert not destroying.done() and producer.inflight == 1
+    await asyncio.wait_for(destroying, 30)
+    assert (await fresh_broker.list_clients("destroy"))["producers"] == []
+    assert conn.producers_map == {}
+    with pytest.raises(mf.MemphisError, match="destroyed"):
+        await producer.produce(b"after")
+    nc = await _nats(fresh_broker)
+    try:
+        assert await stream_count(nc, "destroy$1") == 2
+    finally:
+        await nc.close()
+
+
+async def test_destroy_raises_unreported_failures(connect: Any, uid: Any) -> None:
+    conn, producer, _ = await _station_gone(connect, uid)
+    await producer.produce(b"lost", nonblocking=True, msg_id="z")
+    with pytest.raises(mf.MemphisProduceError) as info:
+        await producer.destroy()
+    assert [(f.index, f.msg_id) for f in info.value.failures] == [(1, "z")]
+    assert conn.producers_map == {}
 
 
 # -- headers and payloads -----------------------------------------------------------------------
