@@ -20,7 +20,7 @@ import pytest
 from broker_helpers import ClientLib, load_client
 from memphis_fast.broker import LocalBroker
 
-CLIENTS = ["memphis-py"]  # add "memphis-fast" here to run the scenarios with both clients
+CLIENTS = ["memphis-py", "memphis-fast"]
 
 
 @pytest.fixture(params=CLIENTS)

@@ -7,6 +7,7 @@ only used to look at what the broker did in JetStream, or to send what memphis-p
 from __future__ import annotations
 
 import asyncio
+import json
 import gc
 import time
 from typing import Any
@@ -256,13 +257,15 @@ async def test_idempotency_window(client_lib: ClientLib, connect: Any, nc: Any, 
     await produce("a", nats_msg_id="id-1")
     await produce("a-duplicate", nats_msg_id="id-1")
     assert await stored() == 1
-    # msg-id alone is not de-duplicated by stock nats-server (the fork's header, spec §7.4).
+    # memphis-py: msg-id alone is not de-duplicated by stock nats-server (the fork's header,
+    # spec §7.4). memphis-fast sends Nats-Msg-Id next to msg-id, so msg_id works here too.
     await produce("b", msg_id="id-2")
     await produce("b-again", msg_id="id-2")
-    assert await stored() == 3
+    expected = 2 if client_lib.name == "memphis-fast" else 3
+    assert await stored() == expected
     # After the window, the same Nats-Msg-Id is a new message.
     start = time.monotonic()
-    while await stored() < 4:
+    while await stored() < expected + 1:
         assert time.monotonic() - start < 10
         await asyncio.sleep(0.3)
         await produce("a-later", nats_msg_id="id-1")
@@ -342,7 +345,9 @@ async def test_consume_callback(connect: Any, uid: Any) -> None:
 
     consumer.consume(handler)
     await asyncio.wait_for(done.wait(), 10)
-    assert received == [f'{{"n": {i}}}'.encode() for i in range(5)]
+    # memphis-py serialises dicts with json.dumps ('{"n": 0}'), memphis-fast with orjson
+    # ('{"n":0}'): the same JSON value (a documented migration difference).
+    assert [json.loads(r) for r in received] == [{"n": i} for i in range(5)]
     await consumer.destroy(timeout_retries=R)
 
 
