@@ -6,8 +6,9 @@ Switch by changing one import line::
     from memphis_fast.types import Retention, Storage
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import _core
-from .consumer import Consumer
 from .exceptions import (
     MemphisConnectError,
     MemphisConnectionClosedError,
@@ -22,12 +23,41 @@ from .exceptions import (
     MemphisServerError,
     MemphisTimeoutError,
 )
-from .headers import Headers
-from .memphis import Memphis
-from .message import Message
-from .producer import MemphisProduceTimeoutError, ProduceFailure, Producer, ProduceResult
-from .station import Station
 from .types import Retention, Storage
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+    from .headers import Headers
+    from .memphis import Memphis
+    from .message import Message
+    from .producer import MemphisProduceTimeoutError, ProduceFailure, Producer, ProduceResult
+    from .station import Station
+
+# The client classes are imported on first use, so that `python -m memphis_fast.broker` and
+# `memphis-fast bench` do not load (or depend on) the client.
+_LAZY = {
+    "Consumer": "consumer",
+    "Headers": "headers",
+    "Memphis": "memphis",
+    "Message": "message",
+    "MemphisProduceTimeoutError": "producer",
+    "ProduceFailure": "producer",
+    "Producer": "producer",
+    "ProduceResult": "producer",
+    "Station": "station",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memphis_fast' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = _core.VERSION
 
