@@ -490,3 +490,25 @@ async def test_dls_buffer_is_bounded(connect: Any, connect_py: Any, nc: Any, uid
     await py.broker_manager.flush()
     await flood(f"$memphis_dls_{py_name}.g")
     await eventually(lambda: len(py_consumer.dls_messages) == 10_005)
+
+
+async def test_memphis_py_delivers_dls_messages_twice(connect_py: Any, nc: Any, uid: Any) -> None:
+    """B10, the old behaviour: a DLS message handed to the running consume callback is also
+    kept in ``dls_messages``, so the next fetch() returns it again (memphis_fast: see
+    test_dls_message_is_delivered_once_to_a_running_consume)."""
+    name = uid("dls-twice-py")
+    py = await connect_py()
+    py_consumer = await py.consumer(name, "c", consumer_group="g", timeout_retries=R)
+    await eventually(lambda: getattr(py_consumer, "consumer_dls", None) is not None)
+    await py.broker_manager.flush()
+    seen: list[Any] = []
+
+    async def callback(msgs: list[Any], error: Any, context: Any) -> None:
+        seen.extend(msgs)
+
+    py_consumer.consume(callback)
+    await nc.publish(
+        f"$memphis_dls_{name}.g", b"dls", headers={"$memphis_pm_id": "1", "$memphis_pm_cg_name": "g"}
+    )
+    await eventually(lambda: seen)
+    assert len(py_consumer.dls_messages) == 1  # and fetch() would return it again
