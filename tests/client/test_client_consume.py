@@ -220,6 +220,20 @@ async def test_stop_consume_does_not_burn_deliveries(connect: Any, nc: Any, uid:
     assert second.msgs[0].data == b"while stopped" and second.msgs[0].get_delivery_count() == 1
 
 
+async def test_consumer_creation_sends_the_resolved_group(
+    connect: Any, connect_py: Any, nc: Any, uid: Any
+) -> None:
+    """R5: without ``consumer_group`` the request names the group (the consumer's name), as the
+    Go and JS clients do; memphis-py sent ``""`` and left it to the broker."""
+    name = uid("group-name")
+    async with raw_subscription(nc, "$memphis_consumer_creations") as requests:
+        await (await connect()).consumer(name, "Worker.One")
+        await (await connect_py()).consumer(name, "py-worker", timeout_retries=R)
+        await eventually(lambda: len(requests) == 2)
+    groups = {json.loads(r.data)["name"]: json.loads(r.data)["consumers_group"] for r in requests}
+    assert groups == {"Worker.One": "Worker.One", "py-worker": ""}
+
+
 async def test_station_create_producer_and_consumer(connect: Any, uid: Any) -> None:
     """R4 (Go ``station.CreateProducer`` / ``CreateConsumer``)."""
     name = uid("station-api")
