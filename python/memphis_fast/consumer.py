@@ -491,12 +491,15 @@ class Consumer:
         message poison (max_msg_deliveries 2) before any callback saw it."""
         if self._conn.is_closed or self._destroyed:
             return
-        for p, f in list(self._fetchers.items()):
-            if f.outstanding()[0]:
-                f.close()
-                fresh = _Fetcher(self, p, f.stream)
-                fresh.naking = f.naking
-                self._fetchers[p] = fresh
+        try:
+            for p, f in list(self._fetchers.items()):
+                if f.outstanding()[0]:
+                    fresh = _Fetcher(self, p, f.stream)
+                    fresh.naking = f.naking
+                    f.close()
+                    self._fetchers[p] = fresh
+        except MemphisError as exc:  # the connection is closing: nothing more will be pulled
+            log.debug("could not renew the pull inboxes: %s", exc)
 
     def _nak_buffered(self) -> None:
         if self._conn.is_closed:
