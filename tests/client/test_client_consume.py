@@ -196,6 +196,28 @@ async def test_stop_consume_then_consume_again(connect: Any, uid: Any) -> None:
     assert [m.get_delivery_count() for m in second.msgs] == [1, 1, 1]
 
 
+@pytest.mark.parametrize("how", ["stop_consume", "destroy", "close"])
+async def test_stopping_from_inside_the_callback(how: str, connect: Any, uid: Any) -> None:
+    """A callback may stop its own consumer (or close the connection) and return normally."""
+    name = uid("self-stop")
+    conn = await connect()
+    await _station_with(conn, name, 3)
+    consumer = await conn.consumer(name, "c", batch_size=1)
+    calls: list[str] = []
+
+    async def callback(msgs: list[Any], error: Any, context: Any) -> None:
+        for m in msgs:
+            await m.ack()
+        await {"stop_consume": consumer.stop_consume, "destroy": consumer.destroy, "close": conn.close}[how]()
+        calls.append("returned")
+
+    consumer.consume(callback)
+    await eventually(lambda: calls)
+    await eventually(lambda: consumer.t_consume is None)
+    await asyncio.sleep(0)
+    assert calls == ["returned"]
+
+
 async def test_stop_consume_does_not_burn_deliveries(connect: Any, nc: Any, uid: Any) -> None:
     """Pulls still waiting at the server when consume() stops must not take new messages: the
     stopped consumer could only nack them, each nack costs a delivery, and with two pipelined
