@@ -77,6 +77,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "rss_growth_mb",
                     "window_bytes_mb",
                     "bound_mb",
+                    "calls_before_stop",
                     "calls_after_stop",
                     "progress_second_half",
                     "drain_after_resume_s",
@@ -278,8 +279,8 @@ def memory_text(rows: list[dict[str, Any]]) -> str:
         out.append(
             f"memory-bound {r['client']}: baseline {_num(m['baseline_rss_mb'])} MB, peak while stopped "
             f"{_num(m['peak_rss_stopped_mb'])} MB (growth {_num(m['rss_growth_mb'])} MB; window "
-            f"{m.get('window_messages')} msgs = {_num(m['window_bytes_mb'], 2)} MB), {_num(m['calls_after_stop'], 0)} "
-            f"produce calls after SIGSTOP, {_num(m['progress_second_half'], 0)} in the second half, drained "
+            f"{m.get('window_messages')} msgs = {_num(m['window_bytes_mb'], 2)} MB); {_num(m['calls_before_stop'], 0)} produce "
+            f"calls in the 0.3 s before SIGSTOP, {_num(m['calls_after_stop'], 0)} after it, {_num(m['progress_second_half'], 0)} in the second half, drained "
             f"{_num(m['drain_after_resume_s'], 2)} s after SIGCONT; {'ok' if r['ok'] else 'FAILED: ' + '; '.join(r['errors'])}"
         )
     return "\n".join(out)

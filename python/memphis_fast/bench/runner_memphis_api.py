@@ -372,6 +372,7 @@ async def _memory_bound(api: Api, args: argparse.Namespace) -> dict[str, Any]:
         "window_messages": max_inflight,
         "window_bytes_mb": window_bytes / 1e6,
         "bound_mb": bound / 1e6,
+        "calls_before_stop": at_stop,
         "calls_after_stop": after_stop,
         "progress_second_half": at_end - at_half,
         "blocked": blocked,

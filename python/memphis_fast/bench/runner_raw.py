@@ -84,6 +84,8 @@ class RawClient:
                 break
             if line.startswith(b"-ERR"):
                 raise RawError(line.decode(errors="replace"))
+        # Plain blocking mode from here: with a timeout, every send/recv polls first.
+        self.sock.settimeout(None)
 
     def _read_line(self) -> bytes:
         while b"\r\n" not in self.buf:
