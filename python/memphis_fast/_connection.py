@@ -173,6 +173,9 @@ class NatsConnection:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        #: the ack wait (ms) of the last unawaited publish that checked the sweep timer; a
+        #: publish with the same ack wait cannot have an earlier deadline, so it skips the check
+        self.swept_ack_ms = -1
         self._closing = False
         self._closed = False
         self._close_error: BaseException | None = None
@@ -592,8 +595,23 @@ class NatsConnection:
             return
         self._sweeper = self._loop.call_later(max(delay, 0.005) + 0.001, self._sweep)
 
+    def _sweep_within(self, seconds: float) -> None:
+        """A deadline was added ``seconds`` from now: make sure a sweep runs by then (one
+        timer for every ack wait and pull expiry, re-armed earlier when needed)."""
+        if self._closed:
+            return
+        at = self._loop.time() + max(seconds, 0.005) + 0.001
+        h = self._sweeper
+        if h is not None:
+            if h.when() <= at:
+                return
+            h.cancel()
+        self._sweeper = self._loop.call_at(at, self._sweep)
+
     def _sweep(self) -> None:
         self._sweeper = None
+        # Deadlines added from now on must check the timer again (see Producer.produce).
+        self.swept_ack_ms = -1
         flags = self.core.sweep()
         if flags:
             self._on_flags(flags)
@@ -676,8 +694,11 @@ class NatsConnection:
         self._check_open()
         token = int(self.core.pull(sid, api_subject, batch, max_bytes, expires_ms, heartbeat_ms, no_wait))
         self._schedule_flush()
-        if self._sweeper is None:
-            self._arm_sweeper()
+        # The core ends a pull 2 s after its expiry, or when 2 heartbeats + 1 s pass silently.
+        within = (expires_ms if expires_ms > 0 else 30_000) / 1000 + 2.0
+        if heartbeat_ms > 0:
+            within = min(within, 2 * heartbeat_ms / 1000 + 1.0)
+        self._sweep_within(within)
         return token
 
     def pull_outstanding(self, sid: int) -> tuple[int, int]:
@@ -759,8 +780,7 @@ class NatsConnection:
             subject, payload, group, tag, int(ack_wait * 1000), False, header_lines, headers, msg_id
         )
         self._schedule_flush()
-        if self._sweeper is None:
-            self._arm_sweeper()
+        self._sweep_within(ack_wait)
         return int(mid)
 
     async def js_publish_wait(
@@ -783,8 +803,7 @@ class NatsConnection:
         fut: asyncio.Future[tuple[Any, ...]] = self._loop.create_future()
         self._waiters[mid] = fut
         self._schedule_flush()
-        if self._sweeper is None:
-            self._arm_sweeper()
+        self._sweep_within(ack_wait)
         try:
             return await fut
         finally:
@@ -810,8 +829,7 @@ class NatsConnection:
         fut: asyncio.Future[list[Any]] = self._loop.create_future()
         self._batches[batch_id] = fut
         self._schedule_flush()
-        if self._sweeper is None:
-            self._arm_sweeper()
+        self._sweep_within(ack_wait)
         try:
             return await fut, rejected
         finally:

@@ -420,8 +420,9 @@ class Producer:
                 await conn.wait_progress()
             self._count = index + 1
             conn._schedule_flush()
-            if conn._sweeper is None:
-                conn._arm_sweeper()
+            if conn.swept_ack_ms != ack_ms:
+                conn._sweep_within(ack_ms / 1000)
+                conn.swept_ack_ms = ack_ms
             return
         self._count = index + 1
         t = await conn.js_publish_wait(
