@@ -21,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["NatsServer", "NatsServerNotFound", "find_nats_server"]
 
@@ -128,7 +128,7 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 15.0) -> "NatsServer":
+    def start(self, timeout: float = 15.0) -> NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("nats-server already running")
         conf = self.workdir / "nats.conf"
@@ -239,13 +239,13 @@ class NatsServer:
         self.stop()
         self._tmp.cleanup()
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
-    async def __aenter__(self) -> "NatsServer":
+    async def __aenter__(self) -> NatsServer:
         return self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from memphis_fast.bench import report
 from memphis_fast.bench.runner_raw import AckCounter, _parse_deliveries
 

@@ -18,6 +18,7 @@ from typing import Any
 import nats
 import pytest
 from broker_helpers import ClientLib, load_client
+
 from memphis_fast.broker import LocalBroker
 
 CLIENTS = ["memphis-py", "memphis-fast"]

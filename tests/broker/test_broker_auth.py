@@ -16,8 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from memphis_fast.broker import LocalBroker
 from test_broker_connections import client_process, states
+
+from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from memphis_fast.broker import LocalBroker
 from memphis_fast.broker import cli as broker_cli
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from broker_helpers import ClientLib, R, eventually, js_api
+
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]

@@ -262,6 +262,7 @@ async def test_dls_cli_list_and_drop(connect: Any, nc: Any, broker: Any, uid: An
 
 async def test_dls_records_expire_after_the_retention(uid: Any) -> None:
     import nats as nats_client
+
     from memphis_fast.broker import LocalBroker
 
     async with LocalBroker(memory=True, dls_retention=1.0) as b:

@@ -10,6 +10,7 @@ from typing import Any
 import nats
 import pytest
 from broker_helpers import ClientLib, R, data, eventually, fetch_n, js_api
+
 from memphis_fast.broker import BrokerStartError, LocalBroker
 
 pytestmark = [pytest.mark.timeout(90)]

@@ -7,8 +7,8 @@ only used to look at what the broker did in JetStream, or to send what memphis-p
 from __future__ import annotations
 
 import asyncio
-import json
 import gc
+import json
 import time
 from typing import Any
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import descriptor_pb2
+
 from memphis_fast.broker.base import ReplyError, Request
 from memphis_fast.broker.config import BrokerConfig, ConfigError
 from memphis_fast.broker.connections import parse_connection_name

@@ -12,10 +12,11 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import memphis_fast
 import nats
 import pytest
 from client_helpers import shutdown_memphis_py
+
+import memphis_fast
 from memphis_fast.broker import LocalBroker
 
 

@@ -8,9 +8,10 @@ import asyncio
 from typing import Any
 
 import memphis as mpy
-import memphis_fast as mf
 import pytest
 from client_helpers import Collector, R, TcpProxy, eventually
+
+import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]

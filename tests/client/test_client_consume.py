@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 import memphis as mpy
-import memphis_fast as mf
 import pytest
 from client_helpers import (
     Collector,
@@ -22,6 +21,8 @@ from client_helpers import (
     fetch_exactly,
     raw_subscription,
 )
+
+import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]

@@ -12,9 +12,10 @@ import json
 from typing import Any
 
 import memphis as mpy
-import memphis_fast as mf
 import pytest
 from client_helpers import R, TcpProxy, eventually, paused, stored_msg, stream_count
+
+import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]

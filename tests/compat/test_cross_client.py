@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import memphis as mpy
-import memphis_fast as mf
 import mmh3
 import pytest
+
+import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
 
 pytestmark = [pytest.mark.timeout(60)]

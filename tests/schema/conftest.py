@@ -9,6 +9,7 @@ from pathlib import Path
 
 import google.protobuf
 import pytest
+
 from memphis_fast.schemaverse import clear_cache
 
 # The tests import schemaverse_helpers by name, whatever pytest's import mode.

@@ -11,10 +11,11 @@ import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from schemaverse_helpers import memphis_py_station, schema_update
+
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, Schema, compile_schema
 from memphis_fast.schemaverse._avro import AvroSchema, build_acceptor
-from schemaverse_helpers import memphis_py_station, schema_update
 
 ORDER = {
     "type": "record",

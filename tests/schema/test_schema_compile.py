@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from schemaverse_helpers import no_schema_update, protobuf_update, schema_update
+
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import (
     CACHE_SIZE,
@@ -16,7 +18,6 @@ from memphis_fast.schemaverse import (
     schema_from_broadcast,
 )
 from memphis_fast.schemaverse import _compile as compile_module
-from schemaverse_helpers import no_schema_update, protobuf_update, schema_update
 
 JSON_V1 = json.dumps(
     {"type": "object", "required": ["id"], "properties": {"id": {}}, "additionalProperties": False}

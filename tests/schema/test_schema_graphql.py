@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 from graphql import parse
+from schemaverse_helpers import memphis_py_accepts, memphis_py_station, schema_update
+
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, compile_schema
 from memphis_fast.schemaverse._graphql import GraphqlSchema
-from schemaverse_helpers import memphis_py_accepts, memphis_py_station, schema_update
 
 SDL = """
 type Query { user(id: ID!): User, users(limit: Int = 10): [User!]! }

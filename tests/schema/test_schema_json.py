@@ -14,9 +14,10 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from schemaverse_helpers import memphis_py_accepts, memphis_py_station, schema_update
+
 from memphis_fast.exceptions import MemphisError, MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, Schema, compile_schema
-from schemaverse_helpers import memphis_py_accepts, memphis_py_station, schema_update
 
 ORDER = {
     "type": "object",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from memphis_fast.exceptions import MemphisError, MemphisSchemaError
 from memphis_fast.schemaverse import _names, load_schema_file, validate_schema_name, validate_schema_type
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from graphql import parse
+from schemaverse_helpers import memphis_py_station, no_schema_update
+
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import encode_plain, failed_message_bytes
-from schemaverse_helpers import memphis_py_station, no_schema_update
 
 
 def test_bytes_pass_through_unchanged() -> None:

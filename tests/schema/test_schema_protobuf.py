@@ -16,9 +16,6 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from memphis_fast.exceptions import MemphisSchemaError
-from memphis_fast.schemaverse import BrokenSchema, compile_schema
-from memphis_fast.schemaverse._protobuf import ProtobufSchema, build_message_class
 from schemaverse_helpers import (
     MEMPHIS_PY_PROTOBUF_WORKS,
     memphis_py_station,
@@ -26,6 +23,10 @@ from schemaverse_helpers import (
     protoc_descriptor,
     schema_update,
 )
+
+from memphis_fast.exceptions import MemphisSchemaError
+from memphis_fast.schemaverse import BrokenSchema, compile_schema
+from memphis_fast.schemaverse._protobuf import ProtobufSchema, build_message_class
 
 ORDER_PROTO = """
 syntax = "proto3";

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from schemaverse_helpers import schema_update
+
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import (
     NOTIFICATIONS_SUBJECT,
@@ -13,7 +15,6 @@ from memphis_fast.schemaverse import (
     build_schemaverse_dls_report,
     compile_schema,
 )
-from schemaverse_helpers import schema_update
 
 
 def test_subjects() -> None:

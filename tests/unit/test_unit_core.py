@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from memphis_fast import _core
 from memphis_fast.exceptions import (
     MemphisConnectError,

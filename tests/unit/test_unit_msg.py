@@ -5,6 +5,7 @@ stand-alone header/ack-subject parsers."""
 from __future__ import annotations
 
 import pytest
+
 from memphis_fast import _core
 
 

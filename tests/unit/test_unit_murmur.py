@@ -7,6 +7,7 @@ import mmh3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from memphis_fast import _core
 
 # Spec 7.5: key -> (hash, index for len(P) = 2, 3, 4, 5, 10)

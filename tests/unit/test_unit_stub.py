@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import memphis_fast
 import pytest
+
+import memphis_fast
 from memphis_fast import _core
 
 HERE = Path(__file__).parent

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from wire_helpers import Connect, TlsFiles, server_of, write_pki
+
 from memphis_fast._connection import ConnectOptions, NatsConnection, Server
 from memphis_fast._server import NatsServer
 from memphis_fast.testing import TcpProxy
-from wire_helpers import Connect, TlsFiles, server_of, write_pki
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ from typing import Any
 
 import nats
 import pytest
-from memphis_fast import _core
-from memphis_fast._server import NatsServer
 from nats.aio.client import Client as NatsPy
 from nats.aio.msg import Msg as NatsPyMsg
 from wire_helpers import Connect, create_stream
+
+from memphis_fast import _core
+from memphis_fast._server import NatsServer
 
 pytestmark = pytest.mark.timeout(30)
 

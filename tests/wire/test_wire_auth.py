@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from wire_helpers import MONITORING, Connect, monitor
+
 from memphis_fast._server import NatsServer
 from memphis_fast.exceptions import MemphisConnectError
-from wire_helpers import MONITORING, Connect, monitor
 
 pytestmark = pytest.mark.timeout(30)
 

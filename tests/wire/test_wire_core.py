@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from wire_helpers import Connect, Events
+
 from memphis_fast import _core
 from memphis_fast._connection import Server
 from memphis_fast._server import NatsServer
@@ -18,7 +20,6 @@ from memphis_fast.exceptions import (
     MemphisPayloadTooLargeError,
     MemphisTimeoutError,
 )
-from wire_helpers import Connect, Events
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,11 +11,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+from wire_helpers import Connect, Events
+
 from memphis_fast import _core
 from memphis_fast._server import NatsServer
 from memphis_fast.exceptions import MemphisConnectError, MemphisProtocolError
 from memphis_fast.testing import TcpProxy
-from wire_helpers import Connect, Events
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,9 +8,10 @@ import asyncio
 import base64
 
 import pytest
+from wire_helpers import Connect, create_stream, stream_info, stream_msg
+
 from memphis_fast import _core
 from memphis_fast._server import NatsServer
-from wire_helpers import Connect, create_stream, stream_info, stream_msg
 
 pytestmark = pytest.mark.timeout(30)
 

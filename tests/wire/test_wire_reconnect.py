@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from wire_helpers import Connect, Events, create_stream, stream_info, stream_msg
+
 from memphis_fast import _core
 from memphis_fast._connection import NatsConnection
 from memphis_fast._server import NatsServer
 from memphis_fast.exceptions import MemphisConnectError, MemphisConnectionClosedError
 from memphis_fast.testing import TcpProxy
-from wire_helpers import Connect, Events, create_stream, stream_info, stream_msg
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from wire_helpers import Connect, Events, TlsFiles
+
 from memphis_fast import _core
 from memphis_fast._server import NatsServer
 from memphis_fast.exceptions import MemphisConnectError
-from wire_helpers import Connect, Events, TlsFiles
 
 pytestmark = pytest.mark.timeout(30)
 
