@@ -181,7 +181,7 @@ class Producer:
         self.background_tasks = _InFlight(self)
         if isinstance(station_name, list):
             self.is_multi_station_producer = True
-            self._opts = {
+            self._opts: dict[str, Any] = {
                 "max_inflight": max_inflight,
                 "max_inflight_bytes": max_inflight_bytes,
                 "failure_callback": failure_callback,
@@ -499,9 +499,9 @@ class Producer:
         ]
         done = await asyncio.gather(*calls)
         for (idx, _), (outcomes, rejected) in zip(groups.values(), done, strict=True):
-            for pos, exc in rejected:
+            for pos, rejection in rejected:
                 i = idx[pos]
-                results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=str(exc))
+                results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=str(rejection))
             for pos, t in enumerate(outcomes):
                 if t is None:
                     continue
@@ -529,7 +529,7 @@ class Producer:
                 body = build_schemaverse_dls_report(
                     internal_station_name=self.internal_station_name,
                     producer_name=self.producer_name,
-                    connection_id=conn.connection_id,
+                    connection_id=conn.connection_id or "",
                     data=data,
                     headers=hdrs,
                     validation_error=exc,
