@@ -1,0 +1,149 @@
+"""Helpers for the end-to-end Schemaverse tests (imported as a plain module)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import google.protobuf
+
+R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
+
+VALIDATION_PREFIX = "Schema validation has failed: "
+DESERIALIZATION_PREFIX = (
+    "Deserialization has been failed since the message format does not align with the currently "
+    "attached schema: "
+)
+
+#: memphis-py's protobuf path calls MessageFactory.GetPrototype: deprecated in protobuf 5,
+#: removed in 6.30 (feature matrix B19).
+MESSAGE_FACTORY_WARNINGS = [
+    "ignore:MessageFactory class is deprecated:UserWarning",
+    "ignore:MessageFactory class is deprecated:DeprecationWarning",
+]
+
+
+def protobuf_version() -> tuple[int, int]:
+    major, minor = (int(x) for x in google.protobuf.__version__.split(".")[:2])
+    return major, minor
+
+
+def memphis_py_protobuf_broken() -> bool:
+    """memphis-py cannot build protobuf messages on protobuf >= 6.30 (B19)."""
+    return protobuf_version() >= (6, 30)
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy; returns that value.
+    The timeout is a safety net only: tests assert on the condition, never on the time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
+        await asyncio.sleep(interval)
+
+
+async def synced(*conns: Any) -> None:
+    """Make every update the broker published before this call visible to these memphis_fast
+    connections. The broker publishes a schema broadcast (or client update) before it replies to
+    the request that caused it, so once that reply arrived the broadcast is queued at the server
+    for every subscriber; a PING/PONG round trip on a connection then delivers it, and the
+    client runs its subscription handlers before the PONG's waiter resumes."""
+    for conn in conns:
+        await conn.broker_manager.flush()
+
+
+async def js_api(nc: Any, api: str, body: Any = None) -> dict[str, Any]:
+    raw = b"" if body is None else json.dumps(body).encode()
+    msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
+    result: dict[str, Any] = json.loads(msg.data)
+    return result
+
+
+async def stream_count(nc: Any, station: str, partition: int = 1) -> int:
+    """Messages stored in a station's partition stream (``<station>$<p>``)."""
+    info = await js_api(nc, f"STREAM.INFO.{station}${partition}")
+    assert "error" not in info, info
+    return int(info["state"]["messages"])
+
+
+async def stored_payload(nc: Any, station: str, seq: int, partition: int = 1) -> bytes:
+    """A stored message's payload, read with nats-py (no Memphis client in between)."""
+    msg = await nc.jetstream().get_msg(f"{station}${partition}", seq)
+    return bytes(msg.data or b"")
+
+
+async def fetch_exactly(consumer: Any, n: int, **kw: Any) -> list[Any]:
+    """Fetch (and ack) until ``n`` messages arrived; never fetches once all are in
+    (memphis-py's fetch on an empty station waits 5 s)."""
+    got: list[Any] = []
+    for _ in range(50):
+        if len(got) >= n:
+            break
+        for msg in await consumer.fetch(batch_size=n - len(got), **kw):
+            got.append(msg)
+            await msg.ack()
+    assert len(got) == n, [bytes(m.get_data()) for m in got]
+    return got
+
+
+class Inbox:
+    """A raw subscription that collects decoded JSON bodies (``$memphis_schemaverse_dls``,
+    ``$memphis_notifications``, ``$memphis_schema_updates_<station>``)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.sub: Any = None
+
+    @classmethod
+    async def open(cls, nc: Any, subject: str) -> Inbox:
+        inbox = cls()
+
+        async def on_msg(msg: Any) -> None:
+            inbox.items.append(json.loads(msg.data))
+
+        inbox.sub = await nc.subscribe(subject, cb=on_msg)
+        await nc.flush()
+        return inbox
+
+    async def next(self, predicate: Callable[[Any], bool] = lambda _: True) -> Any:
+        return await eventually(lambda: next((x for x in self.items if predicate(x)), None))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()
+
+
+async def shutdown_memphis_py(conn: Any) -> None:
+    """Close a memphis-py client including the tasks its close() leaks (B1)."""
+    tasks: list[Any] = []
+    for consumer in list(getattr(conn, "consumers_map", {}).values()):
+        tasks += [consumer.t_ping, consumer.t_dls, consumer.t_consume]
+    tasks += list(getattr(conn, "schema_tasks", {}).values())
+    tasks += list(getattr(conn, "functions_tasks", {}).values())
+    cfg = getattr(conn, "configuration_tasks", None)
+    if isinstance(cfg, asyncio.Task):
+        tasks.append(cfg)
+    for t in tasks:
+        if isinstance(t, asyncio.Task):
+            t.cancel()
+    with contextlib.suppress(Exception):
+        await conn.close()
+    nc = getattr(conn, "broker_manager", None)
+    if nc is not None and not nc.is_closed:
+        with contextlib.suppress(Exception):
+            await nc.close()
+    for t in tasks:
+        if isinstance(t, asyncio.Task):
+            with contextlib.suppress(BaseException):
+                await t
