@@ -147,3 +147,49 @@ async def shutdown_memphis_py(conn: Any) -> None:
         if isinstance(t, asyncio.Task):
             with contextlib.suppress(BaseException):
                 await t
+
+
+class Wiretap:
+    """One raw subscription to every single-token subject (``$memphis_schemaverse_dls``,
+    ``$memphis_notifications``, ...), keeping the JSON bodies of ``subjects`` in arrival order.
+
+    One subscription, so the order is the order the server delivered them in: messages one
+    client publishes reach it in publish order, whatever their subjects. That makes absence
+    checkable without waiting: once a later message from the same client has arrived, an
+    earlier one that is not here was never sent."""
+
+    def __init__(self, subjects: set[str]) -> None:
+        self.subjects = subjects
+        self.items: list[tuple[str, Any]] = []
+        self.sub: Any = None
+
+    @classmethod
+    async def open(cls, nc: Any, *subjects: str) -> Wiretap:
+        tap = cls(set(subjects))
+
+        async def on_msg(msg: Any) -> None:
+            if msg.subject in tap.subjects:
+                tap.items.append((msg.subject, json.loads(msg.data)))
+
+        tap.sub = await nc.subscribe("*", cb=on_msg)
+        await nc.flush()
+        return tap
+
+    def of(self, subject: str) -> list[Any]:
+        return [body for s, body in self.items if s == subject]
+
+    async def wait_for(self, subject: str, predicate: Callable[[Any], bool]) -> list[tuple[str, Any]]:
+        """Wait for a matching message; returns everything received up to and including it."""
+
+        def seen() -> int | None:
+            for i, (s, body) in enumerate(self.items):
+                if s == subject and predicate(body):
+                    return i + 1
+            return None
+
+        n = await eventually(seen)
+        return self.items[:n]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sub.unsubscribe()
