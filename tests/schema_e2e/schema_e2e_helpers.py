@@ -70,16 +70,21 @@ async def js_api(nc: Any, api: str, body: Any = None) -> dict[str, Any]:
     return result
 
 
+def internal(station: str) -> str:
+    """The internal name of a station (``orders.eu`` -> ``orders#eu``, spec §3.2)."""
+    return station.lower().replace(".", "#")
+
+
 async def stream_count(nc: Any, station: str, partition: int = 1) -> int:
-    """Messages stored in a station's partition stream (``<station>$<p>``)."""
-    info = await js_api(nc, f"STREAM.INFO.{station}${partition}")
+    """Messages stored in a station's partition stream (``<internal station>$<p>``)."""
+    info = await js_api(nc, f"STREAM.INFO.{internal(station)}${partition}")
     assert "error" not in info, info
     return int(info["state"]["messages"])
 
 
 async def stored_payload(nc: Any, station: str, seq: int, partition: int = 1) -> bytes:
     """A stored message's payload, read with nats-py (no Memphis client in between)."""
-    msg = await nc.jetstream().get_msg(f"{station}${partition}", seq)
+    msg = await nc.jetstream().get_msg(f"{internal(station)}${partition}", seq)
     return bytes(msg.data or b"")
 
 

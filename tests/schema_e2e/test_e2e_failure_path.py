@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from schema_e2e_helpers import Wiretap, eventually, stream_count, synced
+from schema_e2e_helpers import Wiretap, eventually, internal, stream_count, synced
 
 import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
@@ -36,7 +36,7 @@ async def _reject(producer: Any, message: Any, **kw: Any) -> mf.MemphisSchemaErr
 
 
 def _report_of(station: str) -> Any:
-    return lambda body: body.get("station_name") == station
+    return lambda body: body.get("station_name") == internal(station)
 
 
 async def test_dls_report_follows_the_station_flag(
@@ -44,7 +44,7 @@ async def test_dls_report_follows_the_station_flag(
 ) -> None:
     conn = await connect()
     schema = await _json_schema(conn, uid, schema_file)
-    off, on = uid("dls-off"), uid("dls-on")
+    off, on = uid("dls.off"), uid("dls.on")  # dotted: reports name the internal station
     await conn.station(off, schema_name=schema, send_schema_failed_msg_to_dls=False)
     await conn.station(on, schema_name=schema)  # send_schema_failed_msg_to_dls=True by default
     p_off = await conn.producer(off, "p")
@@ -55,7 +55,7 @@ async def test_dls_report_follows_the_station_flag(
         await _reject(p_off, {"id": "off"}, nonblocking=True)
         err = await _reject(p_on, {"id": "on"})
         seen = await tap.wait_for(DLS, _report_of(on))
-        assert [body["station_name"] for _, body in seen] == [on]
+        assert [body["station_name"] for _, body in seen] == [internal(on)]
         assert seen[0][1]["validation_error"] == str(err)
 
         # The operator flips both flags; the broker tells the clients (schemaverse_to_dls).
@@ -67,7 +67,7 @@ async def test_dls_report_follows_the_station_flag(
         await _reject(p_on, {"id": "on again"})
         await _reject(p_off, {"id": "off now on"})
         seen = await tap.wait_for(DLS, _report_of(off))
-        assert [body["station_name"] for _, body in seen] == [off]
+        assert [body["station_name"] for _, body in seen] == [internal(off)]
         assert bytes.fromhex(seen[0][1]["message"]["data"]) == b'{"id":"off now on"}'
 
         # A batch: the invalid message is a "rejected" result, reported once; the others stored.
