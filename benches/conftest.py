@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from memphis_fast.bench.control import Control
 from memphis_fast.broker import LocalBroker
 

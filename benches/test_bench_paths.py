@@ -27,9 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 import memphis
-import memphis_fast
 import nats
 import pytest
+
+import memphis_fast
 from memphis_fast.bench import runner_common as rc
 from memphis_fast.bench import runner_raw as raw
 from memphis_fast.bench.cli import JSON_SCHEMA, SCHEMA_NAME

@@ -66,6 +66,9 @@ def test_smoke_run_writes_json_and_chart(tmp_path: Path) -> None:
     assert {t["target"] for t in doc["targets"]} >= {"connect median (password, localhost)", "memory bound with nats-server stopped"}
     assert "targets (issue 6" in p.stdout and "produce-nonblocking" in p.stdout
     assert len(doc["runs"]) == sum(r["runs"] for r in doc["results"])
+    again = bench("--from-json", str(out), "--no-png", timeout=60)  # re-render without running
+    assert again.returncode == 0, again.stderr
+    assert "targets (issue 6" in again.stdout and "produce-batch" in again.stdout
 
 
 @pytest.mark.parametrize(

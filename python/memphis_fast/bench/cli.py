@@ -201,6 +201,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--no-json", action="store_true", help="do not write JSON")
     o.add_argument("--no-png", action="store_true", help="do not draw the chart")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--from-json", type=Path, default=None, metavar="PATH",
+                   help="do not run: print the report of an earlier run's JSON (and draw --png)")
 
 
 # -- plan ---------------------------------------------------------------------------------------
@@ -645,8 +647,17 @@ def check_clients(s: Settings, explicit: bool, note: Callable[[str], None]) -> N
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import report
     from .progress import Progress
+
+    if args.from_json is not None:
+        import json
+
+        try:
+            doc = json.loads(args.from_json.read_text())
+            meta, runs, st = doc["meta"], doc["runs"], doc["meta"]["settings"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise UsageError(f"cannot read {args.from_json}: {exc}") from None
+        return render(meta, runs, st["payloads"][0], st["partitions"][0], None, None if args.no_png else args.png_path)
 
     s = settings_from(args)
 
@@ -691,8 +702,19 @@ def _run(args: argparse.Namespace) -> int:
             progress.close()
         meta["machine"]["loadavg_end"] = list(os.getloadavg())
         meta["seconds"] = round(time.monotonic() - started, 1)
+    return render(meta, runs, s.payloads[0], s.partitions[0], json_path, png_path)
+
+
+def render(
+    meta: dict[str, Any], runs: list[dict[str, Any]], payload: int, partitions: int,
+    json_path: Path | None, png_path: Path | None,
+) -> int:
+    """Print the table, the memory figures and the targets; write the JSON and the chart."""
+    from . import report
+
+    n_runs = meta["settings"]["runs"]
     rows = report.aggregate(runs)
-    base = report.config_key(s.payloads[0], s.partitions[0])
+    base = report.config_key(payload, partitions)
     ts = report.targets(rows, base)
     out = sys.stdout
     out.write(
@@ -700,7 +722,7 @@ def _run(args: argparse.Namespace) -> int:
         f"memphis-py {meta['versions']['memphis-py']}, nats-py {meta['versions']['nats-py']}, "
         f"{meta['versions']['nats-server']}, Python {meta['versions']['python']}\n"
         f"machine: {meta['machine']['nproc']} CPUs, {meta['machine']['cpu']}; broker: {meta['broker']}; "
-        f"{s.runs} run(s), medians; {meta['seconds']} s; load average {meta['machine']['loadavg_start'][0]:.2f} -> "
+        f"{n_runs} run(s), medians; {meta['seconds']} s; load average {meta['machine']['loadavg_start'][0]:.2f} -> "
         f"{meta['machine']['loadavg_end'][0]:.2f}\n"
         "x m-py / x raw: rate (latency paths: 1/p50) relative to memphis-py's best variant and to the raw client "
         "(produce-batch: to their pipelined produce)\n\n"
@@ -718,7 +740,7 @@ def _run(args: argparse.Namespace) -> int:
         out.write(f"\nJSON: {json_path}\n")
     if png_path is not None:
         try:
-            report.chart(png_path, rows, f"memphis-fast bench ({meta['date']}, {meta['machine']['nproc']} CPUs, medians of {s.runs})")
+            report.chart(png_path, rows, f"memphis-fast bench ({meta['date']}, {meta['machine']['nproc']} CPUs, medians of {n_runs})")
             out.write(f"chart: {png_path}\n")
         except ImportError:
             out.write("chart: skipped (matplotlib is not installed)\n")

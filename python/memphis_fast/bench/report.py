@@ -87,7 +87,7 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["memory"]["blocked_all_runs"] = all(e.get("blocked") for e in extras) and bool(extras)
             row["memory"]["within_bound_all_runs"] = all(e.get("within_bound") for e in extras) and bool(extras)
         row["per_run"] = [
-            {k: r.get(k) for k in ("ok", "error", "msgs_per_s", "lat_p50_us", "client_cpu_us_per_msg", "server_cpu_us_per_msg")}
+            {k: r.get(k) for k in ("run", "ok", "error", "msgs_per_s", "lat_p50_us", "client_cpu_us_per_msg", "server_cpu_us_per_msg")}
             for r in rs
         ]
         rows.append(row)
@@ -152,34 +152,33 @@ def targets(rows: list[dict[str, Any]], base_config: str) -> list[dict[str, Any]
             met = value < goal if below else value >= goal
         out.append({"target": name, "value": value, "goal": goal, "unit": unit, "met": met, "detail": detail})
 
-    fast_nb, _ = rate("produce-nonblocking", "memphis-fast")
+    fast_nb, fast_nb_row = rate("produce-nonblocking", "memphis-fast")
     py_nb, py_nb_row = rate("produce-nonblocking", "memphis-py")
-    nats_nb, _ = rate("produce-nonblocking", "nats-py")
-    raw_nb, _ = rate("produce-nonblocking", "raw")
-    fast_batch, _ = rate("produce-batch", "memphis-fast")
-    fast_sync, _ = rate("produce-sync", "memphis-fast")
-    py_sync, _ = rate("produce-sync", "memphis-py")
-    raw_sync, _ = rate("produce-sync", "raw")
+    nats_nb, nats_nb_row = rate("produce-nonblocking", "nats-py")
+    raw_nb, raw_nb_row = rate("produce-nonblocking", "raw")
+    fast_batch, fast_batch_row = rate("produce-batch", "memphis-fast")
+    fast_sync, fast_sync_row = rate("produce-sync", "memphis-fast")
+    py_sync, py_sync_row = rate("produce-sync", "memphis-py")
+    raw_sync, raw_sync_row = rate("produce-sync", "raw")
     fast_cons, fast_cons_row = rate("consume-ack", "memphis-fast")
     py_cons, py_cons_row = rate("consume-ack", "memphis-py")
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a is not None and b else None
 
-    variant = f" ({py_nb_row['variant'] or 'drain'})" if py_nb_row else ""
-    add("nonblocking produce vs memphis-py nonblocking", ratio(fast_nb, py_nb), 15, "x",
-        f"memphis-fast {_fmt_rate(fast_nb)} vs memphis-py{variant} {_fmt_rate(py_nb)}")
-    add("nonblocking produce vs nats-py publish_async", ratio(fast_nb, nats_nb), 4, "x",
-        f"memphis-fast {_fmt_rate(fast_nb)} vs nats-py {_fmt_rate(nats_nb)}")
-    add("produce_batch vs raw pipelined", ratio(fast_batch, raw_nb), 0.60, "x",
-        f"memphis-fast batch {_fmt_rate(fast_batch)} vs raw {_fmt_rate(raw_nb)}")
-    add("sync produce vs memphis-py sync", ratio(fast_sync, py_sync), 1.5, "x",
-        f"memphis-fast {_fmt_rate(fast_sync)} vs memphis-py {_fmt_rate(py_sync)}")
-    add("sync produce vs raw sync", ratio(fast_sync, raw_sync), 0.85, "x",
-        f"memphis-fast {_fmt_rate(fast_sync)} vs raw {_fmt_rate(raw_sync)}")
-    add("consume + ack vs memphis-py's best consume path", ratio(fast_cons, py_cons), 8, "x",
-        f"memphis-fast ({fast_cons_row['variant'] if fast_cons_row else '-'}) {_fmt_rate(fast_cons)} vs "
-        f"memphis-py ({py_cons_row['variant'] if py_cons_row else '-'}) {_fmt_rate(py_cons)}")
+    def detail(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+        """Both rates, and the median of the per-run ratios: run k of both clients ran back to
+        back, so a paired ratio cancels most of the drift of a shared machine."""
+        text = f"{_who(a)} {_fmt_rate(merit(a) if a else None)} vs {_who(b)} {_fmt_rate(merit(b) if b else None)}"
+        paired = paired_ratio(a, b)
+        return text + (f"; median of per-run ratios {paired:.2f}x" if paired is not None else "")
+
+    add("nonblocking produce vs memphis-py nonblocking", ratio(fast_nb, py_nb), 15, "x", detail(fast_nb_row, py_nb_row))
+    add("nonblocking produce vs nats-py publish_async", ratio(fast_nb, nats_nb), 4, "x", detail(fast_nb_row, nats_nb_row))
+    add("produce_batch vs raw pipelined", ratio(fast_batch, raw_nb), 0.60, "x", detail(fast_batch_row, raw_nb_row))
+    add("sync produce vs memphis-py sync", ratio(fast_sync, py_sync), 1.5, "x", detail(fast_sync_row, py_sync_row))
+    add("sync produce vs raw sync", ratio(fast_sync, raw_sync), 0.85, "x", detail(fast_sync_row, raw_sync_row))
+    add("consume + ack vs memphis-py's best consume path", ratio(fast_cons, py_cons), 8, "x", detail(fast_cons_row, py_cons_row))
     conn = best(rows, base_config, "connect", "memphis-fast")
     p50 = conn["lat_p50_us"] / 1000 if conn and conn.get("lat_p50_us") is not None else None
     add("connect median (password, localhost)", p50, 5.0, "ms", f"p50 {p50 and round(p50, 2)} ms", below=True)
@@ -200,6 +199,23 @@ def targets(rows: list[dict[str, Any]], base_config: str) -> list[dict[str, Any]
             ),
         })
     return out
+
+
+def _who(row: dict[str, Any] | None) -> str:
+    return label(row) if row else "-"
+
+
+def paired_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """Median over runs of a's rate / b's rate in the same run."""
+    if a is None or b is None:
+        return None
+    rb = {r.get("run"): r.get("msgs_per_s") for r in b.get("per_run", []) if r.get("ok")}
+    ratios = [
+        r["msgs_per_s"] / rb[r.get("run")]
+        for r in a.get("per_run", [])
+        if r.get("ok") and r.get("msgs_per_s") and rb.get(r.get("run"))
+    ]
+    return statistics.median(ratios) if ratios else None
 
 
 # -- text ----------------------------------------------------------------------------------------
