@@ -158,3 +158,40 @@ async def test_json_schema_2020_12_keywords_validate_as_memphis_py(
     consumer = await conn.consumer(station, "c", batch_size=len(accepted))
     msgs = await fetch_exactly(consumer, len(accepted))
     assert [await m.get_data_deserialized() for m in msgs] == accepted
+
+
+async def test_rejected_message_reported_as_its_bytes_and_bytes_accepted(
+    broker: LocalBroker, connect: Any, connect_py: Any, uid: Any, schema_file: Any
+) -> None:
+    """The schemaverse DLS record holds the bytes the producer would have sent (memphis-py:
+    the Python repr of a dict); plain ``bytes`` of valid JSON are accepted (memphis-py: only
+    ``bytearray`` or ``dict``, B17)."""
+    spec = SPECS["json"]
+    schema, station = uid("report-bytes"), uid("report-bytes")
+    conn = await connect()
+    py = await connect_py()
+    await conn.create_schema(schema, "json", schema_file(spec.v1))
+    await conn.station(station, schema_name=schema)
+    producer = await conn.producer(station, "mf")
+    py_producer = await py.producer(station, "py", timeout_retries=R)
+
+    await producer.produce(b'{"id": 1}')
+    with pytest.raises(mpy.MemphisSchemaError, match="Unsupported message type"):
+        await py_producer.produce(b'{"id": 1}')
+
+    bad = {"id": "x", "name": "ü"}
+    with pytest.raises(mf.MemphisSchemaError):
+        await producer.produce(bad)
+    with pytest.raises(mpy.MemphisSchemaError):
+        await py_producer.produce(bad)
+
+    async def records() -> list[dict[str, Any]] | None:
+        # one for each rejection above (memphis-py also reports its rejected bytes)
+        recs = await broker.list_dls(station, "schema")
+        return recs if len(recs) == 3 else None
+
+    by_producer: dict[str, list[bytes]] = {}
+    for rec in await eventually(records):
+        by_producer.setdefault(rec["producer"], []).append(bytes.fromhex(rec["data"]))
+    assert by_producer["mf"] == [json.dumps(bad, separators=(",", ":"), ensure_ascii=False).encode()]
+    assert by_producer["py"] == [b"b'{\"id\": 1}'", str(bad).encode()]  # Python reprs
