@@ -155,9 +155,9 @@ def _produce(benchmark: Any, env: Env, client: str, n: int, *, nonblocking: bool
         if client == "nats-py":
             return {"subjects": subjects(station), "headers": rc.memphis_headers()}
         hdrs = rc.memphis_headers()
-        frames = [raw.hpub_frame(s, raw.ACK_INBOX, hdrs, bytes(data)) for s in subjects(station)]
+        frames = raw.Frames(subjects(station), hdrs, bytes(data))
         c = raw_connect(env)
-        c.sock.sendall(b"SUB " + raw.ACK_INBOX + b" 1\r\n")
+        c.sock.sendall(b"SUB " + raw.ACK_INBOX + b".* 1\r\n")
         c.ping()
         return {"frames": frames, "raw": c}
 
@@ -192,7 +192,7 @@ def _produce(benchmark: Any, env: Env, client: str, n: int, *, nonblocking: bool
             c, frames = state["raw"], state["frames"]
             counter = raw.AckCounter(c)
             for i in range(n):
-                c.sock.sendall(frames[i % len(frames)])
+                c.sock.sendall(frames.chunk(i, 1))
                 while counter.done <= i:
                     counter.read()
             state["counter"] = counter

@@ -71,7 +71,8 @@ RUNNERS = {
 VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("memphis-fast", "produce-sync"): ("",),
     ("memphis-fast", "produce-nonblocking"): ("",),
-    ("memphis-fast", "produce-batch"): ("",),
+    # one batch awaited at a time, and two batches in flight
+    ("memphis-fast", "produce-batch"): ("", "pipelined"),
     ("memphis-fast", "consume-ack"): ("consume", "fetch"),
     ("memphis-fast", "latency"): ("",),
     ("memphis-fast", "schema-json"): ("",),
@@ -654,10 +655,10 @@ def _run(args: argparse.Namespace) -> int:
 
         try:
             doc = json.loads(args.from_json.read_text())
-            meta, runs, st = doc["meta"], doc["runs"], doc["meta"]["settings"]
+            saved_meta, saved_runs, st = doc["meta"], doc["runs"], doc["meta"]["settings"]
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"cannot read {args.from_json}: {exc}") from None
-        return render(meta, runs, st["payloads"][0], st["partitions"][0], None, None if args.no_png else args.png_path)
+        return render(saved_meta, saved_runs, st["payloads"][0], st["partitions"][0], None, None if args.no_png else args.png_path)
 
     s = settings_from(args)
 

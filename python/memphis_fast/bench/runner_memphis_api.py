@@ -136,16 +136,33 @@ def make(api: Api) -> dict[str, rc.Handler]:
         stored = failed = 0
         meter = rc.Meter(args.nats_pid)
         meter.start()
+        chunks = []
         left = n
         while left > 0:
-            chunk = batch if left >= len(batch) else batch[:left]
-            results = await producer.produce_batch(chunk)
+            chunks.append(batch if left >= len(batch) else batch[:left])
+            left -= len(chunks[-1])
+
+        def count(results: list[Any]) -> None:
+            nonlocal stored, failed
             for r in results:
                 if r.stored:
                     stored += 1
                 else:
                     failed += 1
-            left -= len(chunk)
+
+        if args.variant == "pipelined":
+            # Two batches in flight: the next one is sent while the previous one's acks arrive.
+            pending: asyncio.Future[Any] | None = None
+            for chunk in chunks:
+                task = asyncio.ensure_future(producer.produce_batch(chunk))
+                if pending is not None:
+                    count(await pending)
+                pending = task
+            if pending is not None:
+                count(await pending)
+        else:
+            for chunk in chunks:
+                count(await producer.produce_batch(chunk))
         meter.stop()
         await m.close()
         ok = stored == n and failed == 0

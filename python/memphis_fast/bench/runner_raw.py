@@ -1,10 +1,10 @@
 """The raw-socket reference client: the ceiling the other clients are measured against.
 
 A minimal NATS client on one blocking socket that does almost no work: CONNECT, then ``HPUB``
-frames built once (the two Memphis headers, a fixed reply subject) sent in chunks, and PubAck
-replies counted by scanning the received bytes for ``"seq":`` up to the last complete reply;
+frames (the two Memphis headers built once, a reply subject per message) sent in chunks, and
+PubAck replies counted by scanning the received bytes for ``"seq":`` up to the last complete reply;
 pulls on the consumer group's durable with one ``PUB <reply> 0`` ack per delivered message,
-written together with the next pull. No asyncio, no per-message objects, no inbox per message.
+written together with the next pull. No asyncio, no per-message objects, no futures.
 Whatever rate it reaches is (almost) what nats-server allows on this machine.
 
 Honest where it matters: every message carries the same headers as a Memphis producer's, goes
@@ -117,10 +117,29 @@ class RawClient:
             pass
 
 
-def hpub_frame(subject: str, reply: bytes, headers: dict[str, str], payload: bytes) -> bytes:
-    hdr = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
-    head = b"HPUB %s %s %d %d\r\n" % (subject.encode(), reply, len(hdr), len(hdr) + len(payload))
-    return head + hdr + payload + b"\r\n"
+class Frames:
+    """HPUB frames of one payload, round-robin over subjects. Every message gets a reply
+    subject of its own (``_INBOX.rawack.<n>``), as real clients' do: the server then matches
+    each PubAck's subject like theirs (a fixed reply subject stays in nats-server's subject
+    cache and costs it less per message; ``fixed_reply`` measures that)."""
+
+    def __init__(self, subjects: list[str], headers: dict[str, str], payload: bytes, *, fixed_reply: bool = False) -> None:
+        hdr = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+        self.tail = b" %d %d\r\n" % (len(hdr), len(hdr) + len(payload)) + hdr + payload + b"\r\n"
+        self.heads = [b"HPUB %s %s." % (s.encode(), ACK_INBOX) for s in subjects]
+        self.fixed = fixed_reply
+        self._fixed_chunks: dict[tuple[int, int], bytes] = {}
+
+    def chunk(self, start: int, k: int) -> bytes:
+        """Messages ``start`` .. ``start + k - 1``."""
+        heads, tail, n = self.heads, self.tail, len(self.heads)
+        if self.fixed:
+            key = (start % n, k)
+            data = self._fixed_chunks.get(key)
+            if data is None:
+                data = self._fixed_chunks[key] = b"".join([heads[i % n] + b"0" + tail for i in range(start, start + k)])
+            return data
+        return b"".join([heads[i % n] + b"%d" % i + tail for i in range(start, start + k)])
 
 
 def _subjects(args: argparse.Namespace) -> list[str]:
@@ -167,21 +186,15 @@ class AckCounter:
         return self.acked + self.errors
 
 
-def publish_pipelined(
-    client: RawClient, frames: list[bytes], n: int, window: int = WINDOW, chunk: int = CHUNK
-) -> AckCounter:
-    """Send ``n`` messages (cycling over ``frames``) keeping at most ``window`` unacknowledged."""
-    client.sock.sendall(b"SUB " + ACK_INBOX + b" 1\r\n")
-    full = b"".join(frames[i % len(frames)] for i in range(chunk))
+def publish_pipelined(client: RawClient, frames: Frames, n: int, window: int = WINDOW, chunk: int = CHUNK) -> AckCounter:
+    """Send ``n`` messages keeping at most ``window`` unacknowledged, ``chunk`` per write."""
+    client.sock.sendall(b"SUB " + ACK_INBOX + b".* 1\r\n")
     counter = AckCounter(client)
     sent = 0
     while counter.done < n:
         while sent < n and sent - counter.done + chunk <= window:
             k = min(chunk, n - sent)
-            if k == chunk:
-                client.sock.sendall(full)
-            else:
-                client.sock.sendall(b"".join(frames[(sent + i) % len(frames)] for i in range(k)))
+            client.sock.sendall(frames.chunk(sent, k))
             sent += k
         counter.read()
     return counter
@@ -202,11 +215,8 @@ def preload(
     """Fill a station's partitions round-robin (setup of the consume paths); returns the stored count."""
     client = RawClient(host, port, user=user, password=password, token=token)
     try:
-        hdrs = rc.memphis_headers()
-        frames = [
-            hpub_frame(f"{s}.final", ACK_INBOX, hdrs, payload) for s in rc.stream_names(station, partitions)
-        ]
-        counter = publish_pipelined(client, frames, n)
+        subjects = [f"{s}.final" for s in rc.stream_names(station, partitions)]
+        counter = publish_pipelined(client, Frames(subjects, rc.memphis_headers(), payload), n)
         if counter.errors:
             raise RawError(f"preload: {counter.errors} of {n} messages were not stored")
         return counter.acked
@@ -216,23 +226,22 @@ def preload(
 
 # -- paths ------------------------------------------------------------------------------------
 async def produce_sync(args: argparse.Namespace) -> dict[str, Any]:
-    payload = rc.make_payload(args.payload)
-    hdrs = rc.memphis_headers()
-    frames = [hpub_frame(s, ACK_INBOX, hdrs, payload) for s in _subjects(args)]
+    frames = Frames(_subjects(args), rc.memphis_headers(), rc.make_payload(args.payload), fixed_reply=args.variant == "fixed-reply")
     client = _connect(args)
-    client.sock.sendall(b"SUB " + ACK_INBOX + b" 1\r\n")
+    client.sock.sendall(b"SUB " + ACK_INBOX + b".* 1\r\n")
     client.ping()
     counter = AckCounter(client)
     n = args.messages
     lat = [0] * n
-    nf = len(frames)
+    chunk = frames.chunk
     send = client.sock.sendall
     clock = time.perf_counter_ns
     meter = rc.Meter(args.nats_pid)
     meter.start()
     for i in range(n):
+        data = chunk(i, 1)
         t0 = clock()
-        send(frames[i % nf])
+        send(data)
         while counter.done <= i:
             counter.read()
         lat[i] = clock() - t0
@@ -246,9 +255,7 @@ async def produce_sync(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def produce_nonblocking(args: argparse.Namespace) -> dict[str, Any]:
-    payload = rc.make_payload(args.payload)
-    hdrs = rc.memphis_headers()
-    frames = [hpub_frame(s, ACK_INBOX, hdrs, payload) for s in _subjects(args)]
+    frames = Frames(_subjects(args), rc.memphis_headers(), rc.make_payload(args.payload), fixed_reply=args.variant == "fixed-reply")
     client = _connect(args)
     n = args.messages
     meter = rc.Meter(args.nats_pid)
@@ -259,7 +266,8 @@ async def produce_nonblocking(args: argparse.Namespace) -> dict[str, Any]:
     ok = counter.errors == 0 and counter.acked == n
     return rc.result(
         args, CLIENT, messages=n, meter=meter, ok=ok, acked=counter.acked, failed=counter.errors,
-        error=None if ok else f"{counter.errors} PubAck errors", extra={"window": WINDOW, "chunk": CHUNK},
+        error=None if ok else f"{counter.errors} PubAck errors",
+        extra={"window": WINDOW, "chunk": CHUNK, "fixed_reply": frames.fixed},
     )
 
 
@@ -361,12 +369,12 @@ async def latency(args: argparse.Namespace) -> dict[str, Any]:
     durable = rc.internal_name(rc.CONSUMER_GROUP)
     stream = rc.stream_names(args.station, args.partitions)[0]
     payload = rc.make_payload(args.payload)
-    frame = hpub_frame(f"{stream}.final", ACK_INBOX, rc.memphis_headers(), payload)
+    pubs = Frames([f"{stream}.final"], rc.memphis_headers(), payload)
     client = _connect(args)
     inbox = b"_INBOX.rawpull.2"
     api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}".encode()
     pull = _pull_frame(api, inbox, 1, 30_000_000_000)
-    client.sock.sendall(b"SUB " + ACK_INBOX + b" 1\r\nSUB " + inbox + b" 2\r\n" + pull)
+    client.sock.sendall(b"SUB " + ACK_INBOX + b".* 1\r\nSUB " + inbox + b" 2\r\n" + pull)
     client.ping()
     n = args.messages
     lat = [0] * n
@@ -376,6 +384,7 @@ async def latency(args: argparse.Namespace) -> dict[str, Any]:
     meter = rc.Meter(args.nats_pid)
     meter.start()
     for i in range(n):
+        frame = pubs.chunk(i, 1)
         t0 = clock()
         client.sock.sendall(frame)
         got = False
