@@ -45,7 +45,7 @@ def test_smoke_run_writes_json_and_chart(tmp_path: Path) -> None:
     expected = {
         ("produce-sync", "memphis-fast", ""), ("produce-sync", "raw", ""),
         ("produce-nonblocking", "memphis-fast", ""), ("produce-nonblocking", "raw", ""),
-        ("produce-batch", "memphis-fast", ""),
+        ("produce-batch", "memphis-fast", ""), ("produce-batch", "memphis-fast", "pipelined"),
         ("consume-ack", "memphis-fast", "consume"), ("consume-ack", "memphis-fast", "fetch"), ("consume-ack", "raw", ""),
         ("latency", "memphis-fast", ""), ("latency", "raw", ""),
         ("schema-json", "memphis-fast", ""), ("connect", "memphis-fast", ""), ("connect", "raw", ""),
