@@ -274,6 +274,12 @@ class NatsConnection:
         self._connecting = True
         self.last_error = None
         deadline = opts.connect_timeout
+        # Ready for INFO (and for the connection being lost) before the transport exists:
+        # an event loop may deliver the server's first bytes before create_connection's
+        # caller resumes (uvloop does), and an INFO nobody waits for would be lost.
+        info_fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._info_waiter = info_fut
+        self._protocol = protocol
         try:
             async with asyncio.timeout(deadline):
                 try:
@@ -282,9 +288,6 @@ class NatsConnection:
                     raise MemphisConnectError(
                         f"can not connect to {server}: {exc.strerror or exc}"
                     ) from exc
-                self._protocol = protocol
-                info_fut: asyncio.Future[dict[str, Any]] = loop.create_future()
-                self._info_waiter = info_fut
                 info = await info_fut
                 if info.get("tls_required") or opts.tls is not None:
                     if opts.tls is None:
