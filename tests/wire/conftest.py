@@ -3,7 +3,9 @@ and TLS material generated once per session."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import asyncio
+from asyncio import AbstractEventLoop
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -55,3 +57,17 @@ async def proxy_factory() -> AsyncIterator[Callable[..., Awaitable[TcpProxy]]]:
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsFiles]:
     yield write_pki(tmp_path_factory.mktemp("pki"))
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], AbstractEventLoop]]:
+    """Every wire test runs on the standard event loop and, when it is installed, on uvloop
+    (its transports call the BufferedProtocol and TLS paths differently)."""
+    factories: dict[str, Callable[[], AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+    try:
+        import uvloop
+    except ImportError:
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
