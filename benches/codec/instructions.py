@@ -28,6 +28,7 @@ CASES = [
     "memphis-fast publish(headers=dict)",
     "nats-py Parser",
     "nats-py hpub_cmd",
+    "nats-py _send_publish(headers=dict)",
 ]
 
 
@@ -51,6 +52,7 @@ def workload(case: str, n: int) -> None:
         "memphis-fast publish(headers=dict)": lambda: b.enc_fast_publish_dict(payloads, replies),
         "nats-py Parser": lambda: b.natspy_parse(reads),
         "nats-py hpub_cmd": lambda: b.enc_natspy_hpub(payloads, replies),
+        "nats-py _send_publish(headers=dict)": lambda: b.enc_natspy_send_publish(payloads, replies),
     }
     # Warm up both paths (imports, caches, the extension's lazy statics) with a tiny input so
     # that only the per-message work differs between the two runs.
@@ -62,6 +64,7 @@ def workload(case: str, n: int) -> None:
     b.enc_fast_publish_dict(small_p, small_r)
     b.natspy_parse(small_reads)
     b.enc_natspy_hpub(small_p, small_r)
+    b.enc_natspy_send_publish(small_p, small_r)
     gc.disable()
     if case:
         fns[case]()
