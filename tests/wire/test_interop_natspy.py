@@ -170,7 +170,9 @@ async def test_request_reply_both_ways(nats_server: NatsServer, connect: Connect
 
     conn.subscribe("svc.fast", fast_service)
     await conn.flush()
-    answers = await asyncio.gather(*(natspy.request("svc.fast", f"q{i}".encode(), timeout=5) for i in range(20)))
+    answers = await asyncio.gather(
+        *(natspy.request("svc.fast", f"q{i}".encode(), timeout=5) for i in range(20))
+    )
     assert [a.data for a in answers] == [f"q{i}".encode()[::-1] for i in range(20)]
     assert all(a.headers == {"Served-By": "memphis-fast"} for a in answers)
 
@@ -198,7 +200,9 @@ async def test_mixed_queue_group(nats_server: NatsServer, connect: Connect, nats
     assert ours and theirs
 
 
-async def test_jetstream_dedup_across_clients(nats_server: NatsServer, connect: Connect, natspy: NatsPy) -> None:
+async def test_jetstream_dedup_across_clients(
+    nats_server: NatsServer, connect: Connect, natspy: NatsPy
+) -> None:
     conn = await connect(nats_server)
     await create_stream(conn, "mixed", ["mixed.>"], storage="memory")
     js = natspy.jetstream()
@@ -234,7 +238,9 @@ async def test_jetstream_dedup_across_clients(nats_server: NatsServer, connect: 
     conn.subscribe(inbox, got.extend)
     await conn.request(
         "$JS.API.CONSUMER.CREATE.mixed",
-        json.dumps({"stream_name": "mixed", "config": {"ack_policy": "explicit", "deliver_subject": inbox}}).encode(),
+        json.dumps(
+            {"stream_name": "mixed", "config": {"ack_policy": "explicit", "deliver_subject": inbox}}
+        ).encode(),
         5,
     )
     async with asyncio.timeout(5):
