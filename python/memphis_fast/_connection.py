@@ -298,6 +298,7 @@ class NatsConnection:
                         raise MemphisConnectError(f"{server} does not offer TLS")
                     transport = protocol.transport
                     assert transport is not None
+                    protocol.tls = True  # before any TLS read reaches get_buffer
                     try:
                         new_transport = await loop.start_tls(
                             transport,

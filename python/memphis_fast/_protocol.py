@@ -22,7 +22,7 @@ log = logging.getLogger("memphis_fast.connection")
 
 
 class NatsProtocol(asyncio.BufferedProtocol):
-    __slots__ = ("_conn", "_core", "transport", "_flush_scheduled", "paused", "_loop", "lost")
+    __slots__ = ("_conn", "_core", "transport", "_flush_scheduled", "paused", "_loop", "lost", "tls")
 
     def __init__(self, conn: NatsConnection, core: _core.Core, loop: asyncio.AbstractEventLoop) -> None:
         self._conn = conn
@@ -31,6 +31,8 @@ class NatsProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self._flush_scheduled = False
         self.paused = False
+        #: set once the transport is TLS (see get_buffer)
+        self.tls = False
         self.lost: asyncio.Future[None] = loop.create_future()
 
     # -- transport callbacks ----------------------------------------------------------------
@@ -46,9 +48,11 @@ class NatsProtocol(asyncio.BufferedProtocol):
                 pass
 
     def get_buffer(self, sizehint: int) -> Any:
-        # A memoryview, not the core itself: asyncio's SSL transport reads into slices of the
-        # buffer (``buf[offset:]`` in sslproto), which the core's buffer export cannot do.
-        return memoryview(self._core.prepare_recv())
+        # Plain sockets recv_into the core itself (no allocation per read). asyncio's SSL
+        # transport slices the buffer (``buf[offset:]`` in sslproto), which needs a memoryview.
+        if self.tls:
+            return memoryview(self._core.prepare_recv())
+        return self._core.prepare_recv()
 
     def buffer_updated(self, nbytes: int) -> None:
         try:
