@@ -121,3 +121,18 @@ def test_memphis_py_headers_object() -> None:
     )
     assert body["message"]["headers"] == {"k": "v", "$memphis_producedBy": "p", "$memphis_connectionId": "c"}
     assert headers.headers == {"k": "v"}
+
+
+def test_surrogates_do_not_break_the_report() -> None:
+    body = build_schemaverse_dls_report(
+        internal_station_name="s",
+        producer_name="p",
+        connection_id="c",
+        data=b"x",
+        headers={"h": "\ud800"},
+        validation_error="bad \udcff",
+        creation_unix=1,
+    )
+    assert json.loads(body)["validation_error"] == "bad \udcff"
+    note = build_schema_notification(station_name="s", producer_name="p", validation_error="\ud800", data=b"")
+    assert json.loads(note)["msg"].endswith("Error:\ud800")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +21,15 @@ SCHEMAVERSE_DLS_SUBJECT = "$memphis_schemaverse_dls"
 NOTIFICATIONS_SUBJECT = "$memphis_notifications"
 SCHEMA_FAIL_ALERT_TYPE = "schema_validation_fail_alert"
 _NOTIFICATION_TITLE = "Schema validation has failed"
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        # Lone surrogates (say, in an error text quoting the rejected value): orjson refuses
+        # them; the standard library escapes them, and a report is better than none.
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 def _header_value(value: Any) -> str:
@@ -56,7 +66,7 @@ def build_schemaverse_dls_report(
     merged = {str(k): _header_value(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}
     merged["$memphis_producedBy"] = producer_name
     merged["$memphis_connectionId"] = connection_id
-    return orjson.dumps(
+    return _dumps(
         {
             "station_name": internal_station_name,
             "producer": {"name": producer_name, "connection_id": connection_id},
@@ -76,7 +86,7 @@ def build_schema_notification(
 ) -> bytes:
     """The body for ``$memphis_notifications`` (§5.12), as memphis-py writes it: ``Error:`` with
     no space after it, and the rejected message as text in ``code`` (invalid UTF-8 replaced)."""
-    return orjson.dumps(
+    return _dumps(
         {
             "title": _NOTIFICATION_TITLE,
             "msg": f"Station: {station_name}\nProducer: {producer_name}\nError:{validation_error}",
