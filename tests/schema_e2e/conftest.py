@@ -122,6 +122,15 @@ async def connect_py(broker: LocalBroker) -> AsyncIterator[Connector]:
 @pytest.fixture
 async def nc(broker: LocalBroker) -> AsyncIterator[Any]:
     """A plain nats-py client in the Memphis account (raw protocol access)."""
-    conn = await nats.connect(**broker.nats_kwargs())
+    events: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        events.append(f"error: {exc!r}")
+
+    async def on_disconnect() -> None:
+        events.append("disconnected")
+
+    conn = await nats.connect(**broker.nats_kwargs(), error_cb=on_error, disconnected_cb=on_disconnect)
+    conn.events = events  # type: ignore[attr-defined]  # shown by tests when a message is missing
     yield conn
     await conn.close()

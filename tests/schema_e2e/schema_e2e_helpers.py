@@ -63,6 +63,23 @@ async def synced(*conns: Any) -> None:
         await conn.broker_manager.flush()
 
 
+async def settle(nc: Any, timeout: float = 15.0) -> None:
+    """Return once the server has processed every command this nats-py client sent before.
+
+    ``nc.flush()`` is no such barrier in nats-py 2.16: its PING is written straight to the socket,
+    ahead of the SUBs still queued for the flusher task, so a subscription may not exist yet when
+    flush() returns (the broadcast or report published next is then missed, under load). A
+    message published through a new subscription of the same connection is queued behind them.
+    """
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        await nc.publish(inbox, b"")
+        await sub.next_msg(timeout=timeout)
+    finally:
+        await sub.unsubscribe()
+
+
 async def js_api(nc: Any, api: str, body: Any = None) -> dict[str, Any]:
     raw = b"" if body is None else json.dumps(body).encode()
     msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
@@ -109,16 +126,18 @@ class Inbox:
     def __init__(self) -> None:
         self.items: list[Any] = []
         self.sub: Any = None
+        self.events: list[str] = []
 
     @classmethod
     async def open(cls, nc: Any, subject: str) -> Inbox:
         inbox = cls()
+        inbox.events = getattr(nc, "events", [])
 
         async def on_msg(msg: Any) -> None:
             inbox.items.append(json.loads(msg.data))
 
         inbox.sub = await nc.subscribe(subject, cb=on_msg)
-        await nc.flush()
+        await settle(nc)
         return inbox
 
     async def next(self, predicate: Callable[[Any], bool] = lambda _: True) -> Any:
@@ -167,17 +186,19 @@ class Wiretap:
         self.subjects = subjects
         self.items: list[tuple[str, Any]] = []
         self.sub: Any = None
+        self.events: list[str] = []
 
     @classmethod
     async def open(cls, nc: Any, *subjects: str) -> Wiretap:
         tap = cls(set(subjects))
+        tap.events = getattr(nc, "events", [])
 
         async def on_msg(msg: Any) -> None:
             if msg.subject in tap.subjects:
                 tap.items.append((msg.subject, json.loads(msg.data)))
 
         tap.sub = await nc.subscribe("*", cb=on_msg)
-        await nc.flush()
+        await settle(nc)
         return tap
 
     def of(self, subject: str) -> list[Any]:
@@ -192,7 +213,12 @@ class Wiretap:
                     return i + 1
             return None
 
-        n = await eventually(seen)
+        try:
+            n = await eventually(seen)
+        except AssertionError:
+            raise AssertionError(
+                f"no matching {subject} message; received: {self.items!r}; nc events: {self.events!r}"
+            ) from None
         return self.items[:n]
 
     async def close(self) -> None:

@@ -152,6 +152,9 @@ async def _eventually_reports(reports: Inbox, station: str, n: int) -> list[dict
         got = [r for r in reports.items if r.get("station_name") == internal(station)]
         return got if len(got) >= n else None
 
-    got: list[dict[str, Any]] = await eventually(mine)
+    try:
+        got: list[dict[str, Any]] = await eventually(mine)
+    except AssertionError:
+        raise AssertionError(f"reports received: {reports.items!r}; nc events: {reports.events!r}") from None
     assert len(got) == n, got
     return got
