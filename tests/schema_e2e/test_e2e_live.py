@@ -58,6 +58,7 @@ async def test_enforce_activate_detach_follow_on_the_next_message(
     producer = await conn.producer(station, "p")
     local = await conn.consumer(station, "local", batch_size=1)
     remote = await other.consumer(station, "remote", batch_size=1)
+    late = await other.consumer(station, "late", batch_size=1)  # reads only after the enforce
     consumers = (local, remote)
 
     async def next_msgs() -> list[Any]:
@@ -76,6 +77,10 @@ async def test_enforce_activate_detach_follow_on_the_next_message(
     await _rejected(producer, spec.v2_only)
     for m in before:
         await _undecodable(m)
+    (late_msg,) = await fetch_exactly(late, 1)  # produced before the enforce, consumed after
+    assert late_msg.data == spec.garbage
+    reason = await _undecodable(late_msg)
+    assert reason == await _undecodable(before[0])
     await producer.produce(spec.v1_only)
     v1_msgs = await next_msgs()
     for m in v1_msgs:
