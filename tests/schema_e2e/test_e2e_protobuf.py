@@ -173,3 +173,41 @@ async def test_b9_each_deserialized_message_is_a_fresh_object(
     q1 = await p1.get_data_deserialized()
     q2 = await p2.get_data_deserialized()
     assert q1 is q2 and q1.id == 2  # the first message's object now holds the second message
+
+
+PROTO_WELL_KNOWN = """syntax = "proto3";
+package ev;
+import "google/protobuf/timestamp.proto";
+
+message Event {
+  string name = 1;
+  google.protobuf.Timestamp at = 2;
+  map<string, int32> counts = 3;
+}
+"""
+
+
+async def test_schema_importing_well_known_types(
+    connect: Any, connect_py: Any, uid: Any, schema_file: Any
+) -> None:
+    """The broker's descriptor holds only the schema's own file (protoc without
+    --include_imports, spec §10.4): the client resolves google/protobuf/* itself. memphis-py
+    cannot build the descriptor pool and fails at producer creation."""
+    schema, station = uid("wkt"), uid("wkt")
+    conn = await connect()
+    await conn.create_schema(schema, "protobuf", schema_file(PROTO_WELL_KNOWN))
+    await conn.station(station, schema_name=schema)
+    producer = await conn.producer(station, "mf")
+    event = {"name": "deploy", "at": "2024-05-01T12:30:00Z", "counts": {"ok": 3}}
+    await producer.produce(event)
+    with pytest.raises(mf.MemphisSchemaError, match="at"):
+        await producer.produce({"name": "x", "at": "yesterday"})
+    consumer = await conn.consumer(station, "c")
+    (msg,) = await fetch_exactly(consumer, 1)
+    got = await msg.get_data_deserialized()
+    assert json_format.MessageToDict(got) == event
+    assert got.at.seconds == 1714566600
+
+    py = await connect_py()
+    with pytest.raises(mpy.MemphisError, match="timestamp.proto"):
+        await py.producer(station, "py", timeout_retries=R)
