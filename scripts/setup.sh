@@ -25,6 +25,10 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt
 VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release --quiet 2>&1 | grep -v '^\s*$' | tail -n 3
+# The newest protobuf, as an overlay for scripts/test-protobuf7.sh (the main .venv keeps 5.29
+# for memphis-py).
+rm -rf .venv-pb7
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target .venv-pb7 "protobuf==7.36.2"
 
 .venv/bin/python -c 'import memphis_fast._core as c; print("memphis_fast._core", c.VERSION, "from", c.__file__)'
 .venv/bin/nats-server --version

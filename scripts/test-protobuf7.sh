@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-runs the schemaverse tests (tests/schema) under the newest protobuf, which the main .venv
+# Re-runs the schemaverse tests (tests/schema, tests/schema_e2e) under the newest protobuf, which the main .venv
 # cannot hold: memphis-py needs protobuf < 6.30 (it calls MessageFactory.GetPrototype, defect B19),
 # memphis-fast must work on both. protobuf goes into .venv-pb7 (pip --target) and is put in front
 # of the main .venv with PYTHONPATH; the tests assert that this exact version is the one loaded.
@@ -17,4 +17,4 @@ if [ "$installed" != "$PB7_VERSION" ]; then
 fi
 
 PYTHONPATH="$PWD/$TARGET${PYTHONPATH:+:$PYTHONPATH}" MEMPHIS_FAST_EXPECT_PROTOBUF="$PB7_VERSION" \
-    .venv/bin/python -m pytest tests/schema -q -p no:cacheprovider "$@"
+    .venv/bin/python -m pytest tests/schema tests/schema_e2e -q -p no:cacheprovider "$@"
