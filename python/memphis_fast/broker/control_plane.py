@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -99,13 +100,31 @@ class ControlPlane(DeadLetterStation):
             task = asyncio.create_task(coro, name=task_name)
             task.add_done_callback(self._background_done)
             self._background.append(task)
-        await self.nc.flush()
+        await self._confirm_subscriptions()
         log.info(
             "control plane ready: %d stations, %d schemas, %d DLS records",
             len(self.stations),
             len(self.schemas),
             len(self.dls),
         )
+
+    async def _confirm_subscriptions(self) -> None:
+        """Only report ready once nats-server has our subscriptions: nats-py's flush() writes
+        its PING ahead of commands still in its pending buffer, so a PONG proves nothing. A
+        request to a subscription made last goes out after every SUB, in order, so its reply
+        does."""
+        subject = f"{ADMIN_PREFIX}_ready.{secrets.token_hex(8)}"
+
+        async def echo(msg: Msg) -> None:
+            await msg.respond(b"ok")
+
+        nc = self.nc
+        assert nc is not None
+        sub = await nc.subscribe(subject, cb=echo)
+        try:
+            await nc.request(subject, b"", timeout=10)
+        finally:
+            await sub.unsubscribe()
 
     async def _connect(self, user: str | None, password: str | None, token: str | None, name: str) -> NATS:
         async def error_cb(exc: Exception) -> None:
