@@ -451,8 +451,11 @@ class NatsConnection:
             for f in waiting:
                 if not f.done():
                     f.set_result(None)
-        if flags & F_WRITE:
-            self._schedule_flush()
+        # Always schedule the tick's flush now, after the wake-ups above: a task woken by a reply
+        # or an ack usually publishes (the next sync produce, an ack) in its next step, and this
+        # flush, queued behind that step, writes it in the same loop iteration instead of one
+        # iteration later. Still one write per tick (the flag in _schedule_flush).
+        self._schedule_flush()
 
     def _on_replies(self, msgs: list[_core.Msg]) -> None:
         plen = len(self._prefix)
@@ -808,10 +811,9 @@ class NatsConnection:
         self._waiters[mid] = fut
         self._schedule_flush()
         self._sweep_within(ack_wait)
-        try:
-            return await fut
-        finally:
-            self._waiters.pop(mid, None)
+        # Every publish ends in exactly one outcome, which removes the waiter (also when this
+        # await was cancelled: the outcome is then dropped).
+        return await fut
 
     async def js_publish_batch(
         self,

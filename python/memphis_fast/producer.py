@@ -425,9 +425,17 @@ class Producer:
                 conn.swept_ack_ms = ack_ms
             return
         self._count = index + 1
-        t = await conn.js_publish_wait(
-            subject, data, self._group, index, ack_wait_sec, self._header_lines, hdrs, msg_id
+        ack_ms = 15000 if ack_wait_sec == 15 else int(ack_wait_sec * 1000)
+        mid = conn.core.js_publish(
+            subject, data, self._group, index, ack_ms, True, self._header_lines, hdrs, msg_id
         )
+        fut: asyncio.Future[tuple[Any, ...]] = conn._loop.create_future()
+        conn._waiters[mid] = fut  # removed by its outcome (exactly one per message)
+        conn._schedule_flush()
+        if conn.swept_ack_ms != ack_ms:
+            conn._sweep_within(ack_ms / 1000)
+            conn.swept_ack_ms = ack_ms
+        t = await fut
         if t[2] != K_STORED:
             _raise_outcome(t, index, msg_id, str(self.station_name))
 
