@@ -823,21 +823,31 @@ class NatsConnection:
         ack_wait: float,
         header_lines: bytes | None = None,
         msg_ids: Sequence[str | None] | None = None,
-    ) -> tuple[list[Any], list[tuple[int, BaseException]]]:
-        """Publish many messages in one call and one write; returns ``(outcomes, rejected)``:
-        an outcome tuple (or ``None`` when rejected) per message, and the rejections."""
+        base_index: int = 0,
+        indexes: Sequence[int] | None = None,
+    ) -> list[_core.ProduceResult]:
+        """Publish many messages in one call and one write; returns one
+        :class:`~memphis_fast._core.ProduceResult` per message (those refused before sending
+        have kind ``"rejected"``)."""
         self._check_open()
-        batch_id, rejected = self.core.js_publish_batch(
-            subject, payloads, group, int(ack_wait * 1000), header_lines, msg_ids
+        batch_id, results = self.core.js_publish_batch(
+            subject,
+            payloads,
+            group,
+            int(ack_wait * 1000),
+            header_lines,
+            msg_ids,
+            base_index,
+            None if indexes is None else list(indexes),
         )
         if batch_id == 0:
-            return [None] * len(payloads), rejected
+            return results  # type: ignore[return-value]  # no None left when nothing was sent
         fut: asyncio.Future[list[Any]] = self._loop.create_future()
         self._batches[batch_id] = fut
         self._schedule_flush()
         self._sweep_within(ack_wait)
         try:
-            return await fut, rejected
+            return await fut
         finally:
             if self._batches.pop(batch_id, None) is not None:
                 self.core.discard_batch(batch_id)

@@ -46,6 +46,7 @@ __all__ = [
     "Core",
     "Msg",
     "Partitioner",
+    "ProduceResult",
     "murmur3",
     "encode_header_lines",
     "parse_header_block",
@@ -215,9 +216,9 @@ class Core:
         outcomes of unawaited publishes are only counted, never reported."""
     def take_events(self) -> list[tuple[int, Any]]:
         """Control events ``(EV_*, value)``; see the ``EV_*`` constants for the values."""
-    def take_batch(self, batch_id: int) -> list[_Outcome | None] | None:
-        """The outcomes of a finished batch in message order (``None`` for a message refused
-        before sending), or ``None`` if the batch is unknown or not finished."""
+    def take_batch(self, batch_id: int) -> list[ProduceResult] | None:
+        """The results of a finished batch in message order, or ``None`` if the batch is
+        unknown or not finished."""
     def take_out(self) -> bytes | None:
         """The bytes to write, or ``None``; the core considers them handed to the transport
         (publishes sent from now on can no longer be silently re-sent)."""
@@ -330,10 +331,14 @@ class Core:
         ack_wait_ms: int,
         header_lines: bytes | None = None,
         msg_ids: Iterable[str | None] | None = None,
-    ) -> tuple[int, list[tuple[int, BaseException]]]:
-        """Publish many messages in one call: ``(batch_id, rejected)`` with ``(index,
-        exception)`` for messages refused before sending. The outcomes arrive as one
-        ``EV_BATCH`` event (:meth:`take_batch`). ``batch_id`` is 0 when nothing was sent."""
+        base_index: int = 0,
+        indexes: list[int] | None = None,
+    ) -> tuple[int, list[ProduceResult | None]]:
+        """Publish many messages in one call and one write: ``(batch_id, results)`` with a
+        :class:`ProduceResult` (kind ``"rejected"``) for each message refused before sending and
+        ``None`` for the others, whose results arrive as one ``EV_BATCH`` event
+        (:meth:`take_batch`). ``batch_id`` is 0 when nothing was sent. ``indexes`` gives the
+        index reported for each message (default ``base_index + position``)."""
     def discard_batch(self, batch_id: int) -> None:
         """Forget a batch whose caller went away; late outcomes are dropped."""
     def ack(self, msg: Msg, kind: int = 0, delay_ns: int = 0) -> None:
@@ -359,6 +364,55 @@ class Core:
         ``dropped_msgs``, the in-flight totals (``inflight``, ``inflight_bytes``,
         ``published``, ``acked``, ``failed``, ``retried``), ``pending_bytes``,
         ``recv_buffer``."""
+
+@final
+class ProduceResult:
+    """The outcome of one message of a batch publish (``Producer.produce_batch``)."""
+
+    def __new__(
+        cls,
+        index: int,
+        msg_id: object,
+        stored: bool,
+        kind: Literal["stored", "not_stored", "unknown", "not_sent", "rejected"],
+        stream: str | None = None,
+        sequence: int | None = None,
+        duplicate: bool = False,
+        error: str | None = None,
+        code: int = 0,
+        err_code: int = 0,
+    ) -> ProduceResult: ...
+    @property
+    def index(self) -> int:
+        """The producer's count of messages before this one."""
+    @property
+    def msg_id(self) -> Any:
+        """The message's ``msg_id`` (``None`` without one)."""
+    @property
+    def stored(self) -> bool:
+        """True when the broker stored the message."""
+    @property
+    def kind(self) -> Literal["stored", "not_stored", "unknown", "not_sent", "rejected"]:
+        """``"rejected"`` means refused before sending (schema, size, a bad msg_id)."""
+    @property
+    def stream(self) -> str | None:
+        """The stream (partition) that stored it."""
+    @property
+    def sequence(self) -> int | None:
+        """Its sequence in that stream."""
+    @property
+    def duplicate(self) -> bool:
+        """True when the broker recognised its msg_id as a duplicate (not stored again)."""
+    @property
+    def error(self) -> str | None:
+        """Why it was not stored (or why its fate is unknown)."""
+    @property
+    def code(self) -> int:
+        """503 = no stream for the subject; else the JetStream API error code (0 if none)."""
+    @property
+    def err_code(self) -> int:
+        """The JetStream error code (0 if none)."""
+    def __eq__(self, other: object, /) -> bool: ...
 
 @final
 class Partitioner:

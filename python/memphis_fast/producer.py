@@ -93,20 +93,11 @@ class ProduceFailure:
     err_code: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ProduceResult:
-    """The outcome of one message of :meth:`Producer.produce_batch`."""
-
-    index: int
-    msg_id: str | None
-    stored: bool
-    kind: str
-    stream: str | None = None
-    sequence: int | None = None
-    duplicate: bool = False
-    error: str | None = None
-    code: int = 0
-    err_code: int = 0
+#: The outcome of one message of :meth:`Producer.produce_batch` (created in Rust, one small
+#: object per message): ``index``, ``msg_id``, ``stored``, ``kind`` (``"stored"``,
+#: ``"not_stored"``, ``"unknown"``, ``"not_sent"``, ``"rejected"``), ``stream``, ``sequence``,
+#: ``duplicate``, ``error``, ``code``, ``err_code``.
+ProduceResult = _core.ProduceResult
 
 
 def _failure_text(f: ProduceFailure) -> str:
@@ -472,28 +463,52 @@ class Producer:
         # Encode, and group by subject (round-robin as single produces would route them).
         groups: dict[str, tuple[list[int], list[Any]]] = {}
         schema = self._state.schema.schema
-        for i, m in enumerate(messages):
-            try:
-                if schema is not None:
-                    try:
-                        data = schema.encode(m)
-                    except MemphisSchemaError as exc:
-                        self._report_schema_failure(m, headers, exc)
-                        raise
-                elif type(m) in _BYTES_TYPES:
-                    data = m
-                else:
-                    data = encode_plain(m)
-                subject = self._subject(producer_partition_key, producer_partition_number)
-            except MemphisError as exc:
-                results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=exc.message)
-                continue
-            idx, datas = groups.setdefault(subject, ([], []))
-            idx.append(i)
-            datas.append(data)
+        single = self._single_subject
+        if (
+            schema is None
+            and single is not None
+            and not self._state.functions
+            and producer_partition_key is None
+            and producer_partition_number <= 0
+            and all(type(m) in _BYTES_TYPES for m in messages)
+        ):
+            # The common case: bytes to one subject, sent as given.
+            groups[single] = (list(range(len(messages))), list(messages))
+        else:
+            for i, m in enumerate(messages):
+                try:
+                    if schema is not None:
+                        try:
+                            data = schema.encode(m)
+                        except MemphisSchemaError as exc:
+                            self._report_schema_failure(m, headers, exc)
+                            raise
+                    elif type(m) in _BYTES_TYPES:
+                        data = m
+                    else:
+                        data = encode_plain(m)
+                    subject = self._subject(producer_partition_key, producer_partition_number)
+                except MemphisError as exc:
+                    results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=exc.message)
+                    continue
+                idx, datas = groups.setdefault(subject, ([], []))
+                idx.append(i)
+                datas.append(data)
         conn = self._conn
         if conn._write_resumed is not None:
             await conn.wait_writable()
+        if len(groups) == 1 and not any(r is not None for r in results):
+            # One subject and nothing refused locally: the batch's results are the answer.
+            ((subject, (idx, datas)),) = groups.items()
+            return await conn.js_publish_batch(
+                subject,
+                datas,
+                self._group,
+                ack_wait_sec,
+                header_lines,
+                ids if any(ids) else None,
+                base,
+            )
         calls = [
             conn.js_publish_batch(
                 subject,
@@ -502,27 +517,15 @@ class Producer:
                 ack_wait_sec,
                 header_lines,
                 [ids[i] for i in idx] if any(ids[i] for i in idx) else None,
+                0,
+                [base + i for i in idx],
             )
             for subject, (idx, datas) in groups.items()
         ]
         done = await asyncio.gather(*calls)
-        for (idx, _), (outcomes, rejected) in zip(groups.values(), done, strict=True):
-            for pos, rejection in rejected:
-                i = idx[pos]
-                results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=str(rejection))
-            for pos, t in enumerate(outcomes):
-                if t is None:
-                    continue
-                i = idx[pos]
-                kind = t[2]
-                if kind == K_STORED:
-                    results[i] = ProduceResult(
-                        base + i, ids[i], True, "stored", stream=t[3], sequence=t[4], duplicate=t[5]
-                    )
-                else:
-                    results[i] = ProduceResult(
-                        base + i, ids[i], False, _KIND_NAMES[kind], error=t[3], code=t[6], err_code=t[7]
-                    )
+        for (idx, _), outcomes in zip(groups.values(), done, strict=True):
+            for pos, r in enumerate(outcomes):
+                results[idx[pos]] = r
         return [r for r in results if r is not None]
 
     def _report_schema_failure(self, message: Any, headers: Any, exc: MemphisSchemaError) -> None:

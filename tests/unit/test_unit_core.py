@@ -127,8 +127,8 @@ def test_outcomes_failures_and_batches() -> None:
     w = core.js_publish("s.a", b"1", 1, 10, 1000, True)
     f = core.js_publish("s.a", b"2", 1, 11, 1000, False, None, None, "mid")
     ok = core.js_publish("s.a", b"3", 1, 12, 1000, False)
-    batch_id, rejected = core.js_publish_batch("s.a", [b"a", b"b"], 2, 1000)
-    assert rejected == [] and batch_id == 1
+    batch_id, partial = core.js_publish_batch("s.a", [b"a", b"b"], 2, 1000)
+    assert partial == [None, None] and batch_id == 1
     core.take_out()
     acks = [
         (w, b'{"stream":"s","seq":5}'),
@@ -145,8 +145,8 @@ def test_outcomes_failures_and_batches() -> None:
     assert (group, t[0], t[1], t[2], t[6], msg_id) == (1, f, 11, _core.K_NOT_STORED, 503, "mid")
     assert core.take_events() == [(_core.EV_BATCH, batch_id)]
     assert core.take_batch(batch_id) == [
-        (4, 0, _core.K_STORED, "s", 7, True, 0, 0),
-        (5, 1, _core.K_STORED, "s", 8, False, 0, 0),
+        _core.ProduceResult(0, None, True, "stored", "s", 7, True),
+        _core.ProduceResult(1, None, True, "stored", "s", 8, False),
     ]
     assert core.take_batch(batch_id) is None
     assert core.group_stats(1) == {
@@ -241,8 +241,9 @@ def test_invalid_msg_id_and_subjects() -> None:
     with pytest.raises(TypeError):
         core.publish("s", "text")  # type: ignore[arg-type]
     assert core.take_out() is None
-    _, rejected = core.js_publish_batch("s", [b"a", b"b"], 1, 1000, None, ["ok", "bad\nid"])
-    assert [i for i, _ in rejected] == [1] and isinstance(rejected[0][1], MemphisError)
+    _, partial = core.js_publish_batch("s", [b"a", b"b"], 1, 1000, None, ["ok", "bad\nid"])
+    assert partial[0] is None and partial[1].kind == "rejected" and not partial[1].stored
+    assert partial[1].msg_id == "bad\nid" and "CR or LF" in partial[1].error
     assert core.take_out() == b"HPUB s _INBOX.t.1 41 42\r\nNATS/1.0\r\nmsg-id: ok\r\nNats-Msg-Id: ok\r\n\r\na\r\n"
 
 

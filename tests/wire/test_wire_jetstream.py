@@ -119,18 +119,19 @@ async def test_batch_outcomes_in_order(nats_server: NatsServer, connect: Connect
     g = conn.new_group()
     payloads = [f"p{i}".encode() for i in range(500)]
     ids: list[str | None] = [f"id-{i}" if i % 2 else None for i in range(500)]
-    outs, rejected = await conn.js_publish_batch("b1.x", payloads, g, 5, LINES, ids)
-    assert rejected == []
-    assert [o[1] for o in outs] == list(range(500))
-    assert [o[4] for o in outs] == list(range(1, 501))
-    assert all(o[2] == K_STORED and not o[5] for o in outs)
+    outs = await conn.js_publish_batch("b1.x", payloads, g, 5, LINES, ids)
+    assert [o.index for o in outs] == list(range(500))
+    assert [o.msg_id for o in outs] == ids
+    assert [o.sequence for o in outs] == list(range(1, 501))
+    assert all(o.stored and o.kind == "stored" and o.stream == "b1" and not o.duplicate for o in outs)
     # The same ids again: the odd ones are duplicates, the others new.
-    outs, rejected = await conn.js_publish_batch("b1.x", payloads, g, 5, LINES, ids)
-    assert [o[5] for o in outs] == [bool(i % 2) for i in range(500)]
+    outs = await conn.js_publish_batch("b1.x", payloads, g, 5, LINES, ids, base_index=500)
+    assert [o.duplicate for o in outs] == [bool(i % 2) for i in range(500)]
+    assert [o.index for o in outs] == list(range(500, 1000))
     # A rejected entry does not stop the others.
-    outs, rejected = await conn.js_publish_batch("b1.x", [b"a", "not bytes", b"c"], g, 5)
-    assert [i for i, _ in rejected] == [1] and isinstance(rejected[0][1], TypeError)
-    assert outs[1] is None and outs[0][2] == outs[2][2] == K_STORED
+    outs = await conn.js_publish_batch("b1.x", [b"a", "not bytes", b"c"], g, 5)
+    assert outs[1].kind == "rejected" and "bytes-like" in (outs[1].error or "")
+    assert outs[0].stored and outs[2].stored
 
 
 async def test_close_waits_for_inflight_publishes(nats_server: NatsServer, connect: Connect) -> None:

@@ -26,6 +26,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::IntoPyResult;
 use crate::msg::Msg;
+use crate::result::{self, ProduceResult};
 
 pub const F_MSGS: u32 = 1;
 pub const F_OUTCOMES: u32 = 2;
@@ -49,10 +50,123 @@ pub const K_NOT_SENT: u32 = 3;
 struct Batch {
     id: u64,
     first_id: MsgId,
-    /// message index of accepted message `id - first_id`
+    /// position (in the call) of accepted message `id - first_id`
     accepted: Vec<u32>,
-    results: Vec<Option<Py<PyAny>>>,
+    /// one per position: refused ones are filled at once, the others when their ack comes
+    results: Vec<Option<Py<ProduceResult>>>,
+    /// the index reported for each position (the producer's message count)
+    indexes: Vec<u64>,
+    /// the msg_id of each position (empty when the call had none)
+    msg_ids: Vec<Option<Py<PyAny>>>,
+    /// the last stream name seen, shared by the results (one string per batch, not per message)
+    stream: Option<(String, Py<PyString>)>,
     remaining: usize,
+}
+
+impl Batch {
+    fn result(&mut self, py: Python<'_>, pos: usize, o: &Outcome) -> PyResult<Py<ProduceResult>> {
+        let msg_id = self
+            .msg_ids
+            .get(pos)
+            .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)));
+        let index = self.indexes[pos];
+        let r = match o {
+            Outcome::Stored {
+                stream,
+                seq,
+                duplicate,
+            } => {
+                let name = match &self.stream {
+                    Some((s, p)) if s == stream => p.clone_ref(py),
+                    _ => {
+                        let p = PyString::new(py, stream).unbind();
+                        self.stream = Some((stream.clone(), p.clone_ref(py)));
+                        p
+                    }
+                };
+                ProduceResult {
+                    index,
+                    msg_id,
+                    kind: result::KIND_STORED,
+                    stream: Some(name),
+                    sequence: Some(*seq),
+                    duplicate: *duplicate,
+                    error: None,
+                    code: 0,
+                    err_code: 0,
+                }
+            }
+            Outcome::NotStored {
+                code,
+                err_code,
+                description,
+            } => ProduceResult {
+                index,
+                msg_id,
+                kind: result::KIND_NOT_STORED,
+                stream: None,
+                sequence: None,
+                duplicate: false,
+                error: Some(description.clone()),
+                code: *code,
+                err_code: *err_code,
+            },
+            Outcome::Unknown(r) => ProduceResult {
+                index,
+                msg_id,
+                kind: result::KIND_UNKNOWN,
+                stream: None,
+                sequence: None,
+                duplicate: false,
+                error: Some(unknown_reason(*r).to_owned()),
+                code: 0,
+                err_code: 0,
+            },
+            Outcome::NotSent(_) => ProduceResult {
+                index,
+                msg_id,
+                kind: result::KIND_NOT_SENT,
+                stream: None,
+                sequence: None,
+                duplicate: false,
+                error: Some(NOT_SENT.to_owned()),
+                code: 0,
+                err_code: 0,
+            },
+        };
+        Py::new(py, r)
+    }
+
+    fn rejected(&mut self, py: Python<'_>, pos: usize, error: String) -> PyResult<()> {
+        let msg_id = self
+            .msg_ids
+            .get(pos)
+            .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)));
+        self.results[pos] = Some(Py::new(
+            py,
+            ProduceResult {
+                index: self.indexes[pos],
+                msg_id,
+                kind: result::KIND_REJECTED,
+                stream: None,
+                sequence: None,
+                duplicate: false,
+                error: Some(error),
+                code: 0,
+                err_code: 0,
+            },
+        )?);
+        Ok(())
+    }
+}
+
+const NOT_SENT: &str = "the connection was closed before the message was sent";
+
+fn unknown_reason(r: UnknownReason) -> &'static str {
+    match r {
+        UnknownReason::AckTimeout => "no acknowledgement within the ack wait",
+        UnknownReason::ConnectionLost => "the connection was lost after the message was sent",
+    }
 }
 
 #[derive(Default)]
@@ -214,12 +328,12 @@ impl Sink for PySink<'_, '_> {
                 .position(|b| c.id >= b.first_id && c.id < b.first_id + b.accepted.len() as u64)
             {
                 let batch = &mut self.b.batches[pos];
-                let index = batch.accepted[(c.id - batch.first_id) as usize];
-                let res = outcome_tuple(py, c.id, u64::from(index), &c.outcome);
+                let position = batch.accepted[(c.id - batch.first_id) as usize] as usize;
+                let res = batch.result(py, position, &c.outcome);
                 batch.remaining -= 1;
                 let failed = match res {
-                    Ok(t) => {
-                        batch.results[index as usize] = Some(t);
+                    Ok(r) => {
+                        batch.results[position] = Some(r);
                         None
                     }
                     Err(e) => Some(e),
@@ -543,9 +657,10 @@ impl Core {
         match self.b.done_batches.remove(&batch_id) {
             Some(b) => Ok(Some(PyList::new(
                 py,
-                b.results
-                    .into_iter()
-                    .map(|r| r.unwrap_or_else(|| py.None())),
+                b.results.into_iter().map(|r| match r {
+                    Some(r) => r.into_any(),
+                    None => py.None(),
+                }),
             )?)),
             None => Ok(None),
         }
@@ -810,11 +925,13 @@ impl Core {
         Ok(id)
     }
 
-    /// Publish many messages in one call (same subject and headers). Returns
-    /// `(batch_id, rejected)` where `rejected` lists `(index, exception)` for messages that
-    /// were refused before sending; the outcomes of the others arrive as one `EV_BATCH`
-    /// event, collected with `take_batch(batch_id)`. `batch_id` is 0 when nothing was sent.
-    #[pyo3(signature = (subject, payloads, group, ack_wait_ms, header_lines = None, msg_ids = None))]
+    /// Publish many messages in one call and one write (same subject and headers). Returns
+    /// `(batch_id, results)`: one `ProduceResult` per message; those refused before sending
+    /// (kind `"rejected"`) are filled in already, the others are `None` until the batch is
+    /// done: then an `EV_BATCH` event carries `batch_id` and `take_batch(batch_id)` returns the
+    /// complete list. `batch_id` is 0 when nothing was sent (all results are filled in).
+    /// `indexes` gives the index reported for each message (default `base_index + position`).
+    #[pyo3(signature = (subject, payloads, group, ack_wait_ms, header_lines = None, msg_ids = None, base_index = 0, indexes = None))]
     fn js_publish_batch<'py>(
         &mut self,
         py: Python<'py>,
@@ -824,83 +941,112 @@ impl Core {
         ack_wait_ms: u64,
         header_lines: Option<&Bound<'py, PyBytes>>,
         msg_ids: Option<&Bound<'py, PyAny>>,
+        base_index: u64,
+        indexes: Option<Vec<u64>>,
     ) -> PyResult<(u64, Bound<'py, PyList>)> {
         let base: &[u8] = header_lines.map_or(&b""[..], |h| h.as_bytes());
         let items: Vec<Bound<'py, PyAny>> = payloads.try_iter()?.collect::<PyResult<_>>()?;
-        let ids: Option<Vec<Bound<'py, PyAny>>> = match msg_ids {
-            Some(m) if !m.is_none() => Some(m.try_iter()?.collect::<PyResult<_>>()?),
-            _ => None,
+        let n = items.len();
+        let ids: Vec<Option<Py<PyAny>>> = match msg_ids {
+            Some(m) if !m.is_none() => m
+                .try_iter()?
+                .map(|i| i.map(|v| (!v.is_none()).then(|| v.unbind())))
+                .collect::<PyResult<_>>()?,
+            _ => Vec::new(),
         };
-        if let Some(ids) = &ids {
-            if ids.len() != items.len() {
-                return Err(PyValueError::new_err(format!(
-                    "{} message ids for {} messages",
-                    ids.len(),
-                    items.len()
-                )));
-            }
+        if !ids.is_empty() && ids.len() != n {
+            return Err(PyValueError::new_err(format!(
+                "{} message ids for {} messages",
+                ids.len(),
+                n
+            )));
         }
-        let rejected = PyList::empty(py);
+        let indexes = match indexes {
+            Some(v) if v.len() == n => v,
+            Some(v) => {
+                return Err(PyValueError::new_err(format!(
+                    "{} indexes for {} messages",
+                    v.len(),
+                    n
+                )))
+            }
+            None => (0..n as u64).map(|i| base_index + i).collect(),
+        };
+        let mut batch = Batch {
+            id: 0,
+            first_id: 0,
+            accepted: Vec::with_capacity(n),
+            results: (0..n).map(|_| None).collect(),
+            indexes,
+            msg_ids: ids,
+            stream: None,
+            remaining: 0,
+        };
         let now = self.now_ms();
         let mut first_id: Option<MsgId> = None;
-        let mut accepted: Vec<u32> = Vec::with_capacity(items.len());
         let mut extra = Vec::new();
-        for (index, item) in items.iter().enumerate() {
+        for (pos, item) in items.iter().enumerate() {
             extra.clear();
             let mut keep = false;
-            if let Some(ids) = &ids {
-                let m = &ids[index];
-                if !m.is_none() {
-                    let s: String = m.str()?.to_str()?.to_owned();
-                    if let Err(e) = msg_id_lines(py, &s, &mut extra) {
-                        rejected.append((index, e.value(py).clone()))?;
-                        continue;
-                    }
-                    keep = true;
+            if let Some(Some(m)) = batch.msg_ids.get(pos) {
+                let s: String = m.bind(py).str()?.to_str()?.to_owned();
+                if let Err(e) = msg_id_lines(py, &s, &mut extra) {
+                    let text = e.value(py).str()?.to_string();
+                    batch.rejected(py, pos, text)?;
+                    continue;
                 }
+                keep = true;
             }
             let p = JsPublish {
                 subject: subject.as_bytes(),
                 headers: base,
                 extra_headers: &extra,
                 group,
-                tag: index as u64,
+                tag: batch.indexes[pos],
                 ack_wait_ms,
                 waiter: true,
                 keep_frame: keep,
             };
             let res = match with_bytes(item, |data| self.core.js_publish(&p, data, now)) {
-                Ok(r) => r,
-                Err(e) => {
-                    rejected.append((index, e.value(py).clone()))?;
-                    continue;
-                }
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(e)) => Err(crate::errors::to_pyerr(py, e)),
+                Err(e) => Err(e),
             };
             match res {
                 Ok(id) => {
                     first_id.get_or_insert(id);
-                    accepted.push(index as u32);
+                    batch.accepted.push(pos as u32);
                 }
                 Err(e) => {
-                    let err = crate::errors::to_pyerr(py, e);
-                    rejected.append((index, err.value(py).clone()))?;
+                    let text = e.value(py).str()?.to_string();
+                    batch.rejected(py, pos, text)?;
                 }
             }
         }
         let Some(first_id) = first_id else {
-            return Ok((0, rejected));
+            let list = PyList::new(
+                py,
+                batch.results.into_iter().map(|r| match r {
+                    Some(r) => r.into_any(),
+                    None => py.None(),
+                }),
+            )?;
+            return Ok((0, list));
         };
         let batch_id = self.next_batch;
         self.next_batch += 1;
-        let remaining = accepted.len();
-        self.b.batches.push(Batch {
-            id: batch_id,
-            first_id,
-            accepted,
-            results: (0..items.len()).map(|_| None).collect(),
-            remaining,
-        });
-        Ok((batch_id, rejected))
+        batch.id = batch_id;
+        batch.first_id = first_id;
+        batch.remaining = batch.accepted.len();
+        let partial = PyList::new(
+            py,
+            batch.results.iter().map(|r| match r {
+                Some(r) => r.clone_ref(py).into_any(),
+                None => py.None(),
+            }),
+        )?;
+        self.b.batches.push(batch);
+        Ok((batch_id, partial))
     }
 
     /// Forget a batch (its caller went away); late outcomes are dropped.

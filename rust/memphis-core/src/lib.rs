@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod core;
 mod errors;
 mod msg;
+mod result;
 mod util;
 
 #[pymodule]
@@ -44,6 +45,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TERM", 4u32)?;
     m.add_class::<core::Core>()?;
     m.add_class::<msg::Msg>()?;
+    m.add_class::<result::ProduceResult>()?;
     m.add_class::<util::Partitioner>()?;
     m.add_function(wrap_pyfunction!(util::murmur3, m)?)?;
     m.add_function(wrap_pyfunction!(util::encode_header_lines, m)?)?;
