@@ -47,21 +47,21 @@ pub struct ProduceResult {
     pub err_code: u32,
 }
 
+/// Every field, comparable (for `__eq__`).
+type Key = (
+    u64,
+    String,
+    u8,
+    String,
+    Option<u64>,
+    bool,
+    Option<String>,
+    u16,
+    u32,
+);
+
 impl ProduceResult {
-    fn key(
-        &self,
-        py: Python<'_>,
-    ) -> PyResult<(
-        u64,
-        String,
-        u8,
-        String,
-        Option<u64>,
-        bool,
-        Option<String>,
-        u16,
-        u32,
-    )> {
+    fn key(&self, py: Python<'_>) -> PyResult<Key> {
         let s = |o: &Option<Py<PyAny>>| -> PyResult<String> {
             Ok(match o {
                 Some(v) => v.bind(py).repr()?.to_string(),
