@@ -71,6 +71,8 @@ _KIND_NAMES = {K_STORED: "stored", K_NOT_STORED: "not_stored", K_UNKNOWN: "unkno
 DEFAULT_MAX_INFLIGHT = 4096
 DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
 _BYTES_TYPES = (bytes, bytearray, memoryview)
+#: nonblocking produce yields to the event loop after this many messages of a producer
+_YIELD_EVERY = 128
 
 
 class MemphisProduceTimeoutError(MemphisProduceError, MemphisTimeoutError):
@@ -414,6 +416,10 @@ class Producer:
             if conn.swept_ack_ms != ack_ms:
                 conn._sweep_within(ack_ms / 1000)
                 conn.swept_ack_ms = ack_ms
+            if not (index + 1) % _YIELD_EVERY:
+                # A produce loop with room in its window would never suspend: let the tick's
+                # write go out and other tasks run now and then.
+                await asyncio.sleep(0)
             return
         self._count = index + 1
         ack_ms = 15000 if ack_wait_sec == 15 else int(ack_wait_sec * 1000)
