@@ -57,7 +57,15 @@ class MemphisConnectError(MemphisError):
 
 
 class MemphisSchemaError(MemphisError):
-    """A message does not match the schema enforced on its station (or a schema is invalid)."""
+    """A message does not match the schema enforced on its station (or a schema is invalid).
+
+    Raised by validation: ``reason`` is the validator's text (without the ``Schema validation
+    has failed:`` prefix) and ``payload`` the bytes that would have been sent (``None`` when
+    there are none).
+    """
+
+    reason: str = ""
+    payload: bytes | None = None
 
 
 class MemphisHeaderError(MemphisError):
