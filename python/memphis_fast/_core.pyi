@@ -129,7 +129,9 @@ class Msg:
         """The reply subject (a ``$JS.ACK...`` subject for a JetStream delivery), or ``None``."""
     @property
     def data(self) -> bytes:
-        """The payload (the same object on every access)."""
+        """The payload (created on first access, then the same object every time)."""
+    def data_bytearray(self) -> bytearray:
+        """The payload as a new ``bytearray`` (memphis-py's ``get_data()``), copied once."""
     @property
     def sid(self) -> int:
         """The subscription id it arrived on."""

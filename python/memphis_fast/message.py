@@ -175,7 +175,7 @@ class Message:
 
     def get_data(self) -> bytearray:
         """The payload as a new ``bytearray`` (memphis-py's type; ``data`` is cheaper)."""
-        return bytearray(self._m.data)
+        return self._m.data_bytearray()  # type: ignore[no-any-return]
 
     async def get_data_deserialized(self) -> Any:
         """The payload decoded with the station's current schema: a dict (json, avro), a new

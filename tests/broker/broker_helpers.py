@@ -14,6 +14,8 @@ from typing import Any
 
 import nats
 
+from memphis_fast.testing.natspy import settle
+
 
 @dataclass
 class ClientLib:
@@ -160,7 +162,7 @@ async def collect(nc: Any, subject: str) -> tuple[list[dict[str, Any]], Any]:
         box.append(json.loads(msg.data))
 
     sub = await nc.subscribe(subject, cb=on_msg)
-    await nc.flush()
+    await settle(nc)
     return box, sub
 
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from memphis_fast.testing.natspy import settle
+
 R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
 
 
@@ -230,7 +232,7 @@ async def raw_subscription(nc: Any, subject: str) -> AsyncIterator[list[Any]]:
         box.append(msg)
 
     sub = await nc.subscribe(subject, cb=cb)
-    await nc.flush()
+    await settle(nc)
     try:
         yield box
     finally:

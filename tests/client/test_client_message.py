@@ -14,6 +14,7 @@ from client_helpers import R, consumer_info, eventually, fetch_exactly
 
 import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
+from memphis_fast.testing.natspy import settle
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -141,7 +142,7 @@ async def test_dls_message_ack_nack_delay(connect: Any, nc: Any, uid: Any, conne
         acks.append(json.loads(msg.data))
 
     sub = await nc.subscribe("$memphis_pm_acks", cb=on_ack)
-    await nc.flush()
+    await settle(nc)
     try:
         headers = {"$memphis_pm_id": "42", "$memphis_pm_cg_name": "g", "$memphis_producedBy": "$memphis_dls"}
         await nc.publish(f"$memphis_dls_{name}.g", b"resent", headers=headers)

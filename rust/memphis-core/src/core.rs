@@ -300,7 +300,7 @@ impl Sink for PySink<'_, '_> {
     fn msg(&mut self, m: &MsgOp<'_>) {
         let py = self.py;
         let r = (|| -> PyResult<()> {
-            let msg = Bound::new(py, Msg::from_op(py, m))?;
+            let msg = Msg::new_untracked(py, m)?;
             match self.b.msgs.last() {
                 Some((sid, list)) if *sid == m.sid => list.bind(py).append(msg)?,
                 _ => {

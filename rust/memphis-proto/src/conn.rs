@@ -20,12 +20,16 @@
 //! `session_ready` they follow CONNECT, the re-sent subscriptions and the re-sent in-flight
 //! frames, in that order.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
 use crate::encode::{self, AckKind};
 use crate::error::ProtoError;
 use crate::header;
-use crate::inflight::{Completed, GroupId, GroupStats, Inflight, MsgId, Outcome};
+use crate::inflight::{Completed, GroupId, GroupStats, IdHasher, Inflight, MsgId, Outcome};
+
+/// Sids are small sequential integers: a multiplicative hash is plenty (one lookup per message).
+type SidMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 use crate::jetstream::{parse_pub_ack, PubAck};
 use crate::parse::{parse_op, Limits, MsgOp, Op, Parsed};
 
@@ -260,7 +264,7 @@ pub struct Core {
     state: State,
     opts: Options,
     server_max_payload: usize,
-    subs: BTreeMap<u64, Sub>,
+    subs: SidMap<Sub>,
     next_sid: u64,
     inbox_prefix: Box<[u8]>,
     mux_sid: u64,
@@ -269,7 +273,7 @@ pub struct Core {
     last_ack_wait_ms: u64,
     stats: Stats,
     completed_buf: Vec<Completed>,
-    pull_subs: BTreeMap<u64, PullSub>,
+    pull_subs: SidMap<PullSub>,
     next_pull_sub: u64,
 }
 
@@ -289,7 +293,7 @@ impl Core {
             state: State::Disconnected,
             opts,
             server_max_payload: 1024 * 1024,
-            subs: BTreeMap::new(),
+            subs: SidMap::default(),
             next_sid: 1,
             inbox_prefix: p.into_boxed_slice(),
             mux_sid: 0,
@@ -298,7 +302,7 @@ impl Core {
             last_ack_wait_ms: 15_000,
             stats: Stats::default(),
             completed_buf: Vec::new(),
-            pull_subs: BTreeMap::new(),
+            pull_subs: SidMap::default(),
             next_pull_sub: 1,
         };
         let mut mux = core.inbox_prefix.to_vec();
@@ -893,7 +897,11 @@ impl Core {
         self.pings.clear();
         encode::write_connect(&mut self.out, connect_json);
         self.ping(now_us);
-        for (&sid, sub) in &self.subs {
+        // Resubscribe in creation (sid) order.
+        let mut sids: Vec<u64> = self.subs.keys().copied().collect();
+        sids.sort_unstable();
+        for sid in sids {
+            let sub = &self.subs[&sid];
             encode::write_sub(&mut self.out, &sub.subject, sub.queue.as_deref(), sid);
             if let Some(max) = sub.max {
                 encode::write_unsub(&mut self.out, sid, Some(max.saturating_sub(sub.delivered)));

@@ -68,7 +68,8 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// Split on runs of spaces/tabs, up to `N` fields. Returns the number found, or `None` when
-/// there are more than `N`. Field ends are found with `memchr2` (this runs for every message).
+/// there are more than `N`. Field ends are found with `memchr2` (this runs for every message;
+/// measured with callgrind against a byte loop and a `memchr_iter` pass, it is the cheapest).
 #[inline]
 fn split_fields<'a, const N: usize>(mut s: &'a [u8], out: &mut [&'a [u8]; N]) -> Option<usize> {
     let mut n = 0;
