@@ -134,7 +134,7 @@ impl Batch {
                 err_code: 0,
             },
         };
-        Py::new(py, r)
+        new_result(py, r)
     }
 
     fn rejected(&mut self, py: Python<'_>, pos: usize, error: String) -> PyResult<()> {
@@ -142,7 +142,7 @@ impl Batch {
             .msg_ids
             .get(pos)
             .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)));
-        self.results[pos] = Some(Py::new(
+        self.results[pos] = Some(new_result(
             py,
             ProduceResult {
                 index: self.indexes[pos],
@@ -161,6 +161,20 @@ impl Batch {
 }
 
 const NOT_SENT: &str = "the connection was closed before the message was sent";
+
+/// A `ProduceResult` object, untracked by the cycle collector when it cannot be in a cycle
+/// (its msg_id is `None` or a `str`: everything else it holds is a string or a number).
+fn new_result(py: Python<'_>, r: ProduceResult) -> PyResult<Py<ProduceResult>> {
+    let acyclic = r
+        .msg_id
+        .as_ref()
+        .is_none_or(|m| m.bind(py).is_exact_instance_of::<PyString>());
+    let obj = Bound::new(py, r)?;
+    if acyclic {
+        crate::msg::untrack(&obj);
+    }
+    Ok(obj.unbind())
+}
 
 fn unknown_reason(r: UnknownReason) -> &'static str {
     match r {
