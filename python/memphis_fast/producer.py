@@ -71,6 +71,8 @@ _KIND_NAMES = {K_STORED: "stored", K_NOT_STORED: "not_stored", K_UNKNOWN: "unkno
 DEFAULT_MAX_INFLIGHT = 4096
 DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
 _BYTES_TYPES = (bytes, bytearray, memoryview)
+#: the C future directly (loop.create_future() is a Python-level call per sync produce)
+_Future = asyncio.Future
 #: nonblocking produce yields to the event loop after this many messages of a producer
 _YIELD_EVERY = 128
 
@@ -426,7 +428,7 @@ class Producer:
         mid = conn.core.js_publish(
             subject, data, self._group, index, ack_ms, True, self._header_lines, hdrs, msg_id
         )
-        fut: asyncio.Future[tuple[Any, ...]] = conn._loop.create_future()
+        fut: asyncio.Future[tuple[Any, ...]] = _Future(loop=conn._loop)
         conn._waiters[mid] = fut  # removed by its outcome (exactly one per message)
         conn._schedule_flush()
         if conn.swept_ack_ms != ack_ms:

@@ -115,7 +115,8 @@ fn scan_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
     }
     fn string(s: &[u8]) -> Option<(&[u8], &[u8])> {
         let s = s.strip_prefix(b"\"")?;
-        let q = memchr::memchr(b'"', s)?;
+        // Short strings: a plain scan beats memchr's setup.
+        let q = s.iter().position(|&b| b == b'"')?;
         let v = &s[..q];
         if v.contains(&b'\\') {
             return None;
