@@ -113,7 +113,7 @@ JSON_SCHEMA = """{
   "required": ["id", "customer", "items", "total"]
 }"""
 DEFAULT_MESSAGES = 100_000
-QUICK_MESSAGES = 20_000
+QUICK_MESSAGES = 50_000
 LIMIT_VARIANT_TASKS = 1000  # memphis-py's concurrent_task_limit in the "limit" variant
 MEMPHIS_PY_CONNECTS = 5  # memphis-py sleeps 1 s in every connect to "localhost"
 
@@ -195,7 +195,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="runs per client and path; medians are reported (default 3; the targets need >= 3)")
     w.add_argument("--batch", type=_positive(1), default=1000, help="produce_batch / fetch / consume batch size (default 1000)")
     w.add_argument("--quick", action="store_true",
-                   help="a small variant (~1-2 minutes on 2 cores): 20k messages, 128 B, 1 partition, 3 runs")
+                   help="a small variant (~1.5 minutes on 2 cores): 50k messages, 128 B, 1 partition, 3 runs")
     w.add_argument("--timeout", type=_positive(5), default=None, help="seconds before a run is killed (default: by size)")
     o = p.add_argument_group("output")
     o.add_argument("--json", dest="json_path", type=Path, default=None, help="write the results here (default bench-results/bench-<time>.json)")
