@@ -238,7 +238,7 @@ class NatsConnection:
             try:
                 await conn._connect_once(server)
             except MemphisConnectError as exc:
-                errors.append(f"{server}: {exc.message}")
+                errors.append(exc.message if str(server) in exc.message else f"{server}: {exc.message}")
                 if getattr(exc, "auth", False):
                     break  # wrong credentials: another server will not help
                 continue
