@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
+from memphis_py_support import shutdown_memphis_py
 
 from memphis_fast.testing.natspy import settle
 
@@ -36,27 +37,7 @@ class ClientLib:
     async def shutdown(self, conn: Any) -> None:
         """Close a client, including the background tasks memphis-py's close() leaks (B1)."""
         if self.name == "memphis-py":
-            tasks: list[Any] = []
-            for consumer in list(getattr(conn, "consumers_map", {}).values()):
-                tasks += [consumer.t_ping, consumer.t_dls, consumer.t_consume]
-            tasks += list(getattr(conn, "schema_tasks", {}).values())
-            tasks += list(getattr(conn, "functions_tasks", {}).values())
-            cfg_task = getattr(conn, "configuration_tasks", None)
-            if isinstance(cfg_task, asyncio.Task):
-                tasks.append(cfg_task)
-            for task in tasks:
-                if isinstance(task, asyncio.Task):
-                    task.cancel()
-            with contextlib.suppress(Exception):
-                await conn.close()
-            nc = getattr(conn, "broker_manager", None)
-            if nc is not None and not nc.is_closed:
-                with contextlib.suppress(Exception):
-                    await nc.close()
-            for task in tasks:
-                if isinstance(task, asyncio.Task):
-                    with contextlib.suppress(BaseException):
-                        await task
+            await shutdown_memphis_py(conn)
         else:
             with contextlib.suppress(Exception):
                 await conn.close()

@@ -11,8 +11,7 @@ no fetches on empty stations (each waits 5 s).
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import nats
@@ -27,23 +26,6 @@ CLIENTS = ["memphis-py", "memphis-fast"]
 @pytest.fixture(params=CLIENTS)
 def client_lib(request: pytest.FixtureRequest) -> ClientLib:
     return load_client(request.param)
-
-
-@pytest.fixture(scope="session")
-def broker() -> Iterator[LocalBroker]:
-    """One password-mode broker for the scenario tests (unique station names keep them apart)."""
-    b = LocalBroker()
-    b.start()
-    try:
-        yield b
-    finally:
-        b.cleanup()
-
-
-@pytest.fixture
-def uid() -> Callable[[str], str]:
-    """Unique, valid Memphis names: ``uid("orders")`` -> ``orders-1a2b3c4d``."""
-    return lambda base: f"{base}-{secrets.token_hex(4)}"
 
 
 Connector = Callable[..., Awaitable[Any]]

@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from memphis_py_support import shutdown_memphis_py  # noqa: F401  (re-exported)
+
 from memphis_fast.testing.natspy import settle
 
 R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
@@ -159,31 +161,6 @@ class TcpProxy:
                 self._writers.discard(w)
 
         await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
-
-
-async def shutdown_memphis_py(conn: Any) -> None:
-    """Close a memphis-py client including the tasks its close() leaks (B1)."""
-    tasks: list[Any] = []
-    for consumer in list(getattr(conn, "consumers_map", {}).values()):
-        tasks += [consumer.t_ping, consumer.t_dls, consumer.t_consume]
-    tasks += list(getattr(conn, "schema_tasks", {}).values())
-    tasks += list(getattr(conn, "functions_tasks", {}).values())
-    cfg = getattr(conn, "configuration_tasks", None)
-    if isinstance(cfg, asyncio.Task):
-        tasks.append(cfg)
-    for t in tasks:
-        if isinstance(t, asyncio.Task):
-            t.cancel()
-    with contextlib.suppress(Exception):
-        await conn.close()
-    nc = getattr(conn, "broker_manager", None)
-    if nc is not None and not nc.is_closed:
-        with contextlib.suppress(Exception):
-            await nc.close()
-    for t in tasks:
-        if isinstance(t, asyncio.Task):
-            with contextlib.suppress(BaseException):
-                await t
 
 
 async def fetch_exactly(consumer: Any, n: int, *, ack: bool = True, **kw: Any) -> list[Any]:

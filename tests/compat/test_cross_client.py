@@ -9,15 +9,14 @@ partition that has nothing left (its fetch would wait 5 s)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import memphis as mpy
 import mmh3
 import pytest
+from memphis_py_support import shutdown_memphis_py
 
 import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
@@ -29,40 +28,11 @@ KEYS = ["", "a", "key", "user-42", "2ndPartition", "hello", "orders/eu", "\u00e9
 PARTITIONS = [1, 2, 3]
 
 
-@pytest.fixture(scope="module")
-def broker() -> Iterator[LocalBroker]:
-    b = LocalBroker()
-    b.start()
-    try:
-        yield b
-    finally:
-        b.cleanup()
-
-
-@pytest.fixture
-def uid() -> Callable[[str], str]:
-    return lambda base: f"{base}-{secrets.token_hex(4)}"
-
-
 async def _shutdown(conn: Any) -> None:
     if isinstance(conn, mf.Memphis):
         await conn.close()
-        return
-    # memphis-py's close() leaks its consumers' tasks (B1): cancel them first.
-    tasks = []
-    for consumer in list(conn.consumers_map.values()):
-        tasks += [t for t in (consumer.t_ping, consumer.t_dls, consumer.t_consume) if t is not None]
-    tasks += list(getattr(conn, "schema_tasks", {}).values())
-    tasks += list(getattr(conn, "functions_tasks", {}).values())
-    for t in tasks:
-        t.cancel()
-    with contextlib.suppress(Exception):
-        await conn.close()
-    if not conn.broker_manager.is_closed:
-        await conn.broker_manager.close()
-    for t in tasks:
-        with contextlib.suppress(BaseException):
-            await t
+    else:
+        await shutdown_memphis_py(conn)
 
 
 @pytest.fixture

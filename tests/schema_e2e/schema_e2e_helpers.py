@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import google.protobuf
+from memphis_py_support import shutdown_memphis_py  # noqa: F401  (re-exported)
 
 R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
 
@@ -146,31 +147,6 @@ class Inbox:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.sub.unsubscribe()
-
-
-async def shutdown_memphis_py(conn: Any) -> None:
-    """Close a memphis-py client including the tasks its close() leaks (B1)."""
-    tasks: list[Any] = []
-    for consumer in list(getattr(conn, "consumers_map", {}).values()):
-        tasks += [consumer.t_ping, consumer.t_dls, consumer.t_consume]
-    tasks += list(getattr(conn, "schema_tasks", {}).values())
-    tasks += list(getattr(conn, "functions_tasks", {}).values())
-    cfg = getattr(conn, "configuration_tasks", None)
-    if isinstance(cfg, asyncio.Task):
-        tasks.append(cfg)
-    for t in tasks:
-        if isinstance(t, asyncio.Task):
-            t.cancel()
-    with contextlib.suppress(Exception):
-        await conn.close()
-    nc = getattr(conn, "broker_manager", None)
-    if nc is not None and not nc.is_closed:
-        with contextlib.suppress(Exception):
-            await nc.close()
-    for t in tasks:
-        if isinstance(t, asyncio.Task):
-            with contextlib.suppress(BaseException):
-                await t
 
 
 class Wiretap:
