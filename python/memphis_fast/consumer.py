@@ -46,6 +46,7 @@ import orjson
 from . import _core
 from .exceptions import MemphisError, MemphisFetchError, MemphisTimeoutError
 from .message import Message, _Ctx
+from .partition_generator import check_partition_number
 from .utils import default_error_handler, get_internal_name
 
 if TYPE_CHECKING:
@@ -352,13 +353,7 @@ class Consumer:
         return int(self._rr.for_key(key)) if len(parts) > 1 else parts[0]
 
     def validate_partition_number(self, partition_number: int, station_name: str) -> None:
-        parts = self._partitions
-        if parts is None:
-            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
-        if partition_number < 1 or partition_number > len(parts):
-            raise MemphisError("Partition number is out of range")
-        if partition_number not in parts:
-            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
+        check_partition_number(self._partitions, partition_number, station_name)
 
     # -- public API --------------------------------------------------------------------------
     def set_context(self, context: Any) -> None:

@@ -42,6 +42,7 @@ from .exceptions import (
     MemphisTimeoutError,
 )
 from .headers import Headers, user_headers
+from .partition_generator import check_partition_number
 from .schemaverse import (
     NOTIFICATIONS_SUBJECT,
     SCHEMAVERSE_DLS_SUBJECT,
@@ -257,13 +258,7 @@ class Producer:
         return int(self.partition_generator.for_key(key))
 
     def validate_partition_number(self, partition_number: int, station_name: str) -> None:
-        partitions = self._partitions
-        if partitions is None:
-            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
-        if partition_number < 1 or partition_number > len(partitions):
-            raise MemphisError("Partition number is out of range")
-        if partition_number not in partitions:
-            raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
+        check_partition_number(self._partitions, partition_number, station_name)
 
     # -- failures ----------------------------------------------------------------------------
     def _on_failure(self, t: tuple[Any, ...], msg_id: str | None) -> None:
@@ -360,16 +355,7 @@ class Producer:
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name} was destroyed")
         schema = self._state.schema.schema
-        if schema is not None:
-            try:
-                data: Any = schema.encode(message)
-            except MemphisSchemaError as exc:
-                self._report_schema_failure(message, headers, exc)
-                raise
-        elif type(message) in _BYTES_TYPES:
-            data = message
-        else:
-            data = encode_plain(message)
+        data: Any = message if schema is None and type(message) in _BYTES_TYPES else self._encode(schema, message, headers)
         hdrs = None if headers is None else user_headers(headers)
         if msg_id is None or msg_id == "":
             msg_id = f"{self._id_prefix}{self._count}" if self.auto_msg_id else None
@@ -485,16 +471,7 @@ class Producer:
         else:
             for i, m in enumerate(messages):
                 try:
-                    if schema is not None:
-                        try:
-                            data = schema.encode(m)
-                        except MemphisSchemaError as exc:
-                            self._report_schema_failure(m, headers, exc)
-                            raise
-                    elif type(m) in _BYTES_TYPES:
-                        data = m
-                    else:
-                        data = encode_plain(m)
+                    data = m if schema is None and type(m) in _BYTES_TYPES else self._encode(schema, m, headers)
                     subject = self._subject(producer_partition_key, producer_partition_number)
                 except MemphisError as exc:
                     results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=exc.message)
@@ -535,6 +512,17 @@ class Producer:
             for pos, r in enumerate(outcomes):
                 results[idx[pos]] = r
         return [r for r in results if r is not None]
+
+    def _encode(self, schema: Any, message: Any, headers: Any) -> Any:
+        """The bytes to send for ``message``: validated by the station's schema (a failure is
+        reported as spec 7.8 says, then raised), or encoded as memphis-py does without one."""
+        if schema is None:
+            return encode_plain(message)
+        try:
+            return schema.encode(message)
+        except MemphisSchemaError as exc:
+            self._report_schema_failure(message, headers, exc)
+            raise
 
     def _report_schema_failure(self, message: Any, headers: Any, exc: MemphisSchemaError) -> None:
         """Spec 7.8: the schemaverse DLS report and the notification, as the flags ask."""
