@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memphis_py_support import shutdown_memphis_py
+from support import shutdown_memphis_py
 
 import memphis_fast._core as core_module
 from memphis_fast._server import NatsServer

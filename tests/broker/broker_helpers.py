@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import nats
-from memphis_py_support import shutdown_memphis_py
+from support import eventually, shutdown_memphis_py  # noqa: F401  (re-exported)
 
 from memphis_fast.testing.natspy import settle
 
@@ -77,20 +75,6 @@ async def request(nc: nats.aio.client.Client, subject: str, body: Any, timeout: 
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     msg = await nc.request(subject, payload, timeout=timeout)
     return bytes(msg.data)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05
-) -> Any:
-    """Poll ``check`` until it returns something truthy; returns that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
-        await asyncio.sleep(interval)
 
 
 async def js_api(nc: nats.aio.client.Client, api: str, body: Any = None) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -12,26 +11,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-from memphis_py_support import shutdown_memphis_py  # noqa: F401  (re-exported)
+from support import eventually, shutdown_memphis_py  # noqa: F401  (re-exported)
 
 from memphis_fast.testing.natspy import settle
 
 R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy; returns that value.
-    The timeout is only a safety net: tests assert on the condition, never on the time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
-        await asyncio.sleep(interval)
 
 
 async def js_api(nc: Any, api: str, body: Any = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import memphis as mpy
 import mmh3
 import pytest
-from memphis_py_support import shutdown_memphis_py
+from support import shutdown_memphis_py
 
 import memphis_fast as mf
 from memphis_fast.broker import LocalBroker

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 import google.protobuf
-from memphis_py_support import shutdown_memphis_py  # noqa: F401  (re-exported)
+from support import eventually, shutdown_memphis_py  # noqa: F401  (re-exported)
 
 R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
 
@@ -37,21 +34,6 @@ def protobuf_version() -> tuple[int, int]:
 def memphis_py_protobuf_broken() -> bool:
     """memphis-py cannot build protobuf messages on protobuf >= 6.30 (B19)."""
     return protobuf_version() >= (6, 30)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy; returns that value.
-    The timeout is a safety net only: tests assert on the condition, never on the time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
-        await asyncio.sleep(interval)
 
 
 async def synced(*conns: Any) -> None:

@@ -1,13 +1,31 @@
-"""What every suite needs to run memphis-py 1.3.1 next to memphis-fast (importable from any test
-directory: ``pythonpath = ["tests"]`` in the pytest configuration)."""
+"""Helpers shared by the test suites (importable from any test directory:
+``pythonpath = ["tests"]`` in the pytest configuration)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["shutdown_memphis_py"]
+__all__ = ["eventually", "shutdown_memphis_py"]
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy; returns that value.
+    The timeout is a safety net only: tests assert on the condition, never on the time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
+        await asyncio.sleep(interval)
 
 
 async def shutdown_memphis_py(conn: Any) -> None:
