@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["eventually", "shutdown_memphis_py"]
+__all__ = ["eventually", "js_api", "shutdown_memphis_py", "stream_info"]
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
@@ -51,3 +52,18 @@ async def shutdown_memphis_py(conn: Any) -> None:
         if isinstance(t, asyncio.Task):
             with contextlib.suppress(BaseException):
                 await t
+
+
+async def js_api(nc: Any, api: str, body: Any = None) -> dict[str, Any]:
+    """A JetStream API request (``$JS.API.<api>``) made with nats-py, no Memphis client between."""
+    raw = b"" if body is None else json.dumps(body).encode()
+    msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
+    result: dict[str, Any] = json.loads(msg.data)
+    return result
+
+
+async def stream_info(nc: Any, stream: str) -> dict[str, Any]:
+    """``STREAM.INFO`` of a JetStream stream; fails the test when the stream does not exist."""
+    info = await js_api(nc, f"STREAM.INFO.{stream}")
+    assert "error" not in info, info
+    return info

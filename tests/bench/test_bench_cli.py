@@ -30,8 +30,21 @@ def bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 def test_smoke_run_writes_json_and_chart(tmp_path: Path) -> None:
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     p = bench(
-        "--clients", "memphis-fast,raw", "--messages", "400", "--runs", "1", "--payload", "128",
-        "--partitions", "1", "--no-progress", "--json", str(out), "--png", str(png),
+        "--clients",
+        "memphis-fast,raw",
+        "--messages",
+        "400",
+        "--runs",
+        "1",
+        "--payload",
+        "128",
+        "--partitions",
+        "1",
+        "--no-progress",
+        "--json",
+        str(out),
+        "--png",
+        str(png),
     )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Traceback" not in p.stderr
@@ -43,12 +56,20 @@ def test_smoke_run_writes_json_and_chart(tmp_path: Path) -> None:
     assert meta["command"].startswith("memphis-fast bench ")
     rows = {(r["path"], r["client"], r["variant"]): r for r in doc["results"]}
     expected = {
-        ("produce-sync", "memphis-fast", ""), ("produce-sync", "raw", ""),
-        ("produce-nonblocking", "memphis-fast", ""), ("produce-nonblocking", "raw", ""),
-        ("produce-batch", "memphis-fast", ""), ("produce-batch", "memphis-fast", "pipelined"),
-        ("consume-ack", "memphis-fast", "consume"), ("consume-ack", "memphis-fast", "fetch"), ("consume-ack", "raw", ""),
-        ("latency", "memphis-fast", ""), ("latency", "raw", ""),
-        ("schema-json", "memphis-fast", ""), ("connect", "memphis-fast", ""), ("connect", "raw", ""),
+        ("produce-sync", "memphis-fast", ""),
+        ("produce-sync", "raw", ""),
+        ("produce-nonblocking", "memphis-fast", ""),
+        ("produce-nonblocking", "raw", ""),
+        ("produce-batch", "memphis-fast", ""),
+        ("produce-batch", "memphis-fast", "pipelined"),
+        ("consume-ack", "memphis-fast", "consume"),
+        ("consume-ack", "memphis-fast", "fetch"),
+        ("consume-ack", "raw", ""),
+        ("latency", "memphis-fast", ""),
+        ("latency", "raw", ""),
+        ("schema-json", "memphis-fast", ""),
+        ("connect", "memphis-fast", ""),
+        ("connect", "raw", ""),
         ("memory-bound", "memphis-fast", ""),
     }
     assert set(rows) == expected
@@ -63,7 +84,10 @@ def test_smoke_run_writes_json_and_chart(tmp_path: Path) -> None:
     assert rows[("produce-batch", "memphis-fast", "")]["x_raw"] is not None
     mem = rows[("memory-bound", "memphis-fast", "")]["memory"]
     assert mem["blocked_all_runs"] and mem["within_bound_all_runs"]
-    assert {t["target"] for t in doc["targets"]} >= {"connect median (password, localhost)", "memory bound with nats-server stopped"}
+    assert {t["target"] for t in doc["targets"]} >= {
+        "connect median (password, localhost)",
+        "memory bound with nats-server stopped",
+    }
     assert "targets (issue 6" in p.stdout and "produce-nonblocking" in p.stdout
     assert len(doc["runs"]) == sum(r["runs"] for r in doc["results"])
     again = bench("--from-json", str(out), "--no-png", timeout=60)  # re-render without running
@@ -96,7 +120,18 @@ def test_unreachable_broker() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again when the bench runs: nothing listens there
-    p = bench("--host", "127.0.0.1", "--port", str(port), "--password", "x", "--no-progress", "--no-json", "--no-png", timeout=60)
+    p = bench(
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--password",
+        "x",
+        "--no-progress",
+        "--no-json",
+        "--no-png",
+        timeout=60,
+    )
     assert p.returncode == 1
     assert f"cannot reach the broker at 127.0.0.1:{port}" in p.stderr
     assert "Traceback" not in p.stderr
@@ -107,8 +142,22 @@ def test_wrong_password_is_a_clear_error() -> None:
 
     with LocalBroker(memory=True, log_level="warning") as b:
         p = bench(
-            "--host", b.host, "--port", str(b.port), "--password", "wrong", "--clients", "raw", "--paths", "connect",
-            "--runs", "1", "--no-progress", "--no-json", "--no-png", timeout=60,
+            "--host",
+            b.host,
+            "--port",
+            str(b.port),
+            "--password",
+            "wrong",
+            "--clients",
+            "raw",
+            "--paths",
+            "connect",
+            "--runs",
+            "1",
+            "--no-progress",
+            "--no-json",
+            "--no-png",
+            timeout=60,
         )
     assert p.returncode == 1, p.stdout + p.stderr
     assert "cannot connect to the broker" in p.stderr
@@ -151,7 +200,12 @@ DELIVERIES = (
 def test_parse_deliveries_split_anywhere() -> None:
     whole, used = _parse_deliveries(DELIVERIES)
     assert used == len(DELIVERIES)
-    assert [(sid, reply) for sid, reply, _ in whole] == [(1, b"$JS.ACK.s.cg.1.1.1.0.0"), (-1, None), (1, None), (7, None)]
+    assert [(sid, reply) for sid, reply, _ in whole] == [
+        (1, b"$JS.ACK.s.cg.1.1.1.0.0"),
+        (-1, None),
+        (1, None),
+        (7, None),
+    ]
     assert whole[2][2].startswith(b"NATS/1.0 408")
     for cut in range(1, len(DELIVERIES)):
         first, used = _parse_deliveries(DELIVERIES[:cut])
@@ -161,16 +215,31 @@ def test_parse_deliveries_split_anywhere() -> None:
 
 
 def test_report_ratios_and_targets() -> None:
-    def run(client: str, path: str, rate: float | None, variant: str = "", p50: float | None = None) -> dict[str, Any]:
-        return {"client": client, "path": path, "variant": variant, "payload": 128, "partitions": 1, "ok": True,
-                "msgs_per_s": rate, "lat_p50_us": p50, "messages": 10}
+    def run(
+        client: str, path: str, rate: float | None, variant: str = "", p50: float | None = None
+    ) -> dict[str, Any]:
+        return {
+            "client": client,
+            "path": path,
+            "variant": variant,
+            "payload": 128,
+            "partitions": 1,
+            "ok": True,
+            "msgs_per_s": rate,
+            "lat_p50_us": p50,
+            "messages": 10,
+        }
 
     runs = [
-        run("memphis-fast", "produce-nonblocking", 300.0), run("memphis-fast", "produce-nonblocking", 100.0),
+        run("memphis-fast", "produce-nonblocking", 300.0),
+        run("memphis-fast", "produce-nonblocking", 100.0),
         run("memphis-fast", "produce-nonblocking", 200.0),
-        run("memphis-py", "produce-nonblocking", 10.0), run("memphis-py", "produce-nonblocking", 20.0, "limit"),
-        run("raw", "produce-nonblocking", 400.0), run("memphis-fast", "produce-batch", 300.0),
-        run("memphis-fast", "connect", None, p50=900.0), run("memphis-py", "connect", None, p50=9000.0),
+        run("memphis-py", "produce-nonblocking", 10.0),
+        run("memphis-py", "produce-nonblocking", 20.0, "limit"),
+        run("raw", "produce-nonblocking", 400.0),
+        run("memphis-fast", "produce-batch", 300.0),
+        run("memphis-fast", "connect", None, p50=900.0),
+        run("memphis-py", "connect", None, p50=9000.0),
     ]
     rows = report.aggregate(runs)
     nb = next(r for r in rows if r["path"] == "produce-nonblocking" and r["client"] == "memphis-fast")

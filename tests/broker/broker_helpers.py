@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
-from support import eventually, shutdown_memphis_py  # noqa: F401  (re-exported)
+from support import eventually, js_api, shutdown_memphis_py, stream_info  # noqa: F401  (re-exported)
 
 from memphis_fast.testing.natspy import settle
 
@@ -77,19 +77,11 @@ async def request(nc: nats.aio.client.Client, subject: str, body: Any, timeout: 
     return bytes(msg.data)
 
 
-async def js_api(nc: nats.aio.client.Client, api: str, body: Any = None) -> dict[str, Any]:
-    raw = b"" if body is None else json.dumps(body).encode()
-    msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
-    result: dict[str, Any] = json.loads(msg.data)
-    return result
-
-
 R = 0  # timeout_retries=0 everywhere: a lost reply must fail fast, not retry for 120 s
 
 
 async def stream_config(nc: Any, stream: str) -> dict[str, Any]:
-    info = await js_api(nc, f"STREAM.INFO.{stream}")
-    assert "error" not in info, info
+    info = await stream_info(nc, stream)
     config: dict[str, Any] = info["config"]
     return config
 

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-from support import eventually, shutdown_memphis_py  # noqa: F401  (re-exported)
+from support import eventually, js_api, shutdown_memphis_py, stream_info  # noqa: F401  (re-exported)
 
 from memphis_fast.testing.natspy import settle
 
 R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
 
 
-async def js_api(nc: Any, api: str, body: Any = None) -> dict[str, Any]:
-    raw = b"" if body is None else json.dumps(body).encode()
-    msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
-    result: dict[str, Any] = json.loads(msg.data)
-    return result
-
-
 async def stream_count(nc: Any, stream: str) -> int:
     """Messages stored in a JetStream stream (a station partition: ``<station>$<p>``)."""
-    info = await js_api(nc, f"STREAM.INFO.{stream}")
-    assert "error" not in info, info
+    info = await stream_info(nc, stream)
     return int(info["state"]["messages"])
 
 

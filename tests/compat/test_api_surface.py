@@ -117,9 +117,12 @@ def test_same_signature_and_nature(old: Any, new: Any, name: str) -> None:
     )
     for a, b in zip(po, pn, strict=False):
         assert a.kind == b.kind or (
-            a.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and b.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            a.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            and b.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
         ), f"{name}({a.name}): kind {b.kind} vs {a.kind}"
-        assert _norm(a.default) == _norm(b.default), f"{new.__name__}.{name}({a.name}): default {b.default!r} vs {a.default!r}"
+        assert _norm(a.default) == _norm(b.default), (
+            f"{new.__name__}.{name}({a.name}): default {b.default!r} vs {a.default!r}"
+        )
     for extra in pn[len(po) :]:
         assert extra.default is not inspect.Parameter.empty or extra.kind in (
             inspect.Parameter.VAR_KEYWORD,
@@ -128,7 +131,14 @@ def test_same_signature_and_nature(old: Any, new: Any, name: str) -> None:
 
 
 def test_top_level_names() -> None:
-    for name in ["Memphis", "Headers", "MemphisError", "MemphisConnectError", "MemphisSchemaError", "MemphisHeaderError"]:
+    for name in [
+        "Memphis",
+        "Headers",
+        "MemphisError",
+        "MemphisConnectError",
+        "MemphisSchemaError",
+        "MemphisHeaderError",
+    ]:
         assert hasattr(mf, name), name
     for sub in ["MemphisConnectError", "MemphisSchemaError", "MemphisHeaderError"]:
         assert issubclass(getattr(mf, sub), mf.MemphisError)

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import google.protobuf
-from support import eventually, shutdown_memphis_py  # noqa: F401  (re-exported)
+from support import eventually, js_api, shutdown_memphis_py, stream_info  # noqa: F401  (re-exported)
+
+from memphis_fast.testing.natspy import settle  # noqa: F401  (re-exported)
 
 R = 0  # memphis-py's timeout_retries: a lost reply must fail fast, not retry for 120 s
 
@@ -46,30 +48,6 @@ async def synced(*conns: Any) -> None:
         await conn.broker_manager.flush()
 
 
-async def settle(nc: Any, timeout: float = 15.0) -> None:
-    """Return once the server has processed every command this nats-py client sent before.
-
-    ``nc.flush()`` is no such barrier in nats-py 2.16: its PING is written straight to the socket,
-    ahead of the SUBs still queued for the flusher task, so a subscription may not exist yet when
-    flush() returns (the broadcast or report published next is then missed, under load). A
-    message published through a new subscription of the same connection is queued behind them.
-    """
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    try:
-        await nc.publish(inbox, b"")
-        await sub.next_msg(timeout=timeout)
-    finally:
-        await sub.unsubscribe()
-
-
-async def js_api(nc: Any, api: str, body: Any = None) -> dict[str, Any]:
-    raw = b"" if body is None else json.dumps(body).encode()
-    msg = await nc.request(f"$JS.API.{api}", raw, timeout=10)
-    result: dict[str, Any] = json.loads(msg.data)
-    return result
-
-
 def internal(station: str) -> str:
     """The internal name of a station (``orders.eu`` -> ``orders#eu``, spec §3.2)."""
     return station.lower().replace(".", "#")
@@ -77,8 +55,7 @@ def internal(station: str) -> str:
 
 async def stream_count(nc: Any, station: str, partition: int = 1) -> int:
     """Messages stored in a station's partition stream (``<internal station>$<p>``)."""
-    info = await js_api(nc, f"STREAM.INFO.{internal(station)}${partition}")
-    assert "error" not in info, info
+    info = await stream_info(nc, f"{internal(station)}${partition}")
     return int(info["state"]["messages"])
 
 

@@ -244,7 +244,10 @@ def test_invalid_msg_id_and_subjects() -> None:
     _, partial = core.js_publish_batch("s", [b"a", b"b"], 1, 1000, None, ["ok", "bad\nid"])
     assert partial[0] is None and partial[1].kind == "rejected" and not partial[1].stored
     assert partial[1].msg_id == "bad\nid" and "CR or LF" in partial[1].error
-    assert core.take_out() == b"HPUB s _INBOX.t.1 41 42\r\nNATS/1.0\r\nmsg-id: ok\r\nNats-Msg-Id: ok\r\n\r\na\r\n"
+    assert (
+        core.take_out()
+        == b"HPUB s _INBOX.t.1 41 42\r\nNATS/1.0\r\nmsg-id: ok\r\nNats-Msg-Id: ok\r\n\r\na\r\n"
+    )
 
 
 @pytest.mark.parametrize(
