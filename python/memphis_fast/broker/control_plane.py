@@ -20,8 +20,8 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client as NATS
@@ -57,6 +57,7 @@ __all__ = ["ADMIN_PREFIX", "ControlPlane", "ControlPlaneConfig"]
 log = logging.getLogger("memphis_fast.broker")
 
 Handler = Callable[[Request, Msg], Awaitable[bytes]]
+_Reg = TypeVar("_Reg", Producer, Consumer)
 
 
 class ControlPlane(DeadLetterStation):
@@ -540,6 +541,14 @@ class ControlPlane(DeadLetterStation):
         ).encode()
 
     async def destroy_producer(self, req: Request, msg: Msg | None = None) -> bytes:
+        matches = self._destroy_targets(req, self.producers, "Producer")
+        await asyncio.gather(*(self._delete_producer(p) for p in matches))
+        return b""
+
+    @staticmethod
+    def _destroy_targets(req: Request, registry: Mapping[str, _Reg], kind: str) -> list[_Reg]:
+        """The registrations a destroy request names (§5.4, §5.6): by name and
+        station, and with ``req_version >= 1`` only those of the requesting connection."""
         raw_name = req.get_str("name")
         raw_station = req.get_str("station_name")
         station_name = validate_name(raw_station, "Station")
@@ -547,16 +556,15 @@ class ControlPlane(DeadLetterStation):
         conn_id = req.get_str("connection_id")
         by_connection = req.get_int("req_version", 0) >= 1 and conn_id != ""
         matches = [
-            p
-            for p in self.producers.values()
-            if p.name == name
-            and p.station == station_name
-            and (not by_connection or p.connection_id == conn_id)
+            r
+            for r in registry.values()
+            if r.name == name
+            and r.station == station_name
+            and (not by_connection or r.connection_id == conn_id)
         ]
         if not matches:
-            raise ReplyError(f"Producer {raw_name} at station {raw_station} does not exist")
-        await asyncio.gather(*(self._delete_producer(p) for p in matches))
-        return b""
+            raise ReplyError(f"{kind} {raw_name} at station {raw_station} does not exist")
+        return matches
 
     # ======================================================================================
     # consumers (§5.5, §5.6, §6.3)
@@ -679,22 +687,9 @@ class ControlPlane(DeadLetterStation):
         await self._js.consumer_create(stream, config)
 
     async def destroy_consumer(self, req: Request, msg: Msg | None = None) -> bytes:
-        raw_name = req.get_str("name")
-        raw_station = req.get_str("station_name")
-        station_name = validate_name(raw_station, "Station")
-        name = raw_name.lower()
-        conn_id = req.get_str("connection_id")
-        by_connection = req.get_int("req_version", 0) >= 1 and conn_id != ""
+        station_name = validate_name(req.get_str("station_name"), "Station")
         async with self._lock(station_name):
-            matches = [
-                c
-                for c in self.consumers.values()
-                if c.name == name
-                and c.station == station_name
-                and (not by_connection or c.connection_id == conn_id)
-            ]
-            if not matches:
-                raise ReplyError(f"Consumer {raw_name} at station {raw_station} does not exist")
+            matches = self._destroy_targets(req, self.consumers, "Consumer")
             await asyncio.gather(*(self._delete_consumer(c) for c in matches))
             for group in {c.group for c in matches}:
                 await self._maybe_drop_group(station_name, group, only_active=True)
