@@ -76,8 +76,7 @@ async def test_poison_message_resent_through_cli_and_acked(
                 received.append(m)
                 got_it.set()
 
-    consumer.consume(handler)
-    await asyncio.sleep(0.2)  # the consumer's DLS queue subscription is in place already
+    consumer.consume(handler)  # its DLS queue subscription was made with the consumer
     code, out, err = await cli(
         "dls", "resend", name, "--port", str(broker.port), "--password", broker.password
     )

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from broker_helpers import collect, consumer_config, eventually, has, js_api, request, stream_config
 
+from memphis_fast.testing.natspy import settle
+
 pytestmark = [pytest.mark.timeout(60)]
 
 EMPTY_SCHEMA_UPDATE = {
@@ -235,7 +237,7 @@ async def test_remove_station_only_broadcast_for_the_ui_path(nc: Any, broker: An
     async with broker.admin() as admin:
         await admin.delete_station(ui)
     await eventually(has(updates, 1))
-    await asyncio.sleep(0.1)
+    await settle(nc)  # anything the broker published before is delivered by now
     await sub.unsubscribe()
     assert [u for u in updates if u["type"] == "remove_station"] == [
         {"station_name": ui, "type": "remove_station", "update": None}
@@ -372,7 +374,7 @@ async def test_consumer_errors_are_plain_text_and_single(nc: Any, uid: Any) -> N
             "$memphis_consumer_creations", json.dumps(consumer_req(name, **options)).encode(), reply=inbox
         )
         await eventually(has(replies, 1))  # type: ignore[arg-type]
-        await asyncio.sleep(0.1)
+        await settle(nc)  # a second reply, had there been one, is delivered by now
         await sub.unsubscribe()
         assert replies == [error.encode()]
     destroy = {
@@ -524,7 +526,7 @@ async def test_functions_subject_is_never_used(nc: Any, uid: Any) -> None:
     updates, sub = await collect(nc, f"$memphis_functions_updates_{name}")
     reply = json.loads(await request(nc, "$memphis_producer_creations", producer_req(name)))
     assert reply["station_partitions_first_functions"] == {}
-    await asyncio.sleep(0.1)
+    await settle(nc)  # anything the broker published before is delivered by now
     await sub.unsubscribe()
     assert updates == []
 
