@@ -34,19 +34,27 @@ __all__ = [
     "EV_PONG",
     "EV_BATCH",
     "EV_PULL_END",
-    "K_STORED",
-    "K_NOT_STORED",
-    "K_UNKNOWN",
-    "K_NOT_SENT",
     "ACK",
     "NAK",
     "NAK_DELAY",
     "IN_PROGRESS",
     "TERM",
+    "STATE_DISCONNECTED",
+    "STATE_HANDSHAKING",
+    "STATE_CONNECTED",
+    "STATE_CLOSED",
+    "PULL_GRACE_MS",
+    "HEARTBEAT_GRACE_MS",
+    "PULL_DEFAULT_WAIT_MS",
+    "DEFAULT_MAX_INFLIGHT",
+    "DEFAULT_MAX_INFLIGHT_BYTES",
     "Core",
     "Msg",
     "Partitioner",
     "ProduceResult",
+    "OutcomeKind",
+    "OutcomeReason",
+    "PullEnd",
     "murmur3",
     "encode_header_lines",
     "parse_header_block",
@@ -87,32 +95,41 @@ EV_PONG: Final = 3
 EV_BATCH: Final = 4
 """``(EV_BATCH, batch_id: int)``: every message of a batch finished; :meth:`Core.take_batch`."""
 EV_PULL_END: Final = 5
-"""``(EV_PULL_END, (sid, token, code, description, undelivered))``: a pull request ended
-short (status 404/408/409, local expiry, lost heartbeats; code 0 on a lost connection)."""
+"""``(EV_PULL_END, PullEnd)``: a pull request ended short (status 404/408/409, local expiry,
+lost heartbeats; code 0 on a lost connection)."""
 
-# Outcome kinds (third field of an outcome tuple).
-K_STORED: Final = 0
-"""Stored by JetStream: ``stream_or_reason`` is the stream, ``seq`` its sequence."""
-K_NOT_STORED: Final = 1
-"""Refused: 503 no responders (no stream for the subject) or a JetStream API error."""
-K_UNKNOWN: Final = 2
-"""Sent, fate unknown: no ack within the ack wait, or the connection dropped after sending
-(and the message had no msg-id to re-send it safely)."""
-K_NOT_SENT: Final = 3
-"""Never left: the connection was closed while it was buffered."""
-
-# Acknowledgement kinds.
+# Acknowledgement kinds (Core.ack, Core.ack_many).
 ACK: Final = 0
+"""``+ACK``: processed."""
 NAK: Final = 1
+"""``-NAK``: redeliver now."""
 NAK_DELAY: Final = 2
+"""``-NAK {"delay": ns}``: redeliver after ``delay_ns``."""
 IN_PROGRESS: Final = 3
+"""``+WPI``: still working on it (restarts the ack wait)."""
 TERM: Final = 4
+"""``+TERM``: never redeliver."""
+
+# Core.state.
+STATE_DISCONNECTED: Final = 0
+STATE_HANDSHAKING: Final = 1
+STATE_CONNECTED: Final = 2
+STATE_CLOSED: Final = 3
+
+# Rules that both languages need (defined once, in Rust).
+PULL_GRACE_MS: Final[int]
+"""A pull without an answer counts as lost this long after its ``expires`` (2000)."""
+HEARTBEAT_GRACE_MS: Final[int]
+"""A pull with idle heartbeats counts as lost after two heartbeats plus this (1000)."""
+PULL_DEFAULT_WAIT_MS: Final[int]
+"""How long a pull without ``expires`` may wait before it counts as lost (30000)."""
+DEFAULT_MAX_INFLIGHT: Final[int]
+"""Default window of a producer's unacknowledged nonblocking messages (4096)."""
+DEFAULT_MAX_INFLIGHT_BYTES: Final[int]
+"""Default byte window of a producer's unacknowledged nonblocking messages (32 MiB)."""
 
 _Buffer: TypeAlias = bytes | bytearray | memoryview
 _Headers: TypeAlias = dict[str, Any] | Iterable[tuple[Any, Any]] | bytes
-_OutcomeKind: TypeAlias = Literal[0, 1, 2, 3]
-_Outcome: TypeAlias = tuple[int, int, _OutcomeKind, str, int, bool, int, int]
-"""``(id, tag, kind, stream_or_reason, seq, duplicate, code, err_code)``."""
 _Metadata: TypeAlias = tuple[str, str, int, int, int, int, int, str | None]
 """``(stream, consumer, delivered, stream_seq, consumer_seq, timestamp_ns, pending, domain)``."""
 
@@ -211,11 +228,11 @@ class Core:
     def take_msgs(self) -> list[tuple[int, list[Msg]]]:
         """``[(sid, [Msg, ...]), ...]`` in order of arrival, grouped per run of one sid.
         Replies on the muxed inbox arrive under :attr:`mux_sid`."""
-    def take_outcomes(self) -> list[_Outcome]:
-        """Outcomes of awaited publishes (``waiter=True``)."""
-    def take_failures(self) -> list[tuple[int, _Outcome, str | None]]:
-        """Failures of unawaited publishes: ``(group, outcome, msg_id or None)``. Stored
-        outcomes of unawaited publishes are only counted, never reported."""
+    def take_outcomes(self) -> list[tuple[int, ProduceResult]]:
+        """``(publish id, result)`` of awaited publishes (``waiter=True``)."""
+    def take_failures(self) -> list[tuple[int, ProduceResult]]:
+        """``(group, result)`` of unawaited publishes that were not stored. Stored outcomes
+        of unawaited publishes are only counted, never reported."""
     def take_events(self) -> list[tuple[int, Any]]:
         """Control events ``(EV_*, value)``; see the ``EV_*`` constants for the values."""
     def take_batch(self, batch_id: int) -> list[ProduceResult] | None:
@@ -240,9 +257,10 @@ class Core:
     def sweep(self) -> int:
         """Finish publishes whose ack wait expired (``K_UNKNOWN``)."""
     def next_deadline(self) -> float | None:
-        """Seconds until the earliest ack deadline, or ``None`` when nothing is in flight."""
+        """Seconds until the earliest deadline (an ack wait, a pull's expiry or heartbeat
+        check), or ``None`` when nothing waits."""
     @property
-    def state(self) -> Literal[0, 1, 2, 3]:
+    def state(self) -> int:
         """0 disconnected, 1 handshaking, 2 connected, 3 closed."""
     @property
     def max_payload(self) -> int:
@@ -289,8 +307,6 @@ class Core:
         subscription ``sid``; returns its token."""
     def pull_outstanding(self, sid: int) -> tuple[int, int]:
         """``(pulls, messages)`` asked for on ``sid`` and not yet delivered."""
-    def pull_reset(self, sid: int) -> None:
-        """Forget the outstanding pulls of ``sid`` (no events)."""
     def ping(self) -> bool:
         """Queue a PING; False when not connected."""
     def publish(
@@ -358,8 +374,11 @@ class Core:
         """``(messages, bytes)`` in flight for a group."""
     def group_stats(self, group: int) -> dict[str, int]:
         """``{inflight, inflight_bytes, published, acked, failed, retried}`` of a group."""
+    def new_group(self, label: str | None = None) -> int:
+        """A new group (a producer's window and counters); ``label`` (the station) is copied
+        into the ``station`` of the group's results."""
     def drop_group(self, group: int) -> None:
-        """Forget a group's counters once nothing of it is in flight."""
+        """Forget a group's counters and label once nothing of it is in flight."""
     def stats(self) -> dict[str, int]:
         """Connection counters: ``msgs_in``, ``bytes_in``, ``msgs_out``, ``bytes_out``,
         ``reconnects``, ``pings_sent``, ``pongs``, ``rtt_us``, ``late_acks``,
@@ -368,21 +387,65 @@ class Core:
         ``recv_buffer``."""
 
 @final
+class OutcomeKind:
+    """What became of a message. Equal to (and hashed like) its name, so
+    ``result.kind == "stored"`` holds."""
+
+    STORED: OutcomeKind
+    NOT_STORED: OutcomeKind
+    UNKNOWN: OutcomeKind
+    NOT_SENT: OutcomeKind
+    REJECTED: OutcomeKind
+    @property
+    def value(self) -> str:
+        """``"stored"``, ``"not_stored"``, ``"unknown"``, ``"not_sent"`` or ``"rejected"``."""
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __int__(self) -> int: ...
+
+@final
+class OutcomeReason:
+    """Why a message ended as it did. Equal to (and hashed like) its name."""
+
+    NONE: OutcomeReason
+    """Stored."""
+    ACK_TIMEOUT: OutcomeReason
+    """Unknown: no acknowledgement within the ack wait."""
+    CONNECTION_LOST: OutcomeReason
+    """Unknown: the connection dropped after the message was written to it."""
+    CLOSED_BEFORE_SENDING: OutcomeReason
+    """Not sent: the connection was closed while the message was buffered."""
+    NO_RESPONDERS: OutcomeReason
+    """Not stored: no stream listens on the subject (503 no responders)."""
+    JETSTREAM_ERROR: OutcomeReason
+    """Not stored: JetStream refused it (``code``, ``err_code``, ``error``)."""
+    REJECTED: OutcomeReason
+    """Refused before sending."""
+    @property
+    def value(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __int__(self) -> int: ...
+
+@final
 class ProduceResult:
-    """The outcome of one message of a batch publish (``Producer.produce_batch``)."""
+    """The outcome of one produced message (awaited ``produce``, ``produce_batch``, and the
+    failures of nonblocking produces)."""
 
     def __new__(
         cls,
         index: int,
         msg_id: object,
         stored: bool,
-        kind: Literal["stored", "not_stored", "unknown", "not_sent", "rejected"],
+        kind: OutcomeKind | Literal["stored", "not_stored", "unknown", "not_sent", "rejected"],
         stream: str | None = None,
         sequence: int | None = None,
         duplicate: bool = False,
         error: str | None = None,
         code: int = 0,
         err_code: int = 0,
+        reason: OutcomeReason | None = None,
+        station: str | None = None,
     ) -> ProduceResult: ...
     @property
     def index(self) -> int:
@@ -394,8 +457,11 @@ class ProduceResult:
     def stored(self) -> bool:
         """True when the broker stored the message."""
     @property
-    def kind(self) -> Literal["stored", "not_stored", "unknown", "not_sent", "rejected"]:
-        """``"rejected"`` means refused before sending (schema, size, a bad msg_id)."""
+    def kind(self) -> OutcomeKind:
+        """What became of it (``REJECTED``: refused before sending: schema, size, msg_id)."""
+    @property
+    def reason(self) -> OutcomeReason:
+        """Why."""
     @property
     def stream(self) -> str | None:
         """The stream (partition) that stored it."""
@@ -407,14 +473,53 @@ class ProduceResult:
         """True when the broker recognised its msg_id as a duplicate (not stored again)."""
     @property
     def error(self) -> str | None:
-        """Why it was not stored (or why its fate is unknown)."""
+        """Why it was not stored (or why its fate is unknown), as text."""
     @property
     def code(self) -> int:
-        """503 = no stream for the subject; else the JetStream API error code (0 if none)."""
+        """The status or JetStream API error code (503 no responders), 0 if none."""
     @property
     def err_code(self) -> int:
         """The JetStream error code (0 if none)."""
+    @property
+    def station(self) -> str | None:
+        """The producer's station."""
     def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+
+@final
+class PullEnd:
+    """A pull request that ended before delivering everything it asked for. Its status is
+    interpreted once, in Rust (docs/protocol.md §8.2)."""
+
+    @property
+    def sid(self) -> int: ...
+    @property
+    def token(self) -> int: ...
+    @property
+    def code(self) -> int:
+        """The status code (404, 408, 409, ...; 0 when it ended without one)."""
+    @property
+    def description(self) -> str: ...
+    @property
+    def undelivered(self) -> int:
+        """Messages it asked for that will not come."""
+    @property
+    def asked(self) -> int:
+        """Messages it asked for."""
+    @property
+    def empty(self) -> bool:
+        """It expired (404/408) having delivered nothing."""
+    @property
+    def expired(self) -> bool:
+        """It expired (404/408), possibly after delivering part of what it asked for."""
+    @property
+    def refused(self) -> bool:
+        """The consumer is gone or refuses pulls (409 consumer deleted or push based, other
+        statuses): worth reporting."""
+    @property
+    def lost(self) -> bool:
+        """Ended without a status (connection dropped, heartbeats stopped) or a transient
+        409: pull again."""
 
 @final
 class Partitioner:

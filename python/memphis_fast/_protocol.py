@@ -1,35 +1,55 @@
-"""The asyncio protocol: the only code that touches the transport.
+"""The asyncio protocol: the only code that touches the transport (tier 2 of docs/protocol.md,
+Appendix A).
 
 Reads go straight into the Rust core's receive buffer (``asyncio.BufferedProtocol``: the
 core exports its buffer, the event loop ``recv_into``s it, ``buffer_updated`` makes the core
-parse in place). Writes are coalesced: everything the core encodes during one event-loop tick
-goes out in at most one ``transport.write``. ``pause_writing`` keeps further bytes in the core
-(bounded by the producers' windows) and tells the connection, which blocks its callers.
+parse in place). Writes: :meth:`NatsProtocol.flush_now` hands everything the core encoded to
+the transport in one ``transport.write``; the connection decides when (once per event-loop
+tick). ``pause_writing`` keeps further bytes in the core (bounded by the producers' windows)
+and tells the connection, which blocks its callers.
+
+This module does not import the connection: the protocol talks to its owner through the
+:class:`ProtocolOwner` interface below, and the connection talks to the protocol through its
+public methods (``flush_now``, ``abort``, ``close``, ``transport``, ``lost``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import TYPE_CHECKING, Any
+import socket
+from typing import Any, Protocol
 
 from . import _core
 
-if TYPE_CHECKING:
-    from ._connection import NatsConnection
+__all__ = ["NatsProtocol", "ProtocolOwner"]
 
-log = logging.getLogger("memphis_fast.connection")
+
+class ProtocolOwner(Protocol):
+    """What the protocol calls on the connection that owns it."""
+
+    def on_flags(self, flags: int) -> None:
+        """The core parsed bytes and has results ready (``F_*`` flags)."""
+
+    def on_protocol_error(self, protocol: NatsProtocol, exc: Exception) -> None:
+        """The server's bytes are not NATS protocol; the transport must be dropped."""
+
+    def on_connection_lost(self, protocol: NatsProtocol, exc: Exception | None) -> None:
+        """The transport is gone."""
+
+    def on_writing_paused(self) -> None:
+        """The transport's write buffer is above its high-water mark."""
+
+    def on_writing_resumed(self) -> None:
+        """The transport's write buffer drained below its low-water mark."""
 
 
 class NatsProtocol(asyncio.BufferedProtocol):
-    __slots__ = ("_conn", "_core", "transport", "_flush_scheduled", "paused", "_loop", "lost", "tls")
+    __slots__ = ("_owner", "_core", "transport", "paused", "lost", "tls")
 
-    def __init__(self, conn: NatsConnection, core: _core.Core, loop: asyncio.AbstractEventLoop) -> None:
-        self._conn = conn
+    def __init__(self, owner: ProtocolOwner, core: _core.Core, loop: asyncio.AbstractEventLoop) -> None:
+        self._owner = owner
         self._core = core
-        self._loop = loop
         self.transport: asyncio.Transport | None = None
-        self._flush_scheduled = False
         self.paused = False
         #: set once the transport is TLS (see get_buffer)
         self.tls = False
@@ -40,8 +60,6 @@ class NatsProtocol(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            import socket
-
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except (OSError, AttributeError):
@@ -58,10 +76,10 @@ class NatsProtocol(asyncio.BufferedProtocol):
         try:
             flags = self._core.feed(nbytes)
         except Exception as exc:  # a protocol error from the server's bytes
-            self._conn._protocol_error(self, exc)
+            self._owner.on_protocol_error(self, exc)
             return
         if flags:
-            self._conn._on_flags(flags)
+            self._owner.on_flags(flags)
 
     def eof_received(self) -> bool:
         return False  # close the transport
@@ -70,29 +88,20 @@ class NatsProtocol(asyncio.BufferedProtocol):
         self.transport = None
         if not self.lost.done():
             self.lost.set_result(None)
-        self._conn._connection_lost(self, exc)
+        self._owner.on_connection_lost(self, exc)
 
     def pause_writing(self) -> None:
         self.paused = True
-        self._conn._writing_paused()
+        self._owner.on_writing_paused()
 
     def resume_writing(self) -> None:
         self.paused = False
         self.flush_now()
-        self._conn._writing_resumed()
+        self._owner.on_writing_resumed()
 
     # -- writing ------------------------------------------------------------------------------
-    def schedule_flush(self) -> None:
-        """Write what the core encoded at the end of this loop tick (one write per tick)."""
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        self.flush_now()
-
     def flush_now(self) -> None:
+        """Write everything the core encoded (unless paused or gone)."""
         transport = self.transport
         if transport is None or self.paused:
             return

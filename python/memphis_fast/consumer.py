@@ -43,14 +43,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import _core
+from ._connection import IN_PROGRESS, NAK, Msg, Partitioner, PullEnd
 from .exceptions import MemphisError, MemphisFetchError, MemphisTimeoutError
 from .message import Message, _Ctx
 from .partition_generator import check_partition_number
 from .utils import default_error_handler, get_internal_name
 
 if TYPE_CHECKING:
-    from ._connection import NatsConnection
+    from ._connection import NatsConnection, PullSubscription
     from .memphis import Memphis
     from .partition_generator import PartitionGenerator
     from .station import StationState
@@ -64,8 +64,8 @@ Callback = Callable[[list[Message], MemphisError | None, Any], Awaitable[Any]]
 #: DLS messages kept for ``fetch()`` while nobody consumes (spec 11.1: 10 000).
 DLS_BUFFER = 10_000
 DEFAULT_MAX_BYTES_PER_PULL = 8 * 1024 * 1024
-_IN_PROGRESS = _core.IN_PROGRESS
-_NAK = _core.NAK
+_IN_PROGRESS = IN_PROGRESS
+_NAK = NAK
 
 
 class _Fetcher:
@@ -76,14 +76,11 @@ class _Fetcher:
         "conn",
         "partition",
         "stream",
-        "api",
-        "sid",
+        "sub",
         "chunks",
         "buffered",
-        "last_end",
         "error",
         "naking",
-        "requested",
         "empty_until",
     )
 
@@ -92,20 +89,17 @@ class _Fetcher:
         self.conn = consumer._conn
         self.partition = partition
         self.stream = stream
-        self.api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer._durable}"
         #: deque of [arrival time, list of Msg]
         self.chunks: collections.deque[list[Any]] = collections.deque()
         self.buffered = 0
-        self.last_end: tuple[int, str] | None = None
         self.error: MemphisError | None = None
         self.naking = False
-        #: token -> batch asked, for pulls that may still end with a status
-        self.requested: dict[int, int] = {}
         #: after a pull came back empty, do not pull again before this (monotonic) time
         self.empty_until = 0.0
-        self.sid = self.conn.pull_subscribe(self._on_msgs, self._on_end)
+        api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer._durable}"
+        self.sub: PullSubscription = self.conn.pull_subscription(api, self._on_msgs, self._on_end)
 
-    def _on_msgs(self, msgs: list[_core.Msg]) -> None:
+    def _on_msgs(self, msgs: list[Msg]) -> None:
         if self.naking:
             self.conn.ack_many(msgs, _NAK)
             return
@@ -114,45 +108,36 @@ class _Fetcher:
         self.empty_until = 0.0
         self.consumer._wake()
 
-    def _on_end(self, token: int, code: int, desc: str, undelivered: int) -> None:
-        self.last_end = (code, desc)
-        asked = self.requested.pop(token, None)
-        # Pulls are served in order: older ones without a status were fulfilled.
-        for t in [t for t in self.requested if t < token]:
-            del self.requested[t]
-        if asked is not None and undelivered >= asked and code in (404, 408):
+    def _on_end(self, end: PullEnd) -> None:
+        if end.empty:
             self.consumer.stats["empty_pulls"] += 1
             self.empty_until = time.monotonic() + (self.consumer.pull_interval_ms or 0) / 1000
-        if code == 409 and ("deleted" in desc.lower() or "push" in desc.lower()):
-            self.error = MemphisFetchError(f"pull on {self.stream} failed: {desc}")
-        elif code not in (0, 404, 408, 409):
-            self.error = MemphisFetchError(f"pull on {self.stream} failed: {code} {desc}")
-        if self.error is not None:
+        elif end.refused:
+            self.error = MemphisFetchError(f"pull on {self.stream} failed: {end.code} {end.description}")
             # Pause as after an empty pull: a gone stream would otherwise be re-pulled (and
             # reported) thousands of times a second.
             self.empty_until = time.monotonic() + max(self.consumer.pull_interval_ms or 0, 100) / 1000
         self.consumer._wake()
 
     def outstanding(self) -> tuple[int, int]:
-        return self.conn.pull_outstanding(self.sid)
+        return self.sub.outstanding()
 
     def request(self, n: int, expires_ms: int, heartbeat: bool = True) -> None:
         c = self.consumer
         hb = min(expires_ms // 4, 5000) if heartbeat and expires_ms >= 2000 else 0
         max_bytes = max(c.max_bytes_per_pull, self.conn.max_payload + 64 * 1024)
-        token = self.conn.pull(self.sid, self.api, n, max_bytes, expires_ms, hb)
-        self.requested[token] = n
+        self.sub.pull(n, max_bytes, expires_ms, hb)
         c.stats["pulls"] += 1
 
     def ensure(self, want: int, expires_ms: int) -> None:
         """Keep ``want`` messages buffered or on their way, with at most two pulls."""
-        pulls, outstanding = self.conn.pull_outstanding(self.sid)
+        pulls, outstanding = self.sub.outstanding()
         have = self.buffered + outstanding
         if have < want and pulls < 2:
             self.request(min(self.consumer.batch_size, want - have), expires_ms)
 
-    def take(self, n: int) -> list[_core.Msg]:
-        out: list[_core.Msg] = []
+    def take(self, n: int) -> list[Msg]:
+        out: list[Msg] = []
         chunks = self.chunks
         while chunks and len(out) < n:
             chunk = chunks[0]
@@ -170,10 +155,10 @@ class _Fetcher:
         self.buffered -= len(out)
         return out
 
-    def older_than(self, age: float) -> list[_core.Msg]:
+    def older_than(self, age: float) -> list[Msg]:
         """Buffered messages that arrived more than ``age`` seconds ago (their clock restarts)."""
         now = time.monotonic()
-        out: list[_core.Msg] = []
+        out: list[Msg] = []
         for chunk in self.chunks:
             if now - chunk[0] < age:
                 break
@@ -188,7 +173,7 @@ class _Fetcher:
         return len(msgs)
 
     def close(self) -> None:
-        self.conn.unsubscribe(self.sid)
+        self.sub.close()
 
 
 class Consumer:
@@ -248,7 +233,7 @@ class Consumer:
         self._partitions = partitions
         plist = partitions if partitions else [1]
         self.partition_generator = partition_generator
-        self._rr = _core.Partitioner(list(plist))
+        self._rr = Partitioner(list(plist))
         self._fetchers: dict[int, _Fetcher] = {}
         for p in plist:
             stream = f"{self.internal_station_name}${p}" if partitions else self.internal_station_name
@@ -279,12 +264,12 @@ class Consumer:
         if ev is not None:
             ev.set()
 
-    def _wrap(self, msgs: list[_core.Msg], partition: int) -> list[Message]:
+    def _wrap(self, msgs: list[Msg], partition: int) -> list[Message]:
         wrap = Message._wrap
         ctx = self._ctx
         return [wrap(m, ctx, partition) for m in msgs]
 
-    def _on_dls(self, msgs: list[_core.Msg]) -> None:
+    def _on_dls(self, msgs: list[Msg]) -> None:
         for m in msgs:
             message = Message._wrap(m, self._ctx, 0, dls=not m.is_js)
             if self._consuming:

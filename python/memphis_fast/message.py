@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import _core
+from ._connection import ACK, IN_PROGRESS, NAK, NAK_DELAY, TERM, Msg
 from .exceptions import MemphisConnectError, MemphisError
 
 if TYPE_CHECKING:
@@ -22,11 +23,11 @@ _new = object.__new__
 
 log = logging.getLogger("memphis_fast")
 
-_ACK = _core.ACK
-_NAK = _core.NAK
-_NAK_DELAY = _core.NAK_DELAY
-_IN_PROGRESS = _core.IN_PROGRESS
-_TERM = _core.TERM
+_ACK = ACK
+_NAK = NAK
+_NAK_DELAY = NAK_DELAY
+_IN_PROGRESS = IN_PROGRESS
+_TERM = TERM
 _PM_ID = "$memphis_pm_id"
 _PM_CG = "$memphis_pm_cg_name"
 
@@ -56,7 +57,7 @@ class _NatsMsgView:
 
     __slots__ = ("_m",)
 
-    def __init__(self, m: _core.Msg) -> None:
+    def __init__(self, m: Msg) -> None:
         self._m = m
 
     @property
@@ -95,16 +96,19 @@ class _NatsMsgView:
 class _Ctx:
     """What the messages of one consumer share (one object per consumer, not per message)."""
 
-    __slots__ = ("memphis", "cg_name", "internal_station_name", "core_ack", "flush")
+    __slots__ = ("memphis", "cg_name", "internal_station_name", "ack")
 
     def __init__(self, memphis: Memphis, cg_name: str, internal_station_name: str) -> None:
         self.memphis = memphis
         self.cg_name = cg_name
         self.internal_station_name = internal_station_name
         conn = memphis._conn
-        if conn is not None:
-            self.core_ack = conn.core.ack
-            self.flush = conn._schedule_flush
+        #: the connection's ``ack`` (bound once per consumer: the hot path)
+        self.ack: Callable[..., None] = conn.ack if conn is not None else _not_connected
+
+
+def _not_connected(msg: Msg, kind: int = ACK, delay_ns: int = 0) -> None:
+    raise MemphisConnectError("not connected: the message's Memphis connection is not open")
 
 
 class Message:
@@ -129,10 +133,10 @@ class Message:
         self._c = _Ctx(connection, cg_name, internal_station_name)
         self.partition = partition
         self._done = False
-        self._dls = not message.is_js if isinstance(message, _core.Msg) else True
+        self._dls = not message.is_js if isinstance(message, Msg) else True
 
     @classmethod
-    def _wrap(cls, m: _core.Msg, ctx: _Ctx, partition: int, dls: bool = False) -> Message:
+    def _wrap(cls, m: Msg, ctx: _Ctx, partition: int, dls: bool = False) -> Message:
         self = _new(cls)
         self._m = m
         self._c = ctx
@@ -227,13 +231,6 @@ class Message:
         conn = self.connection._require_conn()
         conn.ack(self._m, kind, delay_ns)
 
-    def _fast_ack(self) -> None:
-        """``+ACK`` through the consumer's bound core method (the hot path)."""
-        self._done = True
-        c = self._c
-        c.core_ack(self._m)
-        c.flush()
-
     async def ack(self) -> None:
         """Acknowledge: processed; not redelivered to this consumer group. For a resent DLS
         message, acknowledges it to the broker (``$memphis_pm_acks``)."""
@@ -251,13 +248,9 @@ class Message:
             except MemphisError as exc:
                 raise MemphisConnectError(exc.message) from exc
             return
+        self._done = True
         try:
-            self._fast_ack()
-        except AttributeError:  # a Message built by hand before connect()
-            try:
-                self._ack(_ACK)
-            except MemphisError as exc:
-                raise MemphisConnectError(exc.message) from exc
+            self._c.ack(self._m)
         except MemphisError as exc:
             raise MemphisConnectError(exc.message) from exc
 

@@ -31,10 +31,17 @@ import logging
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _core
+from ._connection import (
+    DEFAULT_MAX_INFLIGHT,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    OutcomeKind,
+    OutcomeReason,
+    Partitioner,
+    ProduceResult,
+    encode_header_lines,
+)
 from .exceptions import (
     MemphisError,
     MemphisProduceError,
@@ -58,22 +65,18 @@ if TYPE_CHECKING:
     from .memphis import Memphis
     from .station import StationState
 
-__all__ = ["Producer", "ProduceFailure", "ProduceResult", "MemphisProduceTimeoutError"]
+__all__ = [
+    "DEFAULT_MAX_INFLIGHT",
+    "DEFAULT_MAX_INFLIGHT_BYTES",
+    "MemphisProduceTimeoutError",
+    "ProduceFailure",
+    "ProduceResult",
+    "Producer",
+]
 
 log = logging.getLogger("memphis_fast")
 
-K_STORED = _core.K_STORED
-K_NOT_STORED = _core.K_NOT_STORED
-K_UNKNOWN = _core.K_UNKNOWN
-K_NOT_SENT = _core.K_NOT_SENT
-_KIND_NAMES = {K_STORED: "stored", K_NOT_STORED: "not_stored", K_UNKNOWN: "unknown", K_NOT_SENT: "not_sent"}
-
-#: Default window of a producer's unacknowledged nonblocking messages.
-DEFAULT_MAX_INFLIGHT = 4096
-DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
 _BYTES_TYPES = (bytes, bytearray, memoryview)
-#: the C future directly (loop.create_future() is a Python-level call per sync produce)
-_Future = asyncio.Future
 #: nonblocking produce yields to the event loop after this many messages of a producer
 _YIELD_EVERY = 128
 
@@ -82,44 +85,34 @@ class MemphisProduceTimeoutError(MemphisProduceError, MemphisTimeoutError):
     """No acknowledgement within ``ack_wait_sec``; the message may or may not be stored."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProduceFailure:
-    """A message that was not stored (or whose fate is unknown)."""
-
-    #: the producer's count of messages before this one (0 for its first message)
-    index: int
-    msg_id: str | None
-    station: str
-    #: ``"not_stored"``, ``"unknown"`` or ``"not_sent"``
-    kind: str
-    reason: str
-    #: 503 = no stream for the subject; else the JetStream API error's code (0 if none)
-    code: int = 0
-    err_code: int = 0
+#: The outcome of one message (created in Rust, one small object per message): ``index``,
+#: ``msg_id``, ``stored``, ``kind`` (an :class:`OutcomeKind`, equal to its name:
+#: ``"stored"``, ``"not_stored"``, ``"unknown"``, ``"not_sent"``, ``"rejected"``), ``reason``
+#: (an :class:`OutcomeReason`), ``stream``, ``sequence``, ``duplicate``, ``error`` (the text),
+#: ``code``, ``err_code``, ``station``. Returned by an awaited :meth:`Producer.produce` and by
+#: :meth:`Producer.produce_batch`; failures of nonblocking produces are reported with it
+#: (``ProduceResult`` is imported above from the connection tier).
+#: A message that was not stored (or whose fate is unknown): the same class as
+#: :data:`ProduceResult` (``kind`` is never ``"stored"``).
+ProduceFailure = ProduceResult
 
 
-#: The outcome of one message of :meth:`Producer.produce_batch` (created in Rust, one small
-#: object per message): ``index``, ``msg_id``, ``stored``, ``kind`` (``"stored"``,
-#: ``"not_stored"``, ``"unknown"``, ``"not_sent"``, ``"rejected"``), ``stream``, ``sequence``,
-#: ``duplicate``, ``error``, ``code``, ``err_code``.
-ProduceResult = _core.ProduceResult
-
-
-def _failure_text(f: ProduceFailure) -> str:
+def _failure_text(f: ProduceResult) -> str:
     name = f"message {f.index}" + (f" (msg_id {f.msg_id!r})" if f.msg_id else "")
-    if f.kind == "not_stored" and f.code == 503:
+    if f.reason == OutcomeReason.NO_RESPONDERS:
         return (
             f"{name} was not stored: no stream for it on station {f.station} "
             "(does the station still exist?)"
         )
-    return f"{name} {f.kind.replace('_', ' ')}: {f.reason}"
+    if f.reason == OutcomeReason.JETSTREAM_ERROR:
+        return f"{name} was not stored: {f.error} (code {f.code}, err_code {f.err_code})"
+    return f"{name} {str(f.kind).replace('_', ' ')}: {f.error}"
 
 
-def _raise_outcome(t: tuple[Any, ...], index: int, msg_id: str | None, station: str) -> None:
-    kind = t[2]
-    f = ProduceFailure(index, msg_id, station, _KIND_NAMES[kind], t[3], t[6], t[7])
-    cls = MemphisProduceTimeoutError if kind == K_UNKNOWN and "ack wait" in t[3] else MemphisProduceError
-    raise cls(_failure_text(f), failures=[f])
+def _produce_error(r: ProduceResult) -> MemphisProduceError:
+    """The exception for a message that was not stored, its class chosen from the reason."""
+    cls = MemphisProduceTimeoutError if r.reason == OutcomeReason.ACK_TIMEOUT else MemphisProduceError
+    return cls(_failure_text(r), failures=[r])
 
 
 class _InFlight:
@@ -158,7 +151,7 @@ class Producer:
         partitions: list[int] | None = None,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
-        failure_callback: Callable[[ProduceFailure], Any] | None = None,
+        failure_callback: Callable[[ProduceResult], Any] | None = None,
         auto_msg_id: bool = False,
     ) -> None:
         self.connection = connection
@@ -169,7 +162,7 @@ class Producer:
         self.max_inflight_bytes = max(1, int(max_inflight_bytes))
         self.failure_callback = failure_callback
         self.auto_msg_id = auto_msg_id
-        self._failures: list[ProduceFailure] = []
+        self._failures: list[ProduceResult] = []
         self._callback_tasks: set[asyncio.Task[Any]] = set()
         self._count = 0
         self._destroyed = False
@@ -190,9 +183,9 @@ class Producer:
         assert state is not None
         self._state = state
         self._conn = connection._require_conn()
-        self._group = self._conn.new_group()
+        self._group = self._conn.new_group(str(station_name))
         self._conn.set_failure_handler(self._group, self._on_failure)
-        self._header_lines = _core.encode_header_lines(
+        self._header_lines = encode_header_lines(
             {
                 "$memphis_producedBy": self.producer_name,
                 "$memphis_connectionId": connection.connection_id,
@@ -207,7 +200,7 @@ class Producer:
         else:
             self._single_subject = None
             self._subjects = {p: f"{self.internal_station_name}${p}.final" for p in partitions}
-            self.partition_generator = _core.Partitioner(list(partitions))
+            self.partition_generator = Partitioner(list(partitions))
 
     def __repr__(self) -> str:
         return f"<Producer {self.producer_name} station={self.station_name}>"
@@ -223,7 +216,7 @@ class Producer:
                 if p is not None:
                     total += p.inflight
             return total
-        return self._conn.group_inflight(self._group)[0]
+        return self._conn.group_inflight(self._group)
 
     # -- routing -----------------------------------------------------------------------------
     def _subject(self, key: str | None, number: int) -> str:
@@ -261,8 +254,7 @@ class Producer:
         check_partition_number(self._partitions, partition_number, station_name)
 
     # -- failures ----------------------------------------------------------------------------
-    def _on_failure(self, t: tuple[Any, ...], msg_id: str | None) -> None:
-        f = ProduceFailure(t[1], msg_id, str(self.station_name), _KIND_NAMES[t[2]], t[3], t[6], t[7])
+    def _on_failure(self, f: ProduceResult) -> None:
         log.warning("memphis producer %s: %s", self.producer_name, _failure_text(f))
         cb = self.failure_callback
         if cb is None:
@@ -282,10 +274,10 @@ class Producer:
         if not task.cancelled() and task.exception() is not None:
             log.error("produce failure callback raised", exc_info=task.exception())
 
-    def take_failures(self) -> list[ProduceFailure]:
+    def take_failures(self) -> list[ProduceResult]:
         """Failures not yet reported (they are not raised afterwards)."""
         if self.is_multi_station_producer:
-            out: list[ProduceFailure] = []
+            out: list[ProduceResult] = []
             for sn in self.station_name:
                 p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
                 if p is not None:
@@ -316,8 +308,9 @@ class Producer:
         concurrent_task_limit: int | None = None,
         producer_partition_key: str | None = None,
         producer_partition_number: int = -1,
-    ) -> None:
-        """Produce a message.
+    ) -> ProduceResult | None:
+        """Produce a message; an awaited produce returns its :data:`ProduceResult` (stream,
+        sequence, duplicate), a nonblocking one ``None``.
 
         Args:
             message: ``bytes``, ``bytearray``, ``memoryview``, ``str`` (UTF-8), ``dict`` (JSON),
@@ -349,7 +342,7 @@ class Producer:
                 producer_partition_key=producer_partition_key,
                 producer_partition_number=producer_partition_number,
             )
-            return
+            return None
         if self._failures:
             self._raise_failures()
         if self._destroyed:
@@ -372,57 +365,38 @@ class Producer:
                 stacklevel=2,
             )
             nonblocking = True
+        ack_ms = 15000 if ack_wait_sec == 15 else int(ack_wait_sec * 1000)
         if nonblocking:
             group = self._group
-            if concurrent_task_limit is not None and conn.group_inflight(group)[0] >= concurrent_task_limit:
+            if concurrent_task_limit is not None and conn.group_inflight(group) >= concurrent_task_limit:
                 target = concurrent_task_limit / 2
-                while conn.group_inflight(group)[0] > target and not conn.is_closed:
+                while conn.group_inflight(group) > target and not conn.is_closed:
                     await conn.wait_progress()
-            if conn._write_resumed is not None:
-                await conn.wait_writable()
-            ack_ms = 15000 if ack_wait_sec == 15 else int(ack_wait_sec * 1000)
-            js_publish = conn.core.js_publish
-            while not js_publish(
+            while not conn.publish_windowed(
                 subject,
                 data,
                 group,
                 index,
                 ack_ms,
-                False,
                 self._header_lines,
                 hdrs,
                 msg_id,
                 self.max_inflight,
                 self.max_inflight_bytes,
             ):
-                # The window is full: wait for acknowledgements (bounded memory).
-                if conn.is_closed:
-                    conn._check_open()
-                await conn.wait_progress()
+                # The window is full or the socket is backed up: wait (bounded memory).
+                await conn.wait_room()
             self._count = index + 1
-            conn._schedule_flush()
-            if conn.swept_ack_ms != ack_ms:
-                conn._sweep_within(ack_ms / 1000)
-                conn.swept_ack_ms = ack_ms
             if not (index + 1) % _YIELD_EVERY:
                 # A produce loop with room in its window would never suspend: let the tick's
                 # write go out and other tasks run now and then.
                 await asyncio.sleep(0)
-            return
+            return None
         self._count = index + 1
-        ack_ms = 15000 if ack_wait_sec == 15 else int(ack_wait_sec * 1000)
-        mid = conn.core.js_publish(
-            subject, data, self._group, index, ack_ms, True, self._header_lines, hdrs, msg_id
-        )
-        fut: asyncio.Future[tuple[Any, ...]] = _Future(loop=conn._loop)
-        conn._waiters[mid] = fut  # removed by its outcome (exactly one per message)
-        conn._schedule_flush()
-        if conn.swept_ack_ms != ack_ms:
-            conn._sweep_within(ack_ms / 1000)
-            conn.swept_ack_ms = ack_ms
-        t = await fut
-        if t[2] != K_STORED:
-            _raise_outcome(t, index, msg_id, str(self.station_name))
+        r = await conn.publish_awaited(subject, data, self._group, index, ack_ms, self._header_lines, hdrs, msg_id)
+        if r.kind != OutcomeKind.STORED:
+            raise _produce_error(r)
+        return r
 
     async def produce_batch(
         self,
@@ -444,7 +418,7 @@ class Producer:
         if msg_ids is not None and len(msg_ids) != len(messages):
             raise MemphisError(f"{len(msg_ids)} msg_ids for {len(messages)} messages")
         if user_headers(headers) is not None:
-            extra = _core.encode_header_lines(user_headers(headers))
+            extra = encode_header_lines(user_headers(headers))
             header_lines = self._header_lines + extra
         else:
             header_lines = self._header_lines
@@ -474,32 +448,34 @@ class Producer:
                     data = m if schema is None and type(m) in _BYTES_TYPES else self._encode(schema, m, headers)
                     subject = self._subject(producer_partition_key, producer_partition_number)
                 except MemphisError as exc:
-                    results[i] = ProduceResult(base + i, ids[i], False, "rejected", error=exc.message)
+                    results[i] = ProduceResult(
+                        base + i, ids[i], False, "rejected", error=exc.message, station=str(self.station_name)
+                    )
                     continue
                 idx, datas = groups.setdefault(subject, ([], []))
                 idx.append(i)
                 datas.append(data)
         conn = self._conn
-        if conn._write_resumed is not None:
-            await conn.wait_writable()
+        await conn.wait_writable()
+        ack_ms = int(ack_wait_sec * 1000)
         if len(groups) == 1 and not any(r is not None for r in results):
             # One subject and nothing refused locally: the batch's results are the answer.
             ((subject, (idx, datas)),) = groups.items()
-            return await conn.js_publish_batch(
+            return await conn.publish_batch(
                 subject,
                 datas,
                 self._group,
-                ack_wait_sec,
+                ack_ms,
                 header_lines,
                 ids if any(ids) else None,
                 base,
             )
         calls = [
-            conn.js_publish_batch(
+            conn.publish_batch(
                 subject,
                 datas,
                 self._group,
-                ack_wait_sec,
+                ack_ms,
                 header_lines,
                 [ids[i] for i in idx] if any(ids[i] for i in idx) else None,
                 0,
@@ -606,6 +582,5 @@ class Producer:
         self._destroyed = True
         conn._release_station(self.internal_station_name)
         conn.producers_map.pop(f"{self.internal_station_name}_{self.real_name}", None)
-        self._conn.set_failure_handler(self._group, None)
-        self._conn.core.drop_group(self._group)
+        self._conn.drop_group(self._group)
         self._raise_failures()

@@ -140,9 +140,15 @@ def test_outcomes_failures_and_batches() -> None:
     data += b"HMSG _INBOX.t.%d 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % f
     flags = core.feed_bytes(data)
     assert flags & _core.F_OUTCOMES and flags & _core.F_FAILURES and flags & _core.F_PROGRESS
-    assert core.take_outcomes() == [(w, 10, _core.K_STORED, "s", 5, False, 0, 0)]
-    ((group, t, msg_id),) = core.take_failures()
-    assert (group, t[0], t[1], t[2], t[6], msg_id) == (1, f, 11, _core.K_NOT_STORED, 503, "mid")
+    ((mid, stored),) = core.take_outcomes()
+    assert mid == w
+    assert stored == _core.ProduceResult(10, None, True, "stored", "s", 5, False)
+    assert stored.kind == _core.OutcomeKind.STORED and stored.reason == _core.OutcomeReason.NONE
+    ((group, failed),) = core.take_failures()
+    assert group == 1
+    assert (failed.index, failed.msg_id, failed.kind, failed.code) == (11, "mid", "not_stored", 503)
+    assert failed.kind == _core.OutcomeKind.NOT_STORED and not failed.stored
+    assert failed.reason == _core.OutcomeReason.NO_RESPONDERS and failed.reason == "no_responders"
     assert core.take_events() == [(_core.EV_BATCH, batch_id)]
     assert core.take_batch(batch_id) == [
         _core.ProduceResult(0, None, True, "stored", "s", 7, True),
@@ -165,7 +171,8 @@ def test_disconnect_close_and_pending_limit() -> None:
     core.take_out()
     core.disconnected()
     assert core.state == 0
-    assert core.take_outcomes()[0][:3] == (sent, 0, _core.K_UNKNOWN)
+    ((mid, lost),) = core.take_outcomes()
+    assert (mid, lost.index, lost.kind, lost.reason) == (sent, 0, "unknown", _core.OutcomeReason.CONNECTION_LOST)
     buffered = core.js_publish("s", b"b", 1, 1, 1000, True)
     assert core.take_out() is None, "nothing is written while disconnected"
     with pytest.raises(MemphisConnectError) as ei:
@@ -175,7 +182,9 @@ def test_disconnect_close_and_pending_limit() -> None:
     assert core.stats()["pending_bytes"] <= 1000
     core.close()
     assert core.state == 3
-    assert core.take_outcomes()[0][:3] == (buffered, 1, _core.K_NOT_SENT)
+    ((mid, unsent),) = core.take_outcomes()
+    assert (mid, unsent.index, unsent.kind) == (buffered, 1, _core.OutcomeKind.NOT_SENT)
+    assert unsent.reason == _core.OutcomeReason.CLOSED_BEFORE_SENDING
     with pytest.raises(MemphisConnectionClosedError):
         core.publish("s", b"")
     with pytest.raises(MemphisConnectionClosedError):
@@ -347,3 +356,23 @@ def test_stats_shape() -> None:
     ):
         assert isinstance(s[key], int), key
     assert json.dumps(s)
+
+
+def test_outcome_enums_compare_with_their_names_and_results_carry_the_group_label() -> None:
+    kinds = [_core.OutcomeKind.STORED, _core.OutcomeKind.NOT_STORED, _core.OutcomeKind.UNKNOWN]
+    assert [str(k) for k in kinds] == ["stored", "not_stored", "unknown"]
+    assert _core.OutcomeKind.STORED == "stored" and _core.OutcomeKind.STORED != "unknown"
+    assert _core.OutcomeKind.STORED != _core.OutcomeKind.UNKNOWN
+    assert {_core.OutcomeKind.REJECTED: 1}["rejected"] == 1
+    assert _core.OutcomeReason.ACK_TIMEOUT.value == "ack_timeout"
+    core = connected()
+    g = core.new_group("orders")
+    core.js_publish("s.a", b"1", g, 3, 1000, True, None, None, "id-3")
+    core.take_out()
+    core.close()
+    ((_, r),) = core.take_outcomes()
+    assert (r.station, r.msg_id, r.index, r.kind) == ("orders", "id-3", 3, "unknown")
+    with pytest.raises(ValueError):
+        _core.ProduceResult(0, None, True, "no such kind")
+    with pytest.raises(ValueError):
+        _core.ProduceResult(0, None, False, "stored")

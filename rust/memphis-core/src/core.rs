@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use memphis_proto::{
-    conn, AckKind, Completed, JsPublish, MsgId, MsgOp, NotSentReason, Outcome, PullRequest, Sink,
-    State, UnknownReason,
+    conn, AckKind, Completed, JsPublish, MsgId, MsgOp, Outcome, PullRequest, Sink, State,
 };
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -26,13 +25,14 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors::IntoPyResult;
 use crate::msg::Msg;
-use crate::result::{self, ProduceResult};
+use crate::result::ProduceResult;
 
 pub const F_MSGS: u32 = 1;
 pub const F_OUTCOMES: u32 = 2;
 pub const F_FAILURES: u32 = 4;
 pub const F_PROGRESS: u32 = 8;
 pub const F_EVENTS: u32 = 16;
+
 pub const F_WRITE: u32 = 32;
 
 pub const EV_INFO: u32 = 1;
@@ -41,10 +41,22 @@ pub const EV_PONG: u32 = 3;
 pub const EV_BATCH: u32 = 4;
 pub const EV_PULL_END: u32 = 5;
 
-pub const K_STORED: u32 = 0;
-pub const K_NOT_STORED: u32 = 1;
-pub const K_UNKNOWN: u32 = 2;
-pub const K_NOT_SENT: u32 = 3;
+// Acknowledgement kinds (`Core.ack`).
+pub const ACK: u32 = 0;
+pub const NAK: u32 = 1;
+pub const NAK_DELAY: u32 = 2;
+pub const IN_PROGRESS: u32 = 3;
+pub const TERM: u32 = 4;
+
+// `Core.state`.
+pub const STATE_DISCONNECTED: u32 = 0;
+pub const STATE_HANDSHAKING: u32 = 1;
+pub const STATE_CONNECTED: u32 = 2;
+pub const STATE_CLOSED: u32 = 3;
+
+/// Default window of a producer's unacknowledged nonblocking messages (count, bytes).
+pub const DEFAULT_MAX_INFLIGHT: u64 = 4096;
+pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// One `js_publish_batch` call waiting for its outcomes.
 struct Batch {
@@ -60,6 +72,8 @@ struct Batch {
     msg_ids: Vec<Option<Py<PyAny>>>,
     /// the last stream name seen, shared by the results (one string per batch, not per message)
     stream: Option<(String, Py<PyString>)>,
+    /// the group's label (the station)
+    station: Option<Py<PyString>>,
     remaining: usize,
 }
 
@@ -69,72 +83,22 @@ impl Batch {
             .msg_ids
             .get(pos)
             .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)));
-        let index = self.indexes[pos];
-        let r = match o {
-            Outcome::Stored {
-                stream,
-                seq,
-                duplicate,
-            } => {
-                let name = match &self.stream {
-                    Some((s, p)) if s == stream => p.clone_ref(py),
-                    _ => {
-                        let p = PyString::new(py, stream).unbind();
-                        self.stream = Some((stream.clone(), p.clone_ref(py)));
-                        p
-                    }
-                };
-                ProduceResult {
-                    index,
-                    msg_id,
-                    kind: result::KIND_STORED,
-                    stream: Some(name),
-                    sequence: Some(*seq),
-                    duplicate: *duplicate,
-                    error: None,
-                    code: 0,
-                    err_code: 0,
+        let stream = match o {
+            Outcome::Stored { stream, .. } => Some(match &self.stream {
+                Some((s, p)) if s == stream => p.clone_ref(py),
+                _ => {
+                    let p = PyString::new(py, stream).unbind();
+                    self.stream = Some((stream.clone(), p.clone_ref(py)));
+                    p
                 }
-            }
-            Outcome::NotStored {
-                code,
-                err_code,
-                description,
-            } => ProduceResult {
-                index,
-                msg_id,
-                kind: result::KIND_NOT_STORED,
-                stream: None,
-                sequence: None,
-                duplicate: false,
-                error: Some(description.clone()),
-                code: *code,
-                err_code: *err_code,
-            },
-            Outcome::Unknown(r) => ProduceResult {
-                index,
-                msg_id,
-                kind: result::KIND_UNKNOWN,
-                stream: None,
-                sequence: None,
-                duplicate: false,
-                error: Some(unknown_reason(*r).to_owned()),
-                code: 0,
-                err_code: 0,
-            },
-            Outcome::NotSent(_) => ProduceResult {
-                index,
-                msg_id,
-                kind: result::KIND_NOT_SENT,
-                stream: None,
-                sequence: None,
-                duplicate: false,
-                error: Some(NOT_SENT.to_owned()),
-                code: 0,
-                err_code: 0,
-            },
+            }),
+            _ => None,
         };
-        new_result(py, r)
+        let station = self.station.as_ref().map(|s| s.clone_ref(py));
+        new_result(
+            py,
+            ProduceResult::from_outcome(self.indexes[pos], msg_id, o, stream, station),
+        )
     }
 
     fn rejected(&mut self, py: Python<'_>, pos: usize, error: String) -> PyResult<()> {
@@ -142,25 +106,14 @@ impl Batch {
             .msg_ids
             .get(pos)
             .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)));
+        let station = self.station.as_ref().map(|s| s.clone_ref(py));
         self.results[pos] = Some(new_result(
             py,
-            ProduceResult {
-                index: self.indexes[pos],
-                msg_id,
-                kind: result::KIND_REJECTED,
-                stream: None,
-                sequence: None,
-                duplicate: false,
-                error: Some(error),
-                code: 0,
-                err_code: 0,
-            },
+            ProduceResult::rejected(self.indexes[pos], msg_id, error, station),
         )?);
         Ok(())
     }
 }
-
-const NOT_SENT: &str = "the connection was closed before the message was sent";
 
 /// A `ProduceResult` object, untracked by the cycle collector when it cannot be in a cycle
 /// (its msg_id is `None` or a `str`: everything else it holds is a string or a number).
@@ -176,79 +129,39 @@ fn new_result(py: Python<'_>, r: ProduceResult) -> PyResult<Py<ProduceResult>> {
     Ok(obj.unbind())
 }
 
-fn unknown_reason(r: UnknownReason) -> &'static str {
-    match r {
-        UnknownReason::AckTimeout => "no acknowledgement within the ack wait",
-        UnknownReason::ConnectionLost => "the connection was lost after the message was sent",
-    }
+/// The result of a single (not batched) publish.
+fn single_result(
+    py: Python<'_>,
+    b: &Buffers,
+    c: &Completed,
+    msg_id: Option<Py<PyString>>,
+) -> PyResult<Py<ProduceResult>> {
+    let stream = match &c.outcome {
+        Outcome::Stored { stream, .. } => Some(PyString::new(py, stream).unbind()),
+        _ => None,
+    };
+    let station = b.labels.get(&c.group).map(|s| s.clone_ref(py));
+    new_result(
+        py,
+        ProduceResult::from_outcome(c.tag, msg_id.map(Py::into_any), &c.outcome, stream, station),
+    )
 }
 
 #[derive(Default)]
 struct Buffers {
     msgs: Vec<(u64, Py<PyList>)>,
-    outcomes: Vec<Py<PyAny>>,
-    failures: Vec<Py<PyAny>>,
+    /// `(publish id, result)` of awaited publishes
+    outcomes: Vec<(MsgId, Py<ProduceResult>)>,
+    /// `(group, result)` of unawaited publishes that were not stored
+    failures: Vec<(u32, Py<ProduceResult>)>,
+    /// group -> label (the producer's station), copied into its results
+    labels: HashMap<u32, Py<PyString>>,
+    next_group: u32,
     events: Vec<Py<PyAny>>,
     batches: Vec<Batch>,
     done_batches: HashMap<u64, Batch>,
     msg_ids: HashMap<MsgId, Py<PyString>>,
     flags: u32,
-}
-
-fn outcome_tuple<'py>(py: Python<'py>, id: MsgId, tag: u64, o: &Outcome) -> PyResult<Py<PyAny>> {
-    let t = match o {
-        Outcome::Stored {
-            stream,
-            seq,
-            duplicate,
-        } => (
-            id,
-            tag,
-            K_STORED,
-            stream.as_str(),
-            *seq,
-            *duplicate,
-            0u16,
-            0u32,
-        )
-            .into_pyobject(py)?,
-        Outcome::NotStored {
-            code,
-            err_code,
-            description,
-        } => (
-            id,
-            tag,
-            K_NOT_STORED,
-            description.as_str(),
-            0u64,
-            false,
-            *code,
-            *err_code,
-        )
-            .into_pyobject(py)?,
-        Outcome::Unknown(r) => {
-            let why = match r {
-                UnknownReason::AckTimeout => "no acknowledgement within the ack wait",
-                UnknownReason::ConnectionLost => {
-                    "the connection was lost after the message was sent"
-                }
-            };
-            (id, tag, K_UNKNOWN, why, 0u64, false, 0u16, 0u32).into_pyobject(py)?
-        }
-        Outcome::NotSent(NotSentReason::Closed) => (
-            id,
-            tag,
-            K_NOT_SENT,
-            "the connection was closed before the message was sent",
-            0u64,
-            false,
-            0u16,
-            0u32,
-        )
-            .into_pyobject(py)?,
-    };
-    Ok(t.into_any().unbind())
 }
 
 struct PySink<'a, 'py> {
@@ -276,11 +189,10 @@ impl PySink<'_, '_> {
 }
 
 impl Sink for PySink<'_, '_> {
-    fn pull_end(&mut self, sid: u64, token: u64, code: u16, description: &[u8], undelivered: u64) {
+    fn pull_end(&mut self, end: &memphis_proto::PullEnd<'_>) {
         let py = self.py;
-        let desc = String::from_utf8_lossy(description);
-        match (sid, token, code, desc.as_ref(), undelivered).into_pyobject(py) {
-            Ok(t) => self.event(EV_PULL_END, t.into_any().unbind()),
+        match Bound::new(py, PullEnd::new(end)) {
+            Ok(v) => self.event(EV_PULL_END, v.into_any().unbind()),
             Err(e) => self.keep(Err(e)),
         }
     }
@@ -367,8 +279,8 @@ impl Sink for PySink<'_, '_> {
                 }
                 return;
             }
-            match outcome_tuple(py, c.id, c.tag, &c.outcome) {
-                Ok(t) => self.b.outcomes.push(t),
+            match single_result(py, self.b, &c, msg_id) {
+                Ok(r) => self.b.outcomes.push((c.id, r)),
                 Err(e) => self.keep(Err(e)),
             }
             self.b.flags |= F_OUTCOMES;
@@ -377,13 +289,10 @@ impl Sink for PySink<'_, '_> {
         if c.outcome.is_stored() {
             return;
         }
-        let r = (|| -> PyResult<()> {
-            let t = outcome_tuple(py, c.id, c.tag, &c.outcome)?;
-            let item = (c.group, t, msg_id).into_pyobject(py)?;
-            self.b.failures.push(item.into_any().unbind());
-            Ok(())
-        })();
-        self.keep(r);
+        match single_result(py, self.b, &c, msg_id) {
+            Ok(r) => self.b.failures.push((c.group, r)),
+            Err(e) => self.keep(Err(e)),
+        }
         self.b.flags |= F_FAILURES;
     }
 }
@@ -473,11 +382,11 @@ fn msg_id_lines(py: Python<'_>, msg_id: &str, out: &mut Vec<u8>) -> PyResult<()>
 
 fn ack_kind(kind: u32, delay_ns: u64) -> PyResult<AckKind> {
     Ok(match kind {
-        0 => AckKind::Ack,
-        1 => AckKind::Nak,
-        2 => AckKind::NakDelay(delay_ns),
-        3 => AckKind::InProgress,
-        4 => AckKind::Term,
+        ACK => AckKind::Ack,
+        NAK => AckKind::Nak,
+        NAK_DELAY => AckKind::NakDelay(delay_ns),
+        IN_PROGRESS => AckKind::InProgress,
+        TERM => AckKind::Term,
         _ => return Err(PyValueError::new_err(format!("unknown ack kind {kind}"))),
     })
 }
@@ -645,13 +554,12 @@ impl Core {
         Ok(out)
     }
 
-    /// Outcomes of awaited publishes:
-    /// `(id, tag, kind, stream_or_reason, seq, duplicate, code, err_code)`.
+    /// Outcomes of awaited publishes: `(publish id, ProduceResult)`.
     fn take_outcomes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.b.outcomes.drain(..))
     }
 
-    /// Failures of unawaited publishes: `(group, outcome_tuple, msg_id or None)`.
+    /// Failures of unawaited publishes: `(group, ProduceResult)`.
     fn take_failures<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.b.failures.drain(..))
     }
@@ -705,12 +613,12 @@ impl Core {
 
     /// 0 disconnected, 1 handshaking, 2 connected, 3 closed.
     #[getter]
-    fn state(&self) -> u8 {
+    fn state(&self) -> u32 {
         match self.core.state() {
-            State::Disconnected => 0,
-            State::Handshaking => 1,
-            State::Connected => 2,
-            State::Closed => 3,
+            State::Disconnected => STATE_DISCONNECTED,
+            State::Handshaking => STATE_HANDSHAKING,
+            State::Connected => STATE_CONNECTED,
+            State::Closed => STATE_CLOSED,
         }
     }
 
@@ -832,11 +740,6 @@ impl Core {
         self.core.pull_outstanding(sid)
     }
 
-    /// Forget the outstanding pulls of a subscription (no events).
-    fn pull_reset(&mut self, sid: u64) {
-        self.core.pull_reset(sid);
-    }
-
     /// Queue a PING; returns False when not connected.
     fn ping(&mut self) -> bool {
         let now = self.now_us();
@@ -932,9 +835,7 @@ impl Core {
         let now = self.now_ms();
         let id = with_bytes(payload, |data| self.core.js_publish(&p, data, now))?.py(py)?;
         if let Some(m) = msg_id {
-            if !waiter {
-                self.b.msg_ids.insert(id, m.clone().unbind());
-            }
+            self.b.msg_ids.insert(id, m.clone().unbind());
         }
         Ok(id)
     }
@@ -994,6 +895,7 @@ impl Core {
             indexes,
             msg_ids: ids,
             stream: None,
+            station: self.b.labels.get(&group).map(|s| s.clone_ref(py)),
             remaining: 0,
         };
         let now = self.now_ms();
@@ -1138,8 +1040,22 @@ impl Core {
         Ok(d)
     }
 
+    /// A new group (a producer's window and counters); `label` (the station) is copied into
+    /// the group's results.
+    #[pyo3(signature = (label = None))]
+    fn new_group(&mut self, label: Option<Bound<'_, PyString>>) -> u32 {
+        self.b.next_group += 1;
+        let g = self.b.next_group;
+        if let Some(l) = label {
+            self.b.labels.insert(g, l.unbind());
+        }
+        g
+    }
+
+    /// Forget a group's counters and label once nothing of it is in flight.
     fn drop_group(&mut self, group: u32) {
         self.core.drop_group(group);
+        self.b.labels.remove(&group);
     }
 
     /// Connection counters (messages/bytes in and out, reconnects, pings, last RTT, late
@@ -1167,5 +1083,81 @@ impl Core {
         d.set_item("pending_bytes", self.core.pending_len())?;
         d.set_item("recv_buffer", self.core.limits().max_payload)?;
         Ok(d)
+    }
+}
+
+/// A pull request that ended before delivering everything it asked for (the value of an
+/// `EV_PULL_END` event). Its status is interpreted once, in `memphis_proto::conn`.
+#[pyclass(module = "memphis_fast._core", frozen)]
+pub struct PullEnd {
+    /// The pull subscription.
+    #[pyo3(get)]
+    sid: u64,
+    /// The pull's token (from `Core.pull`).
+    #[pyo3(get)]
+    token: u64,
+    /// The status code (404, 408, 409, ...; 0 when it ended without one).
+    #[pyo3(get)]
+    code: u16,
+    #[pyo3(get)]
+    description: String,
+    /// Messages it asked for that will not come.
+    #[pyo3(get)]
+    undelivered: u64,
+    /// Messages it asked for.
+    #[pyo3(get)]
+    asked: u64,
+    kind: memphis_proto::PullEndKind,
+}
+
+impl PullEnd {
+    fn new(e: &memphis_proto::PullEnd<'_>) -> Self {
+        PullEnd {
+            sid: e.sid,
+            token: e.token,
+            code: e.code,
+            description: String::from_utf8_lossy(e.description).into_owned(),
+            undelivered: e.undelivered,
+            asked: e.asked,
+            kind: e.kind,
+        }
+    }
+}
+
+#[pymethods]
+impl PullEnd {
+    /// It expired (404/408) having delivered nothing.
+    #[getter]
+    fn empty(&self) -> bool {
+        self.kind == memphis_proto::PullEndKind::Expired && self.undelivered >= self.asked
+    }
+
+    /// It expired (404/408), possibly after delivering part of what it asked for.
+    #[getter]
+    fn expired(&self) -> bool {
+        self.kind == memphis_proto::PullEndKind::Expired
+    }
+
+    /// The consumer is gone or refuses pulls: worth reporting.
+    #[getter]
+    fn refused(&self) -> bool {
+        self.kind == memphis_proto::PullEndKind::Refused
+    }
+
+    /// Lost without a status (connection dropped, heartbeats stopped) or a transient 409:
+    /// pull again.
+    #[getter]
+    fn lost(&self) -> bool {
+        matches!(
+            self.kind,
+            memphis_proto::PullEndKind::Lost | memphis_proto::PullEndKind::Transient
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "PullEnd(sid={}, token={}, code={}, description={:?}, undelivered={}, asked={})",
+            self.sid, self.token, self.code, self.description, self.undelivered, self.asked
+        )
     }
 }

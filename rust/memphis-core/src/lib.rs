@@ -31,21 +31,39 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("EV_PONG", core::EV_PONG),
         ("EV_BATCH", core::EV_BATCH),
         ("EV_PULL_END", core::EV_PULL_END),
-        ("K_STORED", core::K_STORED),
-        ("K_NOT_STORED", core::K_NOT_STORED),
-        ("K_UNKNOWN", core::K_UNKNOWN),
-        ("K_NOT_SENT", core::K_NOT_SENT),
+        ("ACK", core::ACK),
+        ("NAK", core::NAK),
+        ("NAK_DELAY", core::NAK_DELAY),
+        ("IN_PROGRESS", core::IN_PROGRESS),
+        ("TERM", core::TERM),
+        ("STATE_DISCONNECTED", core::STATE_DISCONNECTED),
+        ("STATE_HANDSHAKING", core::STATE_HANDSHAKING),
+        ("STATE_CONNECTED", core::STATE_CONNECTED),
+        ("STATE_CLOSED", core::STATE_CLOSED),
     ] {
         m.add(name, v)?;
     }
-    m.add("ACK", 0u32)?;
-    m.add("NAK", 1u32)?;
-    m.add("NAK_DELAY", 2u32)?;
-    m.add("IN_PROGRESS", 3u32)?;
-    m.add("TERM", 4u32)?;
+    // Rules both languages need, defined once here.
+    m.add("PULL_GRACE_MS", memphis_proto::conn::PULL_GRACE_MS)?;
+    m.add(
+        "HEARTBEAT_GRACE_MS",
+        memphis_proto::conn::HEARTBEAT_GRACE_MS,
+    )?;
+    m.add(
+        "PULL_DEFAULT_WAIT_MS",
+        memphis_proto::conn::PULL_DEFAULT_WAIT_MS,
+    )?;
+    m.add("DEFAULT_MAX_INFLIGHT", core::DEFAULT_MAX_INFLIGHT)?;
+    m.add(
+        "DEFAULT_MAX_INFLIGHT_BYTES",
+        core::DEFAULT_MAX_INFLIGHT_BYTES,
+    )?;
     m.add_class::<core::Core>()?;
     m.add_class::<msg::Msg>()?;
     m.add_class::<result::ProduceResult>()?;
+    m.add_class::<result::OutcomeKind>()?;
+    m.add_class::<result::OutcomeReason>()?;
+    m.add_class::<core::PullEnd>()?;
     m.add_class::<util::Partitioner>()?;
     m.add_function(wrap_pyfunction!(util::murmur3, m)?)?;
     m.add_function(wrap_pyfunction!(util::encode_header_lines, m)?)?;

@@ -64,17 +64,85 @@ pub trait Sink {
     /// with a status (404 no messages, 408 request expired, 409 e.g. max bytes or consumer
     /// deleted), it expired locally without an answer, its heartbeats stopped, or the
     /// connection dropped (code 0). `undelivered` messages of it will not come.
-    fn pull_end(&mut self, sid: u64, token: u64, code: u16, description: &[u8], undelivered: u64) {
-        let _ = (sid, token, code, description, undelivered);
+    fn pull_end(&mut self, end: &PullEnd<'_>) {
+        let _ = end;
     }
 }
 
 /// How long after its `expires` a pull without an answer is considered lost.
-const PULL_GRACE_MS: u64 = 2_000;
+pub const PULL_GRACE_MS: u64 = 2_000;
+/// A pull with idle heartbeats is considered lost when nothing arrived on its subscription
+/// for two heartbeat intervals plus this.
+pub const HEARTBEAT_GRACE_MS: u64 = 1_000;
+/// How long a pull without `expires` may wait for its answer before it counts as lost.
+pub const PULL_DEFAULT_WAIT_MS: u64 = 30_000;
+
+/// The instant (ms) after which a pull subscription that last saw traffic at `last_ms`
+/// and asked for heartbeats every `heartbeat_ms` is dead.
+#[inline]
+pub fn heartbeat_deadline_ms(last_ms: u64, heartbeat_ms: u64) -> u64 {
+    last_ms
+        .saturating_add(heartbeat_ms.saturating_mul(2))
+        .saturating_add(HEARTBEAT_GRACE_MS)
+}
+
+/// Why a pull request ended before delivering everything it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullEndKind {
+    /// 404/408: the pull expired; nothing (`undelivered == asked`) or part of it came.
+    Expired,
+    /// The pull is gone without a status: the connection dropped, heartbeats stopped, or no
+    /// answer came before its deadline. Pull again.
+    Lost,
+    /// 409 that clears by itself (leadership change, max waiting, max bytes): pull again.
+    Transient,
+    /// The consumer is gone or refuses pulls (409 consumer deleted / push based, or any
+    /// other status): report it.
+    Refused,
+}
+
+/// A pull request that ended short; see [`Sink::pull_end`].
+#[derive(Debug, Clone, Copy)]
+pub struct PullEnd<'a> {
+    pub sid: u64,
+    pub token: u64,
+    /// the status code (0 when the pull ended without one)
+    pub code: u16,
+    pub description: &'a [u8],
+    pub undelivered: u64,
+    pub asked: u64,
+    pub kind: PullEndKind,
+}
+
+impl PullEnd<'_> {
+    /// True when the pull delivered nothing.
+    pub fn empty(&self) -> bool {
+        self.undelivered >= self.asked
+    }
+}
+
+/// The one place where a pull's end status is interpreted.
+pub fn pull_end_kind(code: u16, description: &[u8]) -> PullEndKind {
+    match code {
+        0 => PullEndKind::Lost,
+        404 | 408 => PullEndKind::Expired,
+        409 => {
+            let d = description.to_ascii_lowercase();
+            let has = |needle: &[u8]| d.windows(needle.len()).any(|w| w == needle);
+            if has(b"deleted") || has(b"push") {
+                PullEndKind::Refused
+            } else {
+                PullEndKind::Transient
+            }
+        }
+        _ => PullEndKind::Refused,
+    }
+}
 
 #[derive(Debug)]
 struct Pull {
     token: u64,
+    asked: u64,
     remaining: u64,
     deadline_ms: u64,
 }
@@ -211,21 +279,6 @@ impl RecvBuffer {
         Ok(())
     }
 
-    /// Copy bytes in (for callers that do not read in place).
-    pub fn extend(&mut self, mut data: &[u8]) -> Result<(), ProtoError> {
-        while !data.is_empty() {
-            let tail = self.prepare();
-            if tail.is_empty() {
-                return Err(ProtoError::LineTooLong { limit: self.limit });
-            }
-            let n = tail.len().min(data.len());
-            tail[..n].copy_from_slice(&data[..n]);
-            self.end += n;
-            data = &data[n..];
-        }
-        Ok(())
-    }
-
     pub fn pending(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
@@ -349,7 +402,7 @@ impl Core {
             .values()
             .flat_map(|ps| {
                 let hb = (ps.heartbeat_ms > 0 && !ps.pulls.is_empty())
-                    .then(|| ps.last_activity_ms + 2 * ps.heartbeat_ms + 1_001);
+                    .then(|| heartbeat_deadline_ms(ps.last_activity_ms, ps.heartbeat_ms));
                 ps.pulls.iter().map(|p| p.deadline_ms).chain(hb)
             })
             .min();
@@ -494,13 +547,22 @@ impl Core {
                     if let Some(pos) = ps.pulls.iter().position(|p| p.token == token) {
                         let pull = ps.pulls.remove(pos).unwrap_or(Pull {
                             token,
+                            asked: 0,
                             remaining: 0,
                             deadline_ms: 0,
                         });
                         let desc = m
                             .headers
                             .map_or(&b""[..], |h| header::status(h).description);
-                        sink.pull_end(m.sid, token, status, desc, pull.remaining);
+                        sink.pull_end(&PullEnd {
+                            sid: m.sid,
+                            token,
+                            code: status,
+                            description: desc,
+                            undelivered: pull.remaining,
+                            asked: pull.asked,
+                            kind: pull_end_kind(status, desc),
+                        });
                     }
                 }
                 return;
@@ -780,10 +842,11 @@ impl Core {
         let wait = if r.expires_ms > 0 {
             r.expires_ms
         } else {
-            30_000
+            PULL_DEFAULT_WAIT_MS
         };
         ps.pulls.push_back(Pull {
             token,
+            asked: r.batch,
             remaining: r.batch,
             deadline_ms: now_ms.saturating_add(wait).saturating_add(PULL_GRACE_MS),
         });
@@ -797,13 +860,6 @@ impl Core {
         })
     }
 
-    /// Forget the pulls of a subscription (e.g. the consumer stopped); no events.
-    pub fn pull_reset(&mut self, sid: u64) {
-        if let Some(ps) = self.pull_subs.get_mut(&sid) {
-            ps.pulls.clear();
-        }
-    }
-
     fn end_pulls(&mut self, now_ms: Option<u64>, sink: &mut impl Sink) {
         for (&sid, ps) in &mut self.pull_subs {
             let stale = match now_ms {
@@ -811,7 +867,7 @@ impl Core {
                 Some(now) => {
                     ps.heartbeat_ms > 0
                         && !ps.pulls.is_empty()
-                        && now.saturating_sub(ps.last_activity_ms) > 2 * ps.heartbeat_ms + 1_000
+                        && now >= heartbeat_deadline_ms(ps.last_activity_ms, ps.heartbeat_ms)
                 }
             };
             if stale {
@@ -821,14 +877,30 @@ impl Core {
                     b"idle heartbeats stopped"
                 };
                 for p in ps.pulls.drain(..) {
-                    sink.pull_end(sid, p.token, 0, why, p.remaining);
+                    sink.pull_end(&PullEnd {
+                        sid,
+                        token: p.token,
+                        code: 0,
+                        description: why,
+                        undelivered: p.remaining,
+                        asked: p.asked,
+                        kind: PullEndKind::Lost,
+                    });
                 }
                 continue;
             }
             if let Some(now) = now_ms {
                 while let Some(pos) = ps.pulls.iter().position(|p| p.deadline_ms <= now) {
                     if let Some(p) = ps.pulls.remove(pos) {
-                        sink.pull_end(sid, p.token, 408, b"expired without an answer", p.remaining);
+                        sink.pull_end(&PullEnd {
+                            sid,
+                            token: p.token,
+                            code: 408,
+                            description: b"expired without an answer",
+                            undelivered: p.remaining,
+                            asked: p.asked,
+                            kind: PullEndKind::Expired,
+                        });
                     }
                 }
             }
@@ -858,10 +930,6 @@ impl Core {
 
     pub fn is_subscribed(&self, sid: u64) -> bool {
         self.subs.contains_key(&sid)
-    }
-
-    pub fn subscription_count(&self) -> usize {
-        self.subs.len()
     }
 
     /// Queue a `PING` (for keepalive or flush). Returns false when not connected.

@@ -14,7 +14,7 @@ pub mod jetstream;
 pub mod murmur;
 pub mod parse;
 
-pub use conn::{Core, JsPublish, Options, PullRequest, Sink, State, Stats};
+pub use conn::{Core, JsPublish, Options, PullEnd, PullEndKind, PullRequest, Sink, State, Stats};
 pub use encode::AckKind;
 pub use error::ProtoError;
 pub use inflight::{Completed, GroupId, GroupStats, MsgId, NotSentReason, Outcome, UnknownReason};

@@ -507,9 +507,13 @@ fn pulls_end_on_expiry_heartbeat_loss_and_disconnect() {
         matches!(rec.events[0], Ev::PullEnd { sid, code: 408, undelivered: 10, .. } if sid == a)
     );
     rec.events.clear();
-    core.sweep(11_000, &mut rec);
+    core.sweep(10_999, &mut rec);
     assert!(rec.events.is_empty(), "within 2 heartbeats + 1 s");
-    core.sweep(11_002, &mut rec);
+    assert_eq!(
+        core.next_deadline_ms(),
+        Some(memphis_proto::conn::heartbeat_deadline_ms(0, 5_000))
+    );
+    core.sweep(11_000, &mut rec);
     assert!(matches!(rec.events[0], Ev::PullEnd { sid, code: 0, undelivered: 10, .. } if sid == b));
     rec.events.clear();
     core.pull(a, &pull_req(4, 1000, 0), 11_002).unwrap();

@@ -54,13 +54,13 @@ impl Sink for Rec {
     fn completed(&mut self, c: Completed) {
         self.events.push(Ev::Done(c));
     }
-    fn pull_end(&mut self, sid: u64, token: u64, code: u16, description: &[u8], undelivered: u64) {
+    fn pull_end(&mut self, end: &memphis_proto::conn::PullEnd<'_>) {
         self.events.push(Ev::PullEnd {
-            sid,
-            token,
-            code,
-            description: description.to_vec(),
-            undelivered,
+            sid: end.sid,
+            token: end.token,
+            code: end.code,
+            description: end.description.to_vec(),
+            undelivered: end.undelivered,
         });
     }
 }
