@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import secrets
 
+from ._subjects import internal_name
+
 __all__ = ["get_internal_name", "random_bytes", "default_error_handler"]
 
 log = logging.getLogger("memphis_fast")
 
 
 def get_internal_name(name: str) -> str:
-    """The broker's internal form of a station/group name: lower-case, ``.`` -> ``#``."""
-    return name.lower().replace(".", "#")
+    """The broker's internal form of a station/group name: lower-case, ``.`` -> ``#``
+    (memphis-py's name for :func:`memphis_fast._subjects.internal_name`)."""
+    return internal_name(name)
 
 
 def random_bytes(amount: int) -> str:

@@ -1,8 +1,11 @@
-"""Memphis names: validation texts and the internal-name mapping (spec §3)."""
+"""Memphis names: validation texts (docs/protocol.md §3.1); the internal-name mapping
+(docs/protocol.md §3.2) is :mod:`memphis_fast._subjects`'s, re-exported here."""
 
 from __future__ import annotations
 
 import re
+
+from .._subjects import external_name, internal_name, stream_name
 
 __all__ = [
     "NameError_",
@@ -21,7 +24,7 @@ class NameError_(ValueError):  # noqa: N801 - "NameError" is a builtin
 
 
 def validate_name(name: str, obj: str) -> str:
-    """Lower-case and validate ``name`` the way the broker does (spec §3.1).
+    """Lower-case and validate ``name`` the way the broker does (docs/protocol.md §3.1).
 
     ``obj`` is ``Station``, ``Producer``, ``Consumer`` or ``Schema``. Returns the lower-cased name.
     """
@@ -37,22 +40,6 @@ def validate_name(name: str, obj: str) -> str:
     return name
 
 
-def internal_name(name: str) -> str:
-    """``Orders.EU`` -> ``orders#eu`` (spec §3.2)."""
-    return name.lower().replace(".", "#")
-
-
-def external_name(internal: str) -> str:
-    """``orders#eu`` -> ``orders.eu``."""
-    return internal.replace("#", ".")
-
-
-def stream_name(station: str, partition: int) -> str:
-    """The JetStream stream of one partition: ``orders#eu$2``; partition 0 means a legacy stream."""
-    base = internal_name(station)
-    return base if partition <= 0 else f"{base}${partition}"
-
-
 _KV_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -60,7 +47,7 @@ def kv_key(*parts: str) -> str:
     """A KV key from name parts; anything outside ``[A-Za-z0-9_-]`` is escaped as ``=XX``.
 
     KV keys cannot hold ``#``, ``$`` or empty dot-separated tokens, and schema names are not
-    validated by the broker (spec §3.1), so every name is escaped, reversibly.
+    validated by the broker (docs/protocol.md §3.1), so every name is escaped, reversibly.
     """
     out = []
     for part in parts:
