@@ -914,7 +914,7 @@ class SchemaverseDlsReport:
             data=data,
             headers=headers,
             validation_error=f.get_str("validation_error"),
-            creation_unix=f.get_int("creation_unix", 0),
+            creation_unix=_lenient_int(f.get("creation_unix")),
             partition_number=f.get_int("partition_number", 0),
         )
 
@@ -1042,6 +1042,11 @@ class PmAck:
 # ==========================================================================================
 
 
+def _lenient_int(value: Any) -> int:
+    """An integer field nobody acts on: anything else reads as 0 instead of failing the body."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
@@ -1129,7 +1134,7 @@ class SchemaUpdate:
     @classmethod
     def parse(cls, body: bytes | bytearray | memoryview | Mapping[str, Any]) -> SchemaUpdate:
         """Raises :class:`BodyError` (``invalid schema update: ...``) for a body that is not a
-        JSON object; an ``init`` that is not an object counts as missing."""
+        JSON object, and for an ``init`` that is neither an object nor missing."""
         if isinstance(body, Mapping):
             obj: Any = body
         else:
@@ -1140,10 +1145,15 @@ class SchemaUpdate:
         if not isinstance(obj, Mapping):
             raise BodyError("invalid schema update: not a JSON object")
         raw_type = obj.get("UpdateType")
+        update_type = 0
+        if isinstance(raw_type, int | float) and not isinstance(raw_type, bool):
+            update_type = int(raw_type) if float(raw_type).is_integer() else 0
         init = obj.get("init")
+        if init is not None and not isinstance(init, Mapping):
+            raise BodyError(f"invalid schema object: {type(init).__name__}")
         return cls(
-            update_type=raw_type if type(raw_type) is int else 0,
-            init=SchemaInit.parse(init) if isinstance(init, Mapping) else None,
+            update_type=update_type,
+            init=SchemaInit.parse(init) if init is not None else None,
         )
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ._subjects import RESERVED_HEADER_PREFIX as _RESERVED
 from .exceptions import MemphisHeaderError
 
 __all__ = ["Headers"]
-
-_RESERVED = "$memphis"
 
 
 class Headers:

@@ -14,6 +14,31 @@ from typing import Any
 import orjson
 
 from ._connection import ConnectOptions, NatsConnection, parse_servers
+from ._subjects import (
+    GLOBAL_ACCOUNT,
+    SDK_CLIENTS_UPDATES,
+    UPDATE_REMOVE_STATION,
+    UPDATE_SCHEMAVERSE_TO_DLS,
+    UPDATE_SEND_NOTIFICATION,
+    BodyError,
+    ConsumerCreation,
+    CreationReply,
+    ProducerCreation,
+    SchemaAttachment,
+    SchemaCreation,
+    SchemaDetachment,
+    SdkClientsUpdate,
+    StationCreation,
+    durable_name,
+    functions_updates_subject,
+    internal_name,
+    js_consumer_info,
+    parse_creation_reply,
+    parse_schema_creation_reply,
+    reply_text,
+    schema_updates_subject,
+    station_streams,
+)
 from .consumer import DEFAULT_MAX_BYTES_PER_PULL, Consumer
 from .exceptions import (
     MemphisConnectError,
@@ -30,7 +55,7 @@ from .producer import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT_BYTES, ProduceF
 from .schemaverse import load_schema_file, validate_schema_name, validate_schema_type
 from .station import Station, StationState
 from .types import Retention, Storage
-from .utils import get_internal_name, random_bytes
+from .utils import random_bytes
 
 __all__ = ["Memphis", "app_id"]
 
@@ -65,7 +90,7 @@ class Memphis:
     """
 
     MAX_BATCH_SIZE = 5000
-    MEMPHIS_GLOBAL_ACCOUNT_NAME = "$memphis"
+    MEMPHIS_GLOBAL_ACCOUNT_NAME = GLOBAL_ACCOUNT
     SEED = 31  # must match the Rust core's PARTITION_KEY_SEED (pinned by a test)
 
     def __init__(self) -> None:
@@ -184,7 +209,7 @@ class Memphis:
         self._conn = await NatsConnection.connect(opts)
         self.is_connection_active = True
         self._closed = False
-        self._updates_sid = self._conn.subscribe("$memphis_sdk_clients_updates", self._on_sdk_updates)
+        self._updates_sid = self._conn.subscribe(SDK_CLIENTS_UPDATES, self._on_sdk_updates)
 
     def is_connected(self) -> bool:
         """True while connected (False before ``connect()``, while reconnecting, after close)."""
@@ -247,18 +272,17 @@ class Memphis:
     def _on_sdk_updates(self, msgs: list[Any]) -> None:
         for m in msgs:
             try:
-                data = orjson.loads(m.data)
-                kind = data.get("type")
-                if kind == "send_notification":
-                    self._send_notification = bool(data.get("update"))
-                elif kind == "schemaverse_to_dls":
-                    st = self._stations.get(get_internal_name(str(data.get("station_name", ""))))
+                update = SdkClientsUpdate.parse(m.data)
+                if update.type == UPDATE_SEND_NOTIFICATION:
+                    self._send_notification = bool(update.update)
+                elif update.type == UPDATE_SCHEMAVERSE_TO_DLS:
+                    st = self._stations.get(internal_name(update.station_name))
                     if st is not None:
-                        st.schemaverse_to_dls = bool(data.get("update"))
-                elif kind == "remove_station":
-                    self._forget_station(get_internal_name(str(data.get("station_name", ""))))
+                        st.schemaverse_to_dls = bool(update.update)
+                elif update.type == UPDATE_REMOVE_STATION:
+                    self._forget_station(internal_name(update.station_name))
             except Exception:
-                log.exception("bad message on $memphis_sdk_clients_updates: %r", bytes(m.data)[:200])
+                log.exception("bad message on %s: %r", SDK_CLIENTS_UPDATES, bytes(m.data)[:200])
 
     def _acquire_station(self, internal: str) -> StationState:
         """The station's shared state, subscribing its schema listener for the first client."""
@@ -267,7 +291,7 @@ class Memphis:
             st = self._stations[internal] = StationState(internal)
         if st.clients == 0 and st.schema_sid is None:
             st.schema_sid = self._require_conn().subscribe(
-                f"$memphis_schema_updates_{internal}", st.on_schema_broadcast
+                schema_updates_subject(internal), st.on_schema_broadcast
             )
         st.clients += 1
         return st
@@ -301,38 +325,23 @@ class Memphis:
         if st is not None:
             self._drop_listeners(st)
 
-    def _apply_reply(self, st: StationState, res: dict[str, Any]) -> list[int] | None:
+    def _apply_reply(self, st: StationState, reply: CreationReply) -> list[int] | None:
         """Apply a producer/consumer creation reply; returns the partition list (None =
         a legacy station without partitions)."""
-        schema_update = res.get("schema_update")
-        if isinstance(schema_update, dict):
-            st.schema.update(schema_update)
-        if "schemaverse_to_dls" in res:
-            st.schemaverse_to_dls = bool(res["schemaverse_to_dls"])
-        if "send_notification" in res:
-            self._send_notification = bool(res["send_notification"])
-        pu = res.get("partitions_update")
-        partitions = pu.get("partitions_list") if isinstance(pu, dict) else None
-        if partitions is not None:
-            partitions = [int(p) for p in partitions]
-            if not partitions:
-                partitions = None
-        return partitions
+        if reply.schema_update is not None:
+            st.schema.update(reply.schema_update)
+        if reply.schemaverse_to_dls is not None:
+            st.schemaverse_to_dls = reply.schemaverse_to_dls
+        if reply.send_notification is not None:
+            self._send_notification = reply.send_notification
+        return reply.partitions
 
-    def _parse_creation_reply(self, raw: bytes) -> dict[str, Any]:
-        text = bytes(raw).decode("utf-8", "replace")
-        if text == "":
-            return {}
+    @staticmethod
+    def _parse_creation_reply(raw: bytes) -> CreationReply:
         try:
-            res = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise MemphisError(text) from None
-        if not isinstance(res, dict):
-            raise MemphisError(text)
-        err = res.get("error")
-        if err:
-            raise MemphisError(str(err))
-        return res
+            return parse_creation_reply(raw)
+        except BodyError as exc:
+            raise MemphisError(str(exc)) from None
 
     # -- stations ----------------------------------------------------------------------------
     async def station(
@@ -370,25 +379,23 @@ class Memphis:
             raise MemphisError("station name must be a string")
         if partitions_number == 0:
             partitions_number = 1
-        req = {
-            "name": name,
-            "retention_type": _enum_value(retention_type, Retention, "retention_type"),
-            "retention_value": retention_value,
-            "storage_type": _enum_value(storage_type, Storage, "storage_type"),
-            "replicas": replicas,
-            "idempotency_window_in_ms": idempotency_window_ms,
-            "schema_name": schema_name,
-            "dls_configuration": {
-                "poison": send_poison_msg_to_dls,
-                "Schemaverse": send_schema_failed_msg_to_dls,
-            },
-            "username": self.username,
-            "tiered_storage_enabled": tiered_storage_enabled,
-            "partitions_number": partitions_number,
-            "dls_station": dls_station,
-        }
-        res = await self._request("$memphis_station_creations", orjson.dumps(req), 20, timeout_retries)
-        err = bytes(res.data).decode("utf-8", "replace")
+        req = StationCreation(
+            name=name,
+            retention_type=_enum_value(retention_type, Retention, "retention_type"),
+            retention_value=retention_value,
+            storage_type=_enum_value(storage_type, Storage, "storage_type"),
+            replicas=replicas,
+            idempotency_window_in_ms=idempotency_window_ms,
+            schema_name=schema_name,
+            dls_poison=send_poison_msg_to_dls,
+            dls_schemaverse=send_schema_failed_msg_to_dls,
+            username=self.username,
+            tiered_storage_enabled=tiered_storage_enabled,
+            partitions_number=partitions_number,
+            dls_station=dls_station,
+        )
+        res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
+        err = reply_text(res.data)
         if err != "" and "already exist" not in err:
             raise MemphisError(err)
         return Station(self, name)
@@ -448,31 +455,27 @@ class Memphis:
         timeout_retries: int,
         opts: dict[str, Any] | None = None,
     ) -> Producer:
-        internal = get_internal_name(station_name)
+        internal = internal_name(station_name)
         key = f"{internal}_{real_name}"
         cached = self.producers_map.get(key)
         if cached is not None:
             return cached
-        req = {
-            "name": producer_name,
-            "station_name": station_name,
-            "connection_id": self.connection_id,
-            "producer_type": "application",
-            "req_version": 4,
-            "username": self.username,
-            "app_id": app_id,
-            "sdk_lang": "python",
-        }
+        req = ProducerCreation(
+            name=producer_name,
+            station_name=station_name,
+            connection_id=self.connection_id or "",
+            username=self.username,
+            app_id=app_id,
+        )
         st = self._acquire_station(internal)
         try:
-            res = await self._request("$memphis_producer_creations", orjson.dumps(req), 20, timeout_retries)
+            res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
             reply = self._parse_creation_reply(res.data)
             partitions = self._apply_reply(st, reply)
-            if int(reply.get("station_version", 0) or 0) >= 2 and st.functions_sid is None:
-                first = reply.get("station_partitions_first_functions") or {}
-                st.functions = {str(k): v for k, v in first.items()}
+            if reply.station_version >= 2 and st.functions_sid is None:
+                st.functions = dict(reply.functions)
                 st.functions_sid = self._require_conn().subscribe(
-                    f"$memphis_functions_updates_{internal}", st.on_functions_broadcast
+                    functions_updates_subject(internal), st.on_functions_broadcast
                 )
         except BaseException:
             self._release_station(internal)
@@ -580,38 +583,35 @@ class Memphis:
             raise MemphisError(
                 "Consumer creation options can't contain both start_consume_from_sequence and last_messages"
             )
-        internal = get_internal_name(station_name)
+        internal = internal_name(station_name)
         key = f"{internal}_{real_name}"
         cached = self.consumers_map.get(key)
         if cached is not None:
             return cached
-        req = {
-            "name": consumer_name,
-            "station_name": station_name,
-            "connection_id": self.connection_id,
-            "consumer_type": "application",
+        req = ConsumerCreation(
+            name=consumer_name,
+            station_name=station_name,
+            connection_id=self.connection_id or "",
             # The resolved group (memphis-py sent "" and let the broker resolve it, R5).
-            "consumers_group": cg,
-            "max_ack_time_ms": max_ack_time_ms,
-            "max_msg_deliveries": max_msg_deliveries,
-            "start_consume_from_sequence": start_consume_from_sequence,
-            "last_messages": last_messages,
-            "req_version": 4,
-            "username": self.username,
-            "app_id": app_id,
-            "sdk_lang": "python",
-        }
+            consumers_group=cg,
+            max_ack_time_ms=max_ack_time_ms,
+            max_msg_deliveries=max_msg_deliveries,
+            start_consume_from_sequence=start_consume_from_sequence,
+            last_messages=last_messages,
+            username=self.username,
+            app_id=app_id,
+        )
         st = self._acquire_station(internal)
         try:
-            res = await self._request("$memphis_consumer_creations", orjson.dumps(req), 20, timeout_retries)
+            res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
             reply = self._parse_creation_reply(res.data)
             partitions = self._apply_reply(st, reply)
-            durable = get_internal_name(cg)
-            streams = [f"{internal}${p}" for p in partitions] if partitions else [internal]
+            durable = durable_name(cg)
+            streams = station_streams(internal, partitions)
             conn = self._require_conn()
             # Bind: the broker created the durable on every partition (Go: consumer info).
             infos = await asyncio.gather(
-                *(conn.request(f"$JS.API.CONSUMER.INFO.{s}.{durable}", b"", 20) for s in streams)
+                *(conn.request(js_consumer_info(s, durable), b"", 20) for s in streams)
             )
             for s, info in zip(streams, infos, strict=True):
                 try:
@@ -668,7 +668,7 @@ class Memphis:
         self._require_conn()
         if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
             raise MemphisError(f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1")
-        key = f"{get_internal_name(station_name)}_{consumer_name.lower()}"
+        key = f"{internal_name(station_name)}_{consumer_name.lower()}"
         consumer = self.consumers_map.get(key)
         if consumer is None:
             consumer = await self.consumer(
@@ -704,20 +704,17 @@ class Memphis:
         validate_schema_type(schema_type)
         validate_schema_name(schema_name)
         content = await load_schema_file(schema_path)
-        req = {
-            "name": schema_name,
-            "type": schema_type,
-            "created_by_username": self.username,
-            "schema_content": content,
-            "message_struct_name": "",
-        }
-        res = await self._request("$memphis_schema_creations", orjson.dumps(req), 20, timeout_retries)
-        text = bytes(res.data).decode("utf-8", "replace")
+        req = SchemaCreation(
+            name=schema_name,
+            schema_type=schema_type,
+            created_by_username=self.username,
+            schema_content=content,
+        )
+        res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
         try:
-            body = orjson.loads(res.data) if text else {}
-        except orjson.JSONDecodeError:
-            raise MemphisError(text) from None
-        err = body.get("error", "") if isinstance(body, dict) else text
+            err = parse_schema_creation_reply(res.data)
+        except BodyError as exc:
+            raise MemphisError(str(exc)) from None
         if err and "already exists" not in err:
             raise MemphisError(err)
 
@@ -730,9 +727,9 @@ class Memphis:
         producer and consumer of the station)."""
         if name == "" or station_name == "":
             raise MemphisError("name and station name can not be empty")
-        req = {"name": name, "station_name": station_name, "username": self.username}
-        res = await self._request("$memphis_schema_attachments", orjson.dumps(req), 20, timeout_retries)
-        err = bytes(res.data).decode("utf-8", "replace")
+        req = SchemaAttachment(name=name, station_name=station_name, username=self.username)
+        res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
+        err = reply_text(res.data)
         if err != "":
             raise MemphisError(err)
 
@@ -744,20 +741,20 @@ class Memphis:
         """Remove the schema of a station."""
         if station_name == "":
             raise MemphisError("station name is missing")
-        req = {"station_name": station_name, "username": self.username}
-        res = await self._request("$memphis_schema_detachments", orjson.dumps(req), 20, timeout_retries)
-        err = bytes(res.data).decode("utf-8", "replace")
+        req = SchemaDetachment(station_name=station_name, username=self.username)
+        res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
+        err = reply_text(res.data)
         if err != "":
             raise MemphisError(err)
 
     # -- compat helpers ----------------------------------------------------------------------
     def unset_cached_producer_station(self, station_name: str) -> None:
-        internal = get_internal_name(station_name)
+        internal = internal_name(station_name)
         for k in [k for k, p in self.producers_map.items() if p.internal_station_name == internal]:
             del self.producers_map[k]
 
     def unset_cached_consumer_station(self, station_name: str) -> None:
-        internal = get_internal_name(station_name)
+        internal = internal_name(station_name)
         for k in [k for k, c in self.consumers_map.items() if c.internal_station_name == internal]:
             del self.consumers_map[k]
 

@@ -9,7 +9,7 @@ __all__ = ["PartitionGenerator", "check_partition_number"]
 
 
 def check_partition_number(partitions: list[int] | None, partition_number: int, station_name: str) -> None:
-    """memphis-py's partition-number rules and texts (spec 7.5)."""
+    """memphis-py's partition-number rules and texts (docs/protocol.md §7.5)."""
     if partitions is None:
         raise MemphisError(f"Partition {partition_number} does not exist in station {station_name}")
     if partition_number < 1 or partition_number > len(partitions):

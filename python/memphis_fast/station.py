@@ -6,11 +6,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from ._subjects import StationDestruction, internal_name, parse_functions_update, reply_text
 from .exceptions import MemphisError
 from .schemaverse import StationSchema
-from .utils import get_internal_name
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -56,9 +54,7 @@ class StationState:
     def on_functions_broadcast(self, msgs: list[Any]) -> None:
         for m in msgs:
             try:
-                data = orjson.loads(m.data)
-                functions = data.get("functions") or {}
-                self.functions = {str(k): v for k, v in functions.items()}
+                self.functions = parse_functions_update(m.data)
             except Exception:
                 log.exception("bad functions update for station %s", self.internal_name)
 
@@ -69,7 +65,7 @@ class Station:
     def __init__(self, connection: Memphis, name: str) -> None:
         self.connection = connection
         self.name = name.lower()
-        self.internal_station_name = get_internal_name(self.name)
+        self.internal_station_name = internal_name(self.name)
 
     def __repr__(self) -> str:
         return f"<Station {self.name}>"
@@ -79,11 +75,9 @@ class Station:
         does not exist is not an error. Producers and consumers of this station cached by this
         connection are dropped (only this station's: memphis-py matched by substring, B14)."""
         conn = self.connection
-        req = {"station_name": self.name, "username": conn.username}
-        res = await conn._request(
-            "$memphis_station_destructions", orjson.dumps(req), 5, timeout_retries
-        )
-        error = bytes(res.data).decode("utf-8", "replace")
+        req = StationDestruction(station_name=self.name, username=conn.username)
+        res = await conn._request(req.subject, req.to_json(), 5, timeout_retries)
+        error = reply_text(res.data)
         if error != "" and "not exist" not in error:
             raise MemphisError(error)
         conn._forget_station(self.internal_station_name)

@@ -3,7 +3,7 @@
 Self-contained: no I/O except :func:`load_schema_file`, no connection state. The client keeps one
 :class:`StationSchema` per station and feeds it what the broker sends; everything else is pure.
 
-Compiling (spec §5.3, §5.10, §10)::
+Compiling (docs/protocol.md §5.3, §5.10, §10)::
 
     compile_schema(update: Mapping | None) -> Schema | None
         # update = the creation reply's "schema_update" or a broadcast's "init", as on the wire:
@@ -43,7 +43,7 @@ Errors are :class:`~memphis_fast.exceptions.MemphisSchemaError` with memphis-py'
 attached schema: <reason>`` from ``decode``. Each carries ``reason`` (the text after the prefix);
 those from ``encode`` also carry ``payload``, the bytes that would have been sent.
 
-Validation failure path (spec §7.8, pure functions returning the body to publish)::
+Validation failure path (docs/protocol.md §7.8, pure functions returning the body to publish)::
 
     build_schemaverse_dls_report(*, internal_station_name, producer_name, connection_id, data,
                                  headers, validation_error, creation_unix=None) -> bytes
@@ -51,7 +51,7 @@ Validation failure path (spec §7.8, pure functions returning the body to publis
 
 ``create_schema`` helpers (all raise :class:`~memphis_fast.exceptions.MemphisError`)::
 
-    validate_schema_name(name) -> str     # memphis-py's rules and texts (spec §3.1)
+    validate_schema_name(name) -> str     # memphis-py's rules and texts (docs/protocol.md §3.1)
     validate_schema_type(type) -> str     # json / graphql / protobuf / avro
     await load_schema_file(path) -> str   # read in a worker thread
 

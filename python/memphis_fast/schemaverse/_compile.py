@@ -7,8 +7,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
+from .._subjects import BodyError, SchemaInit, SchemaUpdate
 from ..exceptions import MemphisSchemaError
 from ._base import BrokenSchema, Schema, encode_plain
 
@@ -26,10 +25,6 @@ CACHE_SIZE = 128
 
 _cache: OrderedDict[tuple[str, str, int, str, str, str], Schema] = OrderedDict()
 _lock = threading.Lock()
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _build(schema_type: str, name: str, version: int, content: str, descriptor: str, struct: str) -> Schema:
@@ -59,14 +54,15 @@ def _build(schema_type: str, name: str, version: int, content: str, descriptor: 
     return BrokenSchema(schema_type, name, version, f"unsupported schema type {schema_type!r}")
 
 
-def compile_schema(update: Mapping[str, Any] | None) -> Schema | None:
+def compile_schema(update: Mapping[str, Any] | SchemaInit | None) -> Schema | None:
     """Compile the broker's schema object (the ``schema_update`` of a producer/consumer creation
-    reply, or the ``init`` of a schema broadcast)::
+    reply, or the ``init`` of a schema broadcast; docs/protocol.md §5.10)::
 
         {"schema_name": str, "type": str,
          "active_version": {"version_number": int, "descriptor": str,
                             "schema_content": str, "message_struct_name": str}}
 
+    given as that mapping or already parsed (:class:`memphis_fast._subjects.SchemaInit`).
     Returns ``None`` when ``schema_name`` is empty (no schema). Otherwise a :class:`Schema`; a
     schema text that does not compile gives a :class:`BrokenSchema` that rejects every message
     (it never raises for content, so a live update cannot kill a listener). Compiled schemas are
@@ -74,23 +70,21 @@ def compile_schema(update: Mapping[str, Any] | None) -> Schema | None:
     """
     if update is None:
         return None
-    if not isinstance(update, Mapping):
+    if isinstance(update, SchemaInit):
+        init = update
+    elif isinstance(update, Mapping):
+        init = SchemaInit.parse(update)
+    else:
         raise MemphisSchemaError(f"invalid schema object: {type(update).__name__}")
-    name = _text(update.get("schema_name"))
-    if not name:
+    if init.is_empty:
         return None
-    schema_type = _text(update.get("type"))
-    version_obj = update.get("active_version")
-    active: Mapping[str, Any] = version_obj if isinstance(version_obj, Mapping) else {}
-    number = active.get("version_number")
-    version = number if type(number) is int else 0
     key = (
-        schema_type,
-        name,
-        version,
-        _text(active.get("schema_content")),
-        _text(active.get("descriptor")),
-        _text(active.get("message_struct_name")),
+        init.type,
+        init.schema_name,
+        init.version_number,
+        init.schema_content,
+        init.descriptor,
+        init.message_struct_name,
     )
     with _lock:
         schema = _cache.get(key)
@@ -117,23 +111,16 @@ def clear_cache() -> None:
 
 
 def schema_from_broadcast(message: bytes | bytearray | memoryview | Mapping[str, Any]) -> Schema | None:
-    """Interpret a ``$memphis_schema_updates_<station>`` message: ``UpdateType`` 2 (drop) or an
-    empty ``init.schema_name`` means no schema, otherwise the compiled ``init``."""
-    if isinstance(message, Mapping):
-        body: Any = message
-    else:
-        try:
-            body = orjson.loads(message)
-        except orjson.JSONDecodeError as e:
-            raise MemphisSchemaError(f"invalid schema update: {e}") from None
-    if not isinstance(body, Mapping):
-        raise MemphisSchemaError("invalid schema update: not a JSON object")
-    if body.get("UpdateType") == 2:
+    """Interpret a ``$memphis_schema_updates_<station>`` message (docs/protocol.md §5.10):
+    ``UpdateType`` 2 (drop), a missing ``init`` or an empty ``init.schema_name`` means no
+    schema, otherwise the compiled ``init``."""
+    try:
+        update = SchemaUpdate.parse(message)
+    except BodyError as e:
+        raise MemphisSchemaError(str(e)) from None
+    if update.update_type == 2 or update.init is None:
         return None
-    init = body.get("init")
-    if init is None:
-        return None
-    return compile_schema(init)
+    return compile_schema(update.init)
 
 
 class StationSchema:
@@ -146,15 +133,15 @@ class StationSchema:
 
     __slots__ = ("schema",)
 
-    def __init__(self, update: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, update: Mapping[str, Any] | SchemaInit | None = None) -> None:
         self.schema: Schema | None = compile_schema(update)
 
-    def update(self, update: Mapping[str, Any] | None) -> None:
+    def update(self, update: Mapping[str, Any] | SchemaInit | None) -> None:
         """Apply a creation reply's ``schema_update`` (or a broadcast's ``init``)."""
         self.schema = compile_schema(update)
 
     def apply_broadcast(self, message: bytes | bytearray | memoryview | Mapping[str, Any]) -> None:
-        """Apply a schema broadcast (§5.10)."""
+        """Apply a schema broadcast (docs/protocol.md §5.10)."""
         self.schema = schema_from_broadcast(message)
 
     def encode(self, message: Any) -> bytes:

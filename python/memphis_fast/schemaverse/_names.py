@@ -15,8 +15,8 @@ _NAME_RE = re.compile(r"[a-z0-9_.-]*")
 
 
 def validate_schema_name(name: object) -> str:
-    """Check a schema name as memphis-py does (the broker does not check schema names; spec §3.1),
-    with its texts. Returns the name; raises :class:`MemphisError`."""
+    """Check a schema name as memphis-py does (the broker does not check schema names;
+    docs/protocol.md §3.1), with its texts. Returns the name; raises :class:`MemphisError`."""
     if not isinstance(name, str):
         raise MemphisError(f"Schema name must be a string, not {type(name).__name__}")
     if len(name) == 0:

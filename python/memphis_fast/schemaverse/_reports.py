@@ -1,13 +1,16 @@
-"""The two messages a producer publishes when a message fails validation (spec §7.8)."""
+"""The two messages a producer publishes when a message fails validation (docs/protocol.md §7.8).
+
+The bodies themselves are :mod:`memphis_fast._subjects`'s; this module turns what a producer
+has (a ``Headers`` object or mapping, an exception) into them.
+"""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
+from .. import _subjects
 
 __all__ = [
     "SCHEMAVERSE_DLS_SUBJECT",
@@ -17,19 +20,9 @@ __all__ = [
     "build_schema_notification",
 ]
 
-SCHEMAVERSE_DLS_SUBJECT = "$memphis_schemaverse_dls"
-NOTIFICATIONS_SUBJECT = "$memphis_notifications"
-SCHEMA_FAIL_ALERT_TYPE = "schema_validation_fail_alert"
-_NOTIFICATION_TITLE = "Schema validation has failed"
-
-
-def _dumps(body: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        # Lone surrogates (say, in an error text quoting the rejected value): orjson refuses
-        # them; the standard library escapes them, and a report is better than none.
-        return json.dumps(body, separators=(",", ":")).encode("ascii")
+SCHEMAVERSE_DLS_SUBJECT = _subjects.SCHEMAVERSE_DLS
+NOTIFICATIONS_SUBJECT = _subjects.NOTIFICATIONS
+SCHEMA_FAIL_ALERT_TYPE = _subjects.SCHEMA_FAIL_ALERT_TYPE
 
 
 def _header_value(value: Any) -> str:
@@ -52,7 +45,7 @@ def build_schemaverse_dls_report(
     validation_error: str | BaseException,
     creation_unix: int | None = None,
 ) -> bytes:
-    """The body for ``$memphis_schemaverse_dls`` (§5.13), in memphis-py's key order.
+    """The body for ``$memphis_schemaverse_dls`` (docs/protocol.md §5.13), in memphis-py's key order.
 
     ``data`` is the bytes the producer would have sent (``MemphisSchemaError.payload``); it goes
     out as lower-case hex. ``headers`` are the user's headers, a mapping or an object with a
@@ -64,17 +57,17 @@ def build_schemaverse_dls_report(
     if headers is not None and not isinstance(headers, Mapping):
         headers = getattr(headers, "headers", None)  # a memphis-py style Headers object
     merged = {str(k): _header_value(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}
-    merged["$memphis_producedBy"] = producer_name
-    merged["$memphis_connectionId"] = connection_id
-    return _dumps(
-        {
-            "station_name": internal_station_name,
-            "producer": {"name": producer_name, "connection_id": connection_id},
-            "creation_unix": int(time.time()) if creation_unix is None else creation_unix,
-            "message": {"data": bytes(data).hex(), "headers": merged},
-            "validation_error": str(validation_error),
-        }
-    )
+    merged[_subjects.HEADER_PRODUCED_BY] = producer_name
+    merged[_subjects.HEADER_CONNECTION_ID] = connection_id
+    return _subjects.SchemaverseDlsReport(
+        station_name=internal_station_name,
+        producer_name=producer_name,
+        connection_id=connection_id,
+        data=bytes(data),
+        headers=merged,
+        validation_error=str(validation_error),
+        creation_unix=int(time.time()) if creation_unix is None else creation_unix,
+    ).to_json()
 
 
 def build_schema_notification(
@@ -84,13 +77,12 @@ def build_schema_notification(
     validation_error: str | BaseException,
     data: bytes | bytearray | memoryview,
 ) -> bytes:
-    """The body for ``$memphis_notifications`` (§5.12), as memphis-py writes it: ``Error:`` with
-    no space after it, and the rejected message as text in ``code`` (invalid UTF-8 replaced)."""
-    return _dumps(
-        {
-            "title": _NOTIFICATION_TITLE,
-            "msg": f"Station: {station_name}\nProducer: {producer_name}\nError:{validation_error}",
-            "type": SCHEMA_FAIL_ALERT_TYPE,
-            "code": bytes(data).decode("utf-8", "replace"),
-        }
-    )
+    """The body for ``$memphis_notifications`` (docs/protocol.md §5.12), as memphis-py writes it:
+    ``Error:`` with no space after it, and the rejected message as text in ``code`` (invalid
+    UTF-8 replaced)."""
+    return _subjects.Notification.schema_validation_failed(
+        station_name=station_name,
+        producer_name=producer_name,
+        validation_error=str(validation_error),
+        code=bytes(data).decode("utf-8", "replace"),
+    ).to_json()
