@@ -14,7 +14,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from .control_plane import ADMIN_PREFIX
+from .._subjects import admin_subject
 
 __all__ = ["AdminClient", "AdminError"]
 
@@ -85,9 +85,7 @@ class AdminClient:
             await self.connect()
         assert self.nc is not None
         try:
-            msg = await self.nc.request(
-                f"{ADMIN_PREFIX}.{op}", json.dumps(body).encode(), timeout=self.timeout
-            )
+            msg = await self.nc.request(admin_subject(op), json.dumps(body).encode(), timeout=self.timeout)
         except nats.errors.NoRespondersError:
             raise AdminError("no broker control plane answered (is the broker running?)") from None
         result: dict[str, Any] = json.loads(msg.data)

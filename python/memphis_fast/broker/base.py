@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import re
 import ssl
@@ -14,6 +13,15 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from .._subjects import (
+    EMPTY_SCHEMA,
+    FAST_ADMIN_PREFIX,
+    GLOBAL_ACCOUNT,
+    Fields,
+    SchemaInit,
+    SdkClientsUpdate,
+    stream_subjects,
+)
 from .connections import ConnectionTracker
 from .jsapi import JsApi
 from .models import Consumer, DlsRecord, Producer, Schema, Station, from_dict, to_dict
@@ -24,7 +32,7 @@ __all__ = ["ADMIN_PREFIX", "ControlPlaneBase", "ControlPlaneConfig", "ReplyError
 
 log = logging.getLogger("memphis_fast.broker")
 
-ADMIN_PREFIX = "$memphis_fast_admin"
+ADMIN_PREFIX = FAST_ADMIN_PREFIX
 
 MAX_PARTITIONS = 10_000
 NS = 1_000_000_000
@@ -47,7 +55,7 @@ class ControlPlaneConfig:
     # Password mode: the system account's user, for $SYS connect/disconnect events.
     sys_user: str | None = None
     sys_password: str | None = None
-    account: str = "$memphis"
+    account: str = GLOBAL_ACCOUNT
     # Token mode: nats-server's monitoring /connz endpoint.
     connz_url: str | None = None
     users: dict[str, str] = field(default_factory=lambda: {"root": "root"})
@@ -57,71 +65,12 @@ class ControlPlaneConfig:
     connection_poll_interval: float = 0.5
 
 
-def empty_schema_update() -> dict[str, Any]:
-    return {
-        "schema_name": "",
-        "active_version": {
-            "version_number": 0,
-            "descriptor": "",
-            "schema_content": "",
-            "message_struct_name": "",
-        },
-        "type": "",
-    }
+class Request(Fields):
+    """A decoded JSON request with Go-like, case-insensitive field access and type checks
+    (:class:`memphis_fast._subjects.Fields`); errors are :class:`ReplyError`, whose text goes
+    back to the client."""
 
-
-class Request:
-    """A decoded JSON request with Go-like, case-insensitive field access and type checks."""
-
-    def __init__(self, data: bytes) -> None:
-        try:
-            raw = json.loads(data) if data.strip() else {}
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ReplyError(f"invalid request: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ReplyError("invalid request: expected a JSON object")
-        self.raw = raw
-        self._lower: dict[str, Any] = {}
-        for k, v in raw.items():
-            self._lower.setdefault(str(k).lower(), v)
-        for k, v in raw.items():  # an exact lower-case key wins, as in Go's decoder
-            if k == str(k).lower():
-                self._lower[k] = v
-
-    def get(self, key: str) -> Any:
-        return self._lower.get(key.lower())
-
-    def get_str(self, key: str, default: str = "") -> str:
-        v = self.get(key)
-        if v is None:
-            return default
-        if not isinstance(v, str):
-            raise ReplyError(f"invalid request: field {key} must be a string")
-        return v
-
-    def get_int(self, key: str, default: int = 0) -> int:
-        v = self.get(key)
-        if v is None:
-            return default
-        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
-            raise ReplyError(f"invalid request: field {key} must be an integer")
-        return int(v)
-
-    def get_bool(self, key: str, default: bool = False) -> bool:
-        v = self.get(key)
-        if v is None:
-            return default
-        if not isinstance(v, bool):
-            raise ReplyError(f"invalid request: field {key} must be a boolean")
-        return v
-
-    def get_obj(self, key: str) -> Request:
-        v = self.get(key)
-        if v is None:
-            return Request(b"{}")
-        if not isinstance(v, dict):
-            raise ReplyError(f"invalid request: field {key} must be an object")
-        return Request(json.dumps(v).encode())
+    error = ReplyError
 
 
 class ControlPlaneBase:
@@ -249,11 +198,11 @@ class ControlPlaneBase:
             self._save_consumer(reg)
 
     def _stream_config(self, st: Station, partition: int) -> dict[str, Any]:
-        """spec §6.1."""
+        """docs/protocol.md §6.1."""
         rtype, rvalue = st.retention_type, st.retention_value
         return {
             "name": stream_name(st.name, partition),
-            "subjects": [f"{stream_name(st.name, partition)}.>"],
+            "subjects": [stream_subjects(stream_name(st.name, partition))],
             "retention": "interest" if rtype == "ack_based" else "limits",
             "max_consumers": -1,
             "max_msgs": rvalue if rtype == "messages" and rvalue > 0 else -1,
@@ -267,25 +216,25 @@ class ControlPlaneBase:
             "duplicate_window": st.idempotency_window_ms * MS,
         }
 
-    def schema_update(self, st: Station | None) -> dict[str, Any]:
-        """The §5.10 ``init`` object for a station: its schema's *currently active* version."""
+    def schema_update(self, st: Station | None) -> SchemaInit:
+        """The docs/protocol.md §5.10 ``init`` object for a station: its schema's *currently
+        active* version."""
         if st is None or not st.schema_name:
-            return empty_schema_update()
+            return EMPTY_SCHEMA
         sc = self.schemas.get(st.schema_name)
         version = sc.active() if sc is not None else None
         if sc is None or version is None:
-            return empty_schema_update()
-        return {
-            "schema_name": sc.name,
-            "active_version": {
-                "version_number": version.number,
-                "descriptor": version.descriptor,
-                "schema_content": version.content,
-                "message_struct_name": version.message_struct_name,
-            },
-            "type": sc.type,
-        }
+            return EMPTY_SCHEMA
+        return SchemaInit(
+            schema_name=sc.name,
+            type=sc.type,
+            version_number=version.number,
+            descriptor=version.descriptor,
+            schema_content=version.content,
+            message_struct_name=version.message_struct_name,
+        )
 
     async def _sdk_update(self, update_type: str, station: str, update: Any) -> None:
-        body = json.dumps({"station_name": station, "type": update_type, "update": update}).encode()
-        await self._nc.publish("$memphis_sdk_clients_updates", body)
+        """A docs/protocol.md §5.11 broadcast; ``station`` is the internal name."""
+        msg = SdkClientsUpdate(station_name=station, type=update_type, update=update)
+        await self._nc.publish(msg.subject, msg.to_json())

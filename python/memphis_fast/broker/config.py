@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._subjects import GLOBAL_ACCOUNT
+
 __all__ = [
     "DEFAULT_PASSWORD",
     "DEFAULT_PORT",
@@ -18,11 +20,11 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 6666
-DEFAULT_PASSWORD = "memphis"  # the broker's ROOT_PASSWORD default (spec §2.3)
-# The broker has no default connection token (spec §13.1); its development configurations use
+DEFAULT_PASSWORD = "memphis"  # the broker's ROOT_PASSWORD default (docs/protocol.md §2.3)
+# The broker has no default connection token (docs/protocol.md §13.1); its development configurations use
 # "memphis", and so does this broker when token mode is chosen without a token.
 DEFAULT_TOKEN = "memphis"
-ACCOUNT = "$memphis"
+ACCOUNT = GLOBAL_ACCOUNT
 SYSTEM_ACCOUNT = "$SYS"
 INTERNAL_USER = "$$memphis"
 SYSTEM_USER = "$$sys"
@@ -97,7 +99,7 @@ class BrokerConfig:
             raise ConfigError("the root password can not be empty")
         tls = [self.tls_cert, self.tls_key, self.tls_ca]
         if any(tls) and not all(tls):
-            # Memphis clients only do mutual TLS (spec §2.6): all three are needed.
+            # Memphis clients only do mutual TLS (docs/protocol.md §2.6): all three are needed.
             raise ConfigError("TLS needs all of --tls-cert, --tls-key and --tls-ca")
         for path in (*tls, self.tls_client_cert, self.tls_client_key):
             if path and not Path(path).is_file():
@@ -117,7 +119,7 @@ class BrokerConfig:
         return bool(self.tls_cert)
 
     def user_types(self) -> dict[str, str]:
-        """The control plane's user table (spec §11.4): root plus the application users."""
+        """The control plane's user table (docs/protocol.md §11.4): root plus the application users."""
         users = {self.username.lower(): "root"}
         for name in self.users:
             users[name.lower()] = "application"

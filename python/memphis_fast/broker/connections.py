@@ -1,4 +1,5 @@
-"""Which Memphis client connections are alive, as nats-server sees them (spec §2.5, §2.9, §11.6).
+"""Which Memphis client connections are alive, as nats-server sees them (docs/protocol.md
+§2.5, §2.9, §11.6).
 
 A Memphis SDK names its NATS connection ``<connection_id>::<username>``; producers and consumers
 are registered under that connection id. Stock nats-server cannot tell the control plane about
@@ -26,6 +27,8 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from .._subjects import GLOBAL_ACCOUNT
+
 __all__ = ["ConnectionTracker", "parse_connection_name"]
 
 log = logging.getLogger("memphis_fast.broker.connections")
@@ -49,7 +52,7 @@ class ConnectionTracker:
         on_change: Callable[[str, bool], None],
         *,
         sys_nc: NATS | None = None,
-        account: str = "$memphis",
+        account: str = GLOBAL_ACCOUNT,
         connz_url: str | None = None,
         poll_interval: float = 0.5,
         resync_interval: float = 60.0,

@@ -1,6 +1,7 @@
 """The Memphis control plane: ``$memphis_*`` subjects served over a nats-py connection.
 
-It implements the broker side of ../shared/protocol/memphis-sdk-protocol.md (§4-§6, §9, §10):
+It implements the broker side of docs/protocol.md (§4-§6, §9, §10; section numbers below are
+that document's):
 station, producer, consumer and schema requests with the broker's exact reply formats and
 error texts, the JetStream resources of §6, schema broadcasts, dead-letter records (poison
 messages from JetStream's max-deliveries advisories, explicit dead-lettering, schema failures),
@@ -27,6 +28,48 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from .._subjects import (
+    CONSUMER_CREATIONS,
+    CONSUMER_DESTRUCTIONS,
+    DLS_UNACKED_CONSUMER,
+    DLS_UNACKED_STREAM,
+    NACKED_DLS,
+    NOTIFICATIONS,
+    PM_ACKS,
+    PRODUCER_CREATIONS,
+    PRODUCER_DESTRUCTIONS,
+    SCHEMA_ATTACHMENTS,
+    SCHEMA_CREATIONS,
+    SCHEMA_DETACHMENTS,
+    SCHEMAVERSE_DLS,
+    STATION_CREATIONS,
+    STATION_DESTRUCTIONS,
+    UPDATE_REMOVE_STATION,
+    UPDATE_SCHEMAVERSE_TO_DLS,
+    UPDATE_SEND_NOTIFICATION,
+    ClientDestruction,
+    ConsumerCreation,
+    ProducerCreation,
+    SchemaAttachment,
+    SchemaCreation,
+    SchemaDetachment,
+    SchemaUpdate,
+    StationCreation,
+    StationDestruction,
+    admin_subject,
+    configurations_update,
+    configurations_update_subject,
+    consumer_creation_reply,
+    durable_name,
+    final_subject,
+    internal_name,
+    notification_queue_group,
+    producer_creation_error,
+    producer_creation_reply,
+    request_queue_group,
+    schema_creation_reply,
+    schema_updates_subject,
+)
 from .base import (
     ADMIN_PREFIX,
     MAX_PARTITIONS,
@@ -35,10 +78,9 @@ from .base import (
     ControlPlaneConfig,
     ReplyError,
     Request,
-    empty_schema_update,
 )
 from .connections import ConnectionTracker
-from .dls import ADVISORY_CONSUMER, ADVISORY_STREAM, DeadLetterStation
+from .dls import DeadLetterStation
 from .jsapi import REPLICAS_NOT_SUPPORTED, JsApi, JsApiError
 from .models import (
     Consumer,
@@ -48,7 +90,7 @@ from .models import (
     Station,
     to_dict,
 )
-from .names import NameError_, internal_name, kv_key, stream_name, validate_name
+from .names import NameError_, kv_key, stream_name, validate_name
 from .schemas import SchemaInvalid, compile_schema
 from .store import MetadataStore
 
@@ -208,7 +250,7 @@ class ControlPlane(DeadLetterStation):
             for c in groups.values():
                 for p in st.partitions:
                     s = stream_name(st.name, p)
-                    if await self._js.consumer_info(s, internal_name(c.group)) is None:
+                    if await self._js.consumer_info(s, durable_name(c.group)) is None:
                         with contextlib.suppress(JsApiError):
                             await self._js.consumer_create(s, await self._durable_config(st, p, c))
             if recreated:
@@ -230,35 +272,36 @@ class ControlPlane(DeadLetterStation):
     # ======================================================================================
     async def _subscribe(self) -> None:
         requests: dict[str, tuple[Handler, str]] = {
-            "$memphis_station_creations": (self.create_station, "text"),
-            "$memphis_station_destructions": (self.destroy_station, "text"),
-            "$memphis_producer_creations": (self.create_producer, "producer"),
-            "$memphis_producer_destructions": (self.destroy_producer, "text"),
-            "$memphis_consumer_creations": (self.create_consumer, "text"),
-            "$memphis_consumer_destructions": (self.destroy_consumer, "text"),
-            "$memphis_schema_creations": (self.create_schema, "schema"),
-            "$memphis_schema_attachments": (self.attach_schema, "text"),
-            "$memphis_schema_detachments": (self.detach_schema, "text"),
+            STATION_CREATIONS: (self.create_station, "text"),
+            STATION_DESTRUCTIONS: (self.destroy_station, "text"),
+            PRODUCER_CREATIONS: (self.create_producer, "producer"),
+            PRODUCER_DESTRUCTIONS: (self.destroy_producer, "text"),
+            CONSUMER_CREATIONS: (self.create_consumer, "text"),
+            CONSUMER_DESTRUCTIONS: (self.destroy_consumer, "text"),
+            SCHEMA_CREATIONS: (self.create_schema, "schema"),
+            SCHEMA_ATTACHMENTS: (self.attach_schema, "text"),
+            SCHEMA_DETACHMENTS: (self.detach_schema, "text"),
         }
         for subject, (handler, fmt) in requests.items():
-            queue = f"memphis_{subject[len('$memphis_') :]}_listeners_group"
             self._subs.append(
-                await self._nc.subscribe(subject, queue=queue, cb=self._request_cb(handler, fmt))
+                await self._nc.subscribe(
+                    subject, queue=request_queue_group(subject), cb=self._request_cb(handler, fmt)
+                )
             )
         notifications: dict[str, Callable[[Request], Awaitable[None]]] = {
-            "$memphis_schemaverse_dls": self.on_schemaverse_dls,
-            "$memphis_nacked_dls": self.on_nacked_dls,
-            "$memphis_pm_acks": self.on_pm_ack,
-            "$memphis_notifications": self.on_notification,
+            SCHEMAVERSE_DLS: self.on_schemaverse_dls,
+            NACKED_DLS: self.on_nacked_dls,
+            PM_ACKS: self.on_pm_ack,
+            NOTIFICATIONS: self.on_notification,
         }
         for subject, note_handler in notifications.items():
             self._subs.append(
                 await self._nc.subscribe(
-                    subject, queue=f"{subject}_group", cb=self._notification_cb(note_handler)
+                    subject, queue=notification_queue_group(subject), cb=self._notification_cb(note_handler)
                 )
             )
         self._subs.append(
-            await self._nc.subscribe(f"{ADMIN_PREFIX}.>", queue=f"{ADMIN_PREFIX}_group", cb=self._admin_cb)
+            await self._nc.subscribe(admin_subject(">"), queue=f"{ADMIN_PREFIX}_group", cb=self._admin_cb)
         )
 
     def _request_cb(self, handler: Handler, fmt: str) -> Callable[[Msg], Awaitable[None]]:
@@ -284,19 +327,9 @@ class ControlPlane(DeadLetterStation):
     @staticmethod
     def _error_body(fmt: str, text: str) -> bytes:
         if fmt == "producer":
-            return json.dumps(
-                {
-                    "schema_update": empty_schema_update(),
-                    "partitions_update": {"partitions_list": None},
-                    "schemaverse_to_dls": False,
-                    "send_notification": False,
-                    "station_version": 0,
-                    "station_partitions_first_functions": {},
-                    "error": text,
-                }
-            ).encode()
+            return producer_creation_error(text)
         if fmt == "schema":
-            return json.dumps({"error": text}).encode()
+            return schema_creation_reply(text)
         return text.encode()
 
     def _notification_cb(
@@ -318,20 +351,20 @@ class ControlPlane(DeadLetterStation):
     # ======================================================================================
     # helpers
     # ======================================================================================
-    def _user(self, req: Request, key: str = "username") -> str | None:
-        """The request's user (lower case, tenant suffix stripped), or None if unknown."""
-        name = TENANT_SUFFIX.sub("", req.get_str(key).lower())
+    def _user(self, username: str) -> str | None:
+        """A request's user (lower case, tenant suffix stripped), or None if unknown."""
+        name = TENANT_SUFFIX.sub("", username.lower())
         return name if self.cfg.users.get(name) in ("root", "application") else None
 
     async def _durable_config(self, st: Station, partition: int, c: Consumer) -> dict[str, Any]:
-        """spec §6.3, including the deliver policy table."""
+        """docs/protocol.md §6.3, including the deliver policy table."""
         s = stream_name(st.name, partition)
         config: dict[str, Any] = {
-            "durable_name": internal_name(c.group),
+            "durable_name": durable_name(c.group),
             "ack_policy": "explicit",
             "ack_wait": c.max_ack_time_ms * MS,
             "max_deliver": c.max_msg_deliveries,
-            "filter_subject": f"{s}.final",
+            "filter_subject": final_subject(s),
             "replay_policy": "instant",
             "max_ack_pending": -1,
             "headers_only": False,
@@ -351,10 +384,8 @@ class ControlPlane(DeadLetterStation):
         return config
 
     async def _broadcast_schema(self, st: Station) -> None:
-        init = self.schema_update(st)
-        update_type = 1 if init["schema_name"] else 2
-        body = json.dumps({"UpdateType": update_type, "init": init}).encode()
-        await self._nc.publish(f"$memphis_schema_updates_{internal_name(st.name)}", body)
+        update = SchemaUpdate.for_schema(self.schema_update(st))
+        await self._nc.publish(schema_updates_subject(st.name), update.to_json())
 
     def _registration_active(self, conn_id: str) -> bool:
         return not (self.tracker is not None and conn_id and self.tracker.is_known_dead(conn_id))
@@ -363,16 +394,17 @@ class ControlPlane(DeadLetterStation):
     # stations (§5.1, §5.2, §6.1, §6.2)
     # ======================================================================================
     async def create_station(self, req: Request, msg: Msg | None = None) -> bytes:
-        name = validate_name(req.get_str("name"), "Station")
-        username = self._user(req)
+        body = StationCreation.from_fields(req)
+        name = validate_name(body.name, "Station")
+        username = self._user(body.username)
         if username is None:
-            raise ReplyError(f"User {req.get_str('username')} does not exist")
+            raise ReplyError(f"User {body.username} does not exist")
         async with self._lock(name):
             if name in self.stations:
-                return b""  # spec §5.1: an existing station is a success, options not compared
+                return b""  # §5.1: an existing station is a success, options not compared
             st = Station(name=name, created_by=username)
-            rtype = req.get_str("retention_type").lower()
-            rvalue = req.get_int("retention_value", 0)
+            rtype = body.retention_type.lower()
+            rvalue = body.retention_value
             if rtype == "":
                 rtype, rvalue = "message_age_sec", 3600
             if rtype not in ("message_age_sec", "messages", "bytes", "ack_based"):
@@ -382,13 +414,13 @@ class ControlPlane(DeadLetterStation):
             if rvalue <= 0 and rtype != "ack_based":
                 rtype, rvalue = "message_age_sec", 3600
             st.retention_type, st.retention_value = rtype, rvalue if rtype != "ack_based" else 0
-            storage = req.get_str("storage_type").lower() or "file"
+            storage = body.storage_type.lower() or "file"
             if storage not in ("file", "memory"):
                 raise ReplyError("storage type can be one of the following file/memory")
             st.storage_type = storage
-            replicas = req.get_int("replicas", 1)
+            replicas = body.replicas
             st.replicas = 1 if replicas <= 0 else 3 if replicas in (2, 4) else 5 if replicas > 5 else replicas
-            window = req.get_int("idempotency_window_in_ms", 0)
+            window = body.idempotency_window_in_ms
             if window <= 0:
                 window = 120000
             elif window < 100:
@@ -398,7 +430,7 @@ class ControlPlane(DeadLetterStation):
             if rtype == "message_age_sec" and rvalue * 1000 < window:
                 raise ReplyError("idempotency window cannot be greater than the station retention")
             st.idempotency_window_ms = window
-            partitions = req.get_int("partitions_number", 0)
+            partitions = body.partitions_number
             if partitions == 0:
                 raise ReplyError("you are using an old SDK, make sure to update your SDK")
             if partitions < 0 or partitions > MAX_PARTITIONS:
@@ -409,20 +441,19 @@ class ControlPlane(DeadLetterStation):
                     f"Station -  {name}, "
                 )
             st.partitions = list(range(1, partitions + 1))
-            dls = req.get_obj("dls_configuration")
-            st.dls_poison = dls.get_bool("poison", True)
-            st.dls_schemaverse = dls.get_bool("schemaverse", True)  # Python sends "Schemaverse"
-            st.tiered_storage_enabled = req.get_bool("tiered_storage_enabled", False)
-            schema_name = req.get_str("schema_name").lower()
+            st.dls_poison = body.dls_poison
+            st.dls_schemaverse = body.dls_schemaverse  # Python sends "Schemaverse"
+            st.tiered_storage_enabled = body.tiered_storage_enabled
+            schema_name = body.schema_name.lower()
             if schema_name:
                 sc = self.schemas.get(schema_name)
                 active = sc.active() if sc is not None else None
                 if sc is None or active is None:
                     # The real broker replies empty without creating anything here (§13.4);
-                    # the spec recommends the error.
+                    # docs/protocol.md recommends the error.
                     raise ReplyError(f"Schema {schema_name} does not exist")
                 st.schema_name, st.schema_version = sc.name, active.number
-            dls_station = req.get_str("dls_station")
+            dls_station = body.dls_station
             if dls_station:
                 st.dls_station = validate_name(dls_station, "Station")
             await self._create_streams(st)
@@ -464,7 +495,7 @@ class ControlPlane(DeadLetterStation):
             return st
 
     async def destroy_station(self, req: Request, msg: Msg | None = None) -> bytes:
-        name = validate_name(req.get_str("station_name"), "Station")
+        name = validate_name(StationDestruction.from_fields(req).station_name, "Station")
         if not await self._remove_station(name):
             # The broker's text, two spaces included (it prints the name of an empty record).
             raise ReplyError("Station  does not exist")
@@ -494,15 +525,16 @@ class ControlPlane(DeadLetterStation):
     # producers (§5.3, §5.4)
     # ======================================================================================
     async def create_producer(self, req: Request, msg: Msg | None = None) -> bytes:
-        name = validate_name(req.get_str("name"), "Producer")
-        station_name = validate_name(req.get_str("station_name"), "Station")
-        ptype = req.get_str("producer_type", "application").lower() or "application"
+        body = ProducerCreation.from_fields(req)
+        name = validate_name(body.name, "Producer")
+        station_name = validate_name(body.station_name, "Station")
+        ptype = body.producer_type.lower() or "application"
         if ptype not in ("application", "connector"):
             raise ReplyError("producer type has to be one of the following application/connector")
-        version = req.get_int("req_version", 0)
-        username = self._user(req)
+        version = body.req_version
+        username = self._user(body.username)
         if username is None:
-            raise ReplyError(f"User {req.get_str('username')} does not exist")
+            raise ReplyError(f"User {body.username} does not exist")
         st = self.stations.get(station_name)
         if st is None:
             if version < 2:
@@ -513,7 +545,7 @@ class ControlPlane(DeadLetterStation):
             st = await self._ensure_station(station_name, username)
         elif version < 2 and len(st.partitions) > 1:
             raise ReplyError("to produce to this station please upgrade your SDK version")
-        conn_id = req.get_str("connection_id")
+        conn_id = body.connection_id
         producer = Producer(
             id=uuid.uuid4().hex,
             name=name,
@@ -521,40 +553,36 @@ class ControlPlane(DeadLetterStation):
             connection_id=conn_id,
             type=ptype,
             username=username,
-            app_id=req.get_str("app_id") if version >= 4 else conn_id,
-            sdk=req.get_str("sdk_lang") if version >= 4 else "",
+            app_id=body.app_id if version >= 4 else conn_id,
+            sdk=body.sdk_lang if version >= 4 else "",
             req_version=version,
             active=self._registration_active(conn_id),
         )
         self.producers[producer.id] = producer
         await self._save_producer(producer)
-        return json.dumps(
-            {
-                "schema_update": self.schema_update(st),
-                "partitions_update": {"partitions_list": st.partitions},
-                "schemaverse_to_dls": st.dls_schemaverse,
-                "send_notification": self.send_notifications,
-                "station_version": st.version,
-                "station_partitions_first_functions": {},
-                "error": "",
-            }
-        ).encode()
+        return producer_creation_reply(
+            schema_update=self.schema_update(st),
+            partitions=st.partitions,
+            schemaverse_to_dls=st.dls_schemaverse,
+            send_notification=self.send_notifications,
+            station_version=st.version,
+        )
 
     async def destroy_producer(self, req: Request, msg: Msg | None = None) -> bytes:
-        matches = self._destroy_targets(req, self.producers, "Producer")
+        matches = self._destroy_targets(ClientDestruction.from_fields(req), self.producers, "Producer")
         await asyncio.gather(*(self._delete_producer(p) for p in matches))
         return b""
 
     @staticmethod
-    def _destroy_targets(req: Request, registry: Mapping[str, _Reg], kind: str) -> list[_Reg]:
+    def _destroy_targets(req: ClientDestruction, registry: Mapping[str, _Reg], kind: str) -> list[_Reg]:
         """The registrations a destroy request names (§5.4, §5.6): by name and
         station, and with ``req_version >= 1`` only those of the requesting connection."""
-        raw_name = req.get_str("name")
-        raw_station = req.get_str("station_name")
+        raw_name = req.name
+        raw_station = req.station_name
         station_name = validate_name(raw_station, "Station")
         name = raw_name.lower()
-        conn_id = req.get_str("connection_id")
-        by_connection = req.get_int("req_version", 0) >= 1 and conn_id != ""
+        conn_id = req.connection_id
+        by_connection = req.req_version >= 1 and conn_id != ""
         matches = [
             r
             for r in registry.values()
@@ -570,23 +598,24 @@ class ControlPlane(DeadLetterStation):
     # consumers (§5.5, §5.6, §6.3)
     # ======================================================================================
     async def create_consumer(self, req: Request, msg: Msg | None = None) -> bytes:
-        name = validate_name(req.get_str("name"), "Consumer")
-        station_name = validate_name(req.get_str("station_name"), "Station")
-        ctype = req.get_str("consumer_type", "application").lower() or "application"
+        body = ConsumerCreation.from_fields(req)
+        name = validate_name(body.name, "Consumer")
+        station_name = validate_name(body.station_name, "Station")
+        ctype = body.consumer_type.lower() or "application"
         if ctype not in ("application", "connector"):
             raise ReplyError(
                 f"consumer type has to be one of the following application/connector and not {ctype}"
             )
-        group_raw = req.get_str("consumers_group")
+        group_raw = body.consumers_group
         group = validate_name(group_raw, "Consumer") if group_raw else name
-        max_ack = req.get_int("max_ack_time_ms", 30000)
+        max_ack = body.max_ack_time_ms
         if max_ack <= 0:
             max_ack = 30000
-        max_deliveries = req.get_int("max_msg_deliveries", 10)
+        max_deliveries = body.max_msg_deliveries
         if max_deliveries <= 0 or max_deliveries > 10:
             max_deliveries = 10
-        start = req.get_int("start_consume_from_sequence", 1)
-        last = req.get_int("last_messages", -1)
+        start = body.start_consume_from_sequence
+        last = body.last_messages
         if start <= 0:
             raise ReplyError("startConsumeFromSequence has to be a positive number")
         if last < -1:
@@ -595,8 +624,8 @@ class ControlPlane(DeadLetterStation):
             raise ReplyError(
                 "consumer creation options can't contain both startConsumeFromSequence and lastMessages"
             )
-        version = req.get_int("req_version", 0)
-        username = self._user(req)
+        version = body.req_version
+        username = self._user(body.username)
         if username is None:
             raise ReplyError("user does not exist")
         st = self.stations.get(station_name)
@@ -607,7 +636,7 @@ class ControlPlane(DeadLetterStation):
                     "please upgrade your SDK version"
                 )
             st = await self._ensure_station(station_name, username)
-        conn_id = req.get_str("connection_id")
+        conn_id = body.connection_id
         consumer = Consumer(
             id=uuid.uuid4().hex,
             name=name,
@@ -621,8 +650,8 @@ class ControlPlane(DeadLetterStation):
             last_messages=last,
             partitions=list(st.partitions),
             username=username,
-            app_id=req.get_str("app_id") if version >= 4 else conn_id,
-            sdk=req.get_str("sdk_lang") if version >= 4 else "",
+            app_id=body.app_id if version >= 4 else conn_id,
+            sdk=body.sdk_lang if version >= 4 else "",
             req_version=version,
             active=self._registration_active(conn_id),
         )
@@ -645,18 +674,12 @@ class ControlPlane(DeadLetterStation):
                 await self._create_durables(st, consumer)
             self.consumers[consumer.id] = consumer
             await self._save_consumer(consumer)
-        return json.dumps(
-            {
-                "schema_update": self.schema_update(st),
-                "partitions_update": {"partitions_list": st.partitions},
-                "error": "",
-            }
-        ).encode()
+        return consumer_creation_reply(schema_update=self.schema_update(st), partitions=st.partitions)
 
     async def _create_durables(self, st: Station, c: Consumer) -> None:
         for p in st.partitions:
             s = stream_name(st.name, p)
-            existing = await self._js.consumer_info(s, internal_name(c.group))
+            existing = await self._js.consumer_info(s, durable_name(c.group))
             if existing is not None:
                 # The group's durable outlived its members (they disconnected without
                 # destroying). Keep its position and update only what JetStream can edit,
@@ -668,7 +691,7 @@ class ControlPlane(DeadLetterStation):
     async def _update_durables(self, st: Station, c: Consumer) -> None:
         for p in st.partitions:
             s = stream_name(st.name, p)
-            existing = await self._js.consumer_info(s, internal_name(c.group))
+            existing = await self._js.consumer_info(s, durable_name(c.group))
             if existing is None:
                 await self._js.consumer_create(s, await self._durable_config(st, p, c))
             else:
@@ -683,13 +706,14 @@ class ControlPlane(DeadLetterStation):
             return
         config["ack_wait"] = c.max_ack_time_ms * MS
         config["max_deliver"] = c.max_msg_deliveries
-        config["durable_name"] = internal_name(c.group)
+        config["durable_name"] = durable_name(c.group)
         await self._js.consumer_create(stream, config)
 
     async def destroy_consumer(self, req: Request, msg: Msg | None = None) -> bytes:
-        station_name = validate_name(req.get_str("station_name"), "Station")
+        body = ClientDestruction.from_fields(req)
+        station_name = validate_name(body.station_name, "Station")
         async with self._lock(station_name):
-            matches = self._destroy_targets(req, self.consumers, "Consumer")
+            matches = self._destroy_targets(body, self.consumers, "Consumer")
             await asyncio.gather(*(self._delete_consumer(c) for c in matches))
             for group in {c.group for c in matches}:
                 await self._maybe_drop_group(station_name, group, only_active=True)
@@ -707,7 +731,7 @@ class ControlPlane(DeadLetterStation):
         st = self.stations.get(station)
         if st is not None:
             for p in st.partitions:
-                await self._js.consumer_delete(stream_name(station, p), internal_name(group))
+                await self._js.consumer_delete(stream_name(station, p), durable_name(group))
         async with self._dls_lock:
             for rec in list(self.dls.values()):
                 if rec.station == station and group in rec.group_names():
@@ -730,8 +754,7 @@ class ControlPlane(DeadLetterStation):
             # §5.18: current clients ignore it; sent for fidelity.
             self._spawn(
                 self._nc.publish(
-                    f"$memphis_configurations_updates.init.{conn_id}",
-                    json.dumps({"notifications": self.send_notifications}).encode(),
+                    configurations_update_subject(conn_id), configurations_update(self.send_notifications)
                 )
             )
 
@@ -759,7 +782,7 @@ class ControlPlane(DeadLetterStation):
 
     async def _gc(self) -> None:
         now = time.time()
-        if await self._js.consumer_info(ADVISORY_STREAM, ADVISORY_CONSUMER) is None:
+        if await self._js.consumer_info(DLS_UNACKED_STREAM, DLS_UNACKED_CONSUMER) is None:
             log.warning("the poison-advisory capture was deleted; recreating it")
             await self._ensure_advisory_capture()
         expired: dict[tuple[str, str], None] = {}
@@ -793,10 +816,11 @@ class ControlPlane(DeadLetterStation):
     # schemas (§5.7 - §5.10)
     # ======================================================================================
     async def create_schema(self, req: Request, msg: Msg | None = None) -> bytes:
-        name = req.get_str("name")
-        schema_type = req.get_str("type")
-        content = req.get_str("schema_content")
-        username = req.get_str("created_by_username", "root") or "root"
+        body = SchemaCreation.from_fields(req)
+        name = body.name
+        schema_type = body.schema_type
+        content = body.schema_content
+        username = body.created_by_username or "root"
         if name == "":
             raise ReplyError("Schema name can not be empty")
         if any(ch in name for ch in "/\\\x00"):
@@ -811,7 +835,7 @@ class ControlPlane(DeadLetterStation):
                 self.schemas[name] = sc
                 await self._save_schema(sc)
                 log.info("schema %s (%s) created", name, schema_type)
-                return json.dumps({"error": ""}).encode()
+                return schema_creation_reply()
             latest = existing.latest()
             number = (latest.number if latest else 0) + 1
             struct, descriptor = await compile_schema(schema_type, content, name, number)
@@ -825,11 +849,12 @@ class ControlPlane(DeadLetterStation):
             )
             await self._save_schema(existing)
             log.info("schema %s: version %d created (inactive)", name, number)
-        return json.dumps({"error": ""}).encode()
+        return schema_creation_reply()
 
     async def attach_schema(self, req: Request, msg: Msg | None = None) -> bytes:
-        schema_name = req.get_str("name").lower()
-        station_name = validate_name(req.get_str("station_name"), "Station")
+        body = SchemaAttachment.from_fields(req)
+        schema_name = body.name.lower()
+        station_name = validate_name(body.station_name, "Station")
         async with self._lock(station_name):
             st = self.stations.get(station_name)
             if st is None:
@@ -844,7 +869,7 @@ class ControlPlane(DeadLetterStation):
         return b""
 
     async def detach_schema(self, req: Request, msg: Msg | None = None) -> bytes:
-        station_name = validate_name(req.get_str("station_name"), "Station")
+        station_name = validate_name(SchemaDetachment.from_fields(req).station_name, "Station")
         async with self._lock(station_name):
             st = self.stations.get(station_name)
             if st is None:
@@ -882,11 +907,11 @@ class ControlPlane(DeadLetterStation):
         if op == "stations.list":
             return {"stations": [to_dict(s) for s in sorted(self.stations.values(), key=lambda s: s.name)]}
         if op == "station.delete":
-            # The UI path: like $memphis_station_destructions plus a remove_station broadcast.
+            # The UI path: like a station destruction plus a remove_station broadcast (§5.11).
             name = validate_name(req.get_str("name"), "Station")
             if not await self._remove_station(name):
                 raise ReplyError(f"Station {name} does not exist")
-            await self._sdk_update("remove_station", internal_name(name), None)
+            await self._sdk_update(UPDATE_REMOVE_STATION, internal_name(name), None)
             return {}
         if op == "station.dls_config":
             name = validate_name(req.get_str("name"), "Station")
@@ -900,7 +925,7 @@ class ControlPlane(DeadLetterStation):
                     st.dls_schemaverse = req.get_bool("schemaverse")
                 await self._save_station(st)
             # The real broker broadcasts the previous value (§13.8); this sends the new one.
-            await self._sdk_update("schemaverse_to_dls", internal_name(name), st.dls_schemaverse)
+            await self._sdk_update(UPDATE_SCHEMAVERSE_TO_DLS, internal_name(name), st.dls_schemaverse)
             return {"station": to_dict(st)}
         if op == "schemas.list":
             return {"schemas": [to_dict(s) for s in sorted(self.schemas.values(), key=lambda s: s.name)]}
@@ -946,7 +971,7 @@ class ControlPlane(DeadLetterStation):
         if op == "notifications.set":
             self.send_notifications = req.get_bool("enabled")
             await self._save_settings()
-            await self._sdk_update("send_notification", "", self.send_notifications)
+            await self._sdk_update(UPDATE_SEND_NOTIFICATION, "", self.send_notifications)
             return {"enabled": self.send_notifications}
         if op == "notifications.list":
             return {"notifications": list(self.notifications), "enabled": self.send_notifications}

@@ -1,4 +1,4 @@
-"""The dead-letter station (spec §5.12 - §5.16, §9): poison messages, explicit dead-lettering,
+"""The dead-letter station (docs/protocol.md §5.12 - §5.16, §9): poison messages, explicit dead-lettering,
 schema-validation failures, ``dls_station`` forwarding, resending to groups, notifications."""
 
 from __future__ import annotations
@@ -13,17 +13,41 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from .._subjects import (
+    DLS_PRODUCER,
+    DLS_TYPE_FAILED_SCHEMA,
+    DLS_TYPE_UNACKED,
+    DLS_UNACKED_CONSUMER,
+    DLS_UNACKED_STREAM,
+    HEADER_DLS_SOURCE_STATION,
+    HEADER_DLS_TYPE,
+    HEADER_LEGACY_PRODUCED_BY,
+    HEADER_PM_CG_NAME,
+    HEADER_PM_ID,
+    HEADER_PRODUCED_BY,
+    MAX_DELIVERIES_ADVISORY,
+    NACKED_DLS,
+    NackedDls,
+    Notification,
+    PmAck,
+    SchemaverseDlsReport,
+    dls_subject,
+    final_subject,
+    js_consumer_msg_next,
+    legacy_dls_subject,
+    partition_of_stream,
+)
 from .base import NS, ControlPlaneBase, ReplyError, Request
 from .models import DlsRecord, PoisonedGroup, Station
-from .names import external_name, internal_name, stream_name, validate_name
+from .names import external_name, stream_name, validate_name
 
 __all__ = ["ADVISORY_CONSUMER", "ADVISORY_STREAM", "DeadLetterStation"]
 
 log = logging.getLogger("memphis_fast.broker")
 
-ADVISORY_STREAM = "$memphis_dls_unacked"
-ADVISORY_CONSUMER = "$memphis_dls_unacked_consumer"
-ADVISORY_SUBJECT = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+ADVISORY_STREAM = DLS_UNACKED_STREAM
+ADVISORY_CONSUMER = DLS_UNACKED_CONSUMER
+ADVISORY_SUBJECT = MAX_DELIVERIES_ADVISORY
 
 
 class DeadLetterStation(ControlPlaneBase):
@@ -68,7 +92,7 @@ class DeadLetterStation(ControlPlaneBase):
             queue.put_nowait(msg)
 
         sub = await self._nc.subscribe(inbox, cb=on_msg)
-        api = f"$JS.API.CONSUMER.MSG.NEXT.{ADVISORY_STREAM}.{ADVISORY_CONSUMER}"
+        api = js_consumer_msg_next(ADVISORY_STREAM, ADVISORY_CONSUMER)
         try:
             while True:
                 # One long pull at a time; status messages (404/408) end it early.
@@ -108,12 +132,10 @@ class DeadLetterStation(ControlPlaneBase):
         stream = str(adv.get("stream", ""))
         consumer = str(adv.get("consumer", ""))
         seq = int(adv.get("stream_seq", 0))
-        if stream.startswith("$memphis") or stream.startswith("KV_") or "$" not in stream:
+        parsed = partition_of_stream(stream)
+        if parsed is None or stream.startswith("KV_"):
             return  # our own streams, or not a Memphis partition stream
-        internal_station, _, part = stream.rpartition("$")
-        if not part.isdigit():
-            return
-        partition = int(part)
+        internal_station, partition = parsed
         station = external_name(internal_station)
         group = external_name(consumer)
         st = self.stations.get(station)
@@ -127,7 +149,7 @@ class DeadLetterStation(ControlPlaneBase):
         stored = await self._js.msg_get(stream, seq=seq)
         if stored is None:
             return
-        if stored.headers.get("$memphis_producedBy") == "$memphis_dls":
+        if stored.headers.get(HEADER_PRODUCED_BY) == DLS_PRODUCER:
             return  # a resent poison message poisoned again
         await self._add_poison(st, partition, stored.seq, group, "", stored)
 
@@ -145,7 +167,7 @@ class DeadLetterStation(ControlPlaneBase):
                     type="poison",
                     partition=partition,
                     seq=seq,
-                    producer=stored.headers.get("$memphis_producedBy", "unknown"),
+                    producer=stored.headers.get(HEADER_PRODUCED_BY, "unknown"),
                     data=stored.data.hex(),
                     headers=dict(stored.headers),
                     size=len(stored.data) + len(stored.raw_headers),
@@ -167,7 +189,7 @@ class DeadLetterStation(ControlPlaneBase):
             "poison message %s of station %s (group %s) stored as DLS record %d", seq, st.name, group, rec.id
         )
         if first:
-            await self._forward_to_dls_station(st, stored.data, stored.headers, "unacked")
+            await self._forward_to_dls_station(st, stored.data, stored.headers, DLS_TYPE_UNACKED)
 
     async def _forward_to_dls_station(
         self, st: Station, data: bytes, headers: dict[str, str], kind: str
@@ -182,9 +204,9 @@ class DeadLetterStation(ControlPlaneBase):
         partition = random.choice(target.partitions)
         # JetStream control headers (Nats-Msg-Id, Nats-Expected-*) must not act on the copy.
         out = {k: v for k, v in headers.items() if not k.lower().startswith("nats-")}
-        out["station"] = st.name
-        out["type"] = kind
-        subject = f"{stream_name(target.name, partition)}.final"
+        out[HEADER_DLS_SOURCE_STATION] = st.name
+        out[HEADER_DLS_TYPE] = kind
+        subject = final_subject(stream_name(target.name, partition))
         try:
             await self._nc.request(subject, data, timeout=5, headers=out)
         except Exception as exc:
@@ -192,60 +214,52 @@ class DeadLetterStation(ControlPlaneBase):
 
     async def on_nacked_dls(self, req: Request) -> None:
         """§5.14: explicit dead-lettering (after the client's +TERM)."""
-        internal_station = req.get_str("station_name")
-        partition = req.get_int("partition", 0)
-        seq = req.get_int("seq", 0)
-        group = req.get_str("cg_name").lower()
+        body = NackedDls.from_fields(req)
+        partition, seq, group = body.partition, body.seq, body.cg_name.lower()
         if partition < 1 or seq < 1 or not group:
             log.warning(
-                "ignoring $memphis_nacked_dls with partition %s, seq %s, cg %r", partition, seq, group
+                "ignoring %s with partition %s, seq %s, cg %r", NACKED_DLS, partition, seq, group
             )
             return
-        st = self.stations.get(external_name(internal_station.lower()))
+        st = self.stations.get(external_name(body.station_name.lower()))
         if st is None or not st.dls_poison:
             return
         stored = await self._js.msg_get(stream_name(st.name, partition), seq=seq)
         if stored is None:
             return
-        await self._add_poison(st, partition, seq, group, req.get_str("error"), stored)
+        await self._add_poison(st, partition, seq, group, body.error, stored)
 
     async def on_schemaverse_dls(self, req: Request) -> None:
         """§5.13: a producer's schema-validation failure."""
-        st = self.stations.get(external_name(req.get_str("station_name").lower()))
+        report = SchemaverseDlsReport.from_fields(req)
+        st = self.stations.get(external_name(report.station_name.lower()))
         if st is None:
             return
-        producer = req.get_obj("producer")
-        message = req.get_obj("message")
-        hex_data = message.get_str("data")
-        try:
-            data = bytes.fromhex(hex_data)
-        except ValueError:
-            data = hex_data.encode()
-        raw_headers = message.get("headers") or {}
-        headers = {str(k): str(v) for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
+        data = report.data
+        headers = dict(report.headers)
         async with self._dls_lock:
             rec = DlsRecord(
                 id=self.next_dls_id,
                 station=st.name,
                 type="schema",
-                partition=req.get_int("partition_number", 0),
-                producer=producer.get_str("name", "unknown") or "unknown",
+                partition=report.partition_number,
+                producer=report.producer_name or "unknown",
                 data=data.hex(),
                 headers=headers,
                 size=len(data) + sum(len(k) + len(v) for k, v in headers.items()),
-                validation_error=req.get_str("validation_error"),
+                validation_error=report.validation_error,
             )
             self.next_dls_id += 1
             self.dls[rec.id] = rec
             self._save_settings()
             await self._save_dls(rec)
         log.info("schema validation failure on station %s stored as DLS record %d", st.name, rec.id)
-        await self._forward_to_dls_station(st, data, headers, "failed_schema")
+        await self._forward_to_dls_station(st, data, headers, DLS_TYPE_FAILED_SCHEMA)
 
     async def on_pm_ack(self, req: Request) -> None:
         """§5.15: a resent poison message was acknowledged by its group."""
-        rec_id = req.get_int("id", 0)
-        group = req.get_str("cg_name").lower()
+        ack = PmAck.from_fields(req)
+        rec_id, group = ack.id, ack.cg_name.lower()
         async with self._dls_lock:
             rec = self.dls.get(rec_id)
             if rec is None or group not in rec.group_names():
@@ -255,13 +269,7 @@ class DeadLetterStation(ControlPlaneBase):
 
     async def on_notification(self, req: Request) -> None:
         """§5.12: no Slack here; the alert is logged and kept for ``notifications list``."""
-        note: dict[str, Any] = {
-            "title": req.get_str("title"),
-            "msg": req.get_str("msg"),
-            "type": req.get_str("type"),
-            "code": req.get_str("code"),
-            "time": time.time(),
-        }
+        note: dict[str, Any] = {**Notification.from_fields(req).to_dict(), "time": time.time()}
         self.notifications.append(note)
         log.warning("notification: %s: %s", note["title"], note["msg"].replace("\n", " | "))
 
@@ -279,14 +287,13 @@ class DeadLetterStation(ControlPlaneBase):
         sent = 0
         for rec in records:
             for group in rec.group_names():
-                headers = {k: v for k, v in rec.headers.items() if k != "producedBy"}
-                headers["$memphis_producedBy"] = "$memphis_dls"
-                headers["$memphis_pm_id"] = str(rec.id)
-                headers["$memphis_pm_cg_name"] = group
+                headers = {k: v for k, v in rec.headers.items() if k != HEADER_LEGACY_PRODUCED_BY}
+                headers[HEADER_PRODUCED_BY] = DLS_PRODUCER
+                headers[HEADER_PM_ID] = str(rec.id)
+                headers[HEADER_PM_CG_NAME] = group
                 data = bytes.fromhex(rec.data)
-                st_int, cg_int = internal_name(name), internal_name(group)
-                await self._nc.publish(f"$memphis_dls_{st_int}.{cg_int}", data, headers=headers)
-                await self._nc.publish(f"$memphis_dls_{st_int}_{cg_int}", data, headers=headers)
+                await self._nc.publish(dls_subject(name, group), data, headers=headers)
+                await self._nc.publish(legacy_dls_subject(name, group), data, headers=headers)
                 sent += 1
         await self._nc.flush()
         return sent

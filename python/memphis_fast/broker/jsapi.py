@@ -1,7 +1,8 @@
 """A thin JetStream API client: raw JSON requests on ``$JS.API.*``.
 
-The control plane sends exactly the stream and consumer configurations of spec §6, field by
-field, so it talks to the API directly instead of going through nats-py's config classes.
+The control plane sends exactly the stream and consumer configurations of docs/protocol.md §6,
+field by field, so it talks to the API directly instead of going through nats-py's config
+classes. The API subjects are :mod:`memphis_fast._subjects`'s.
 """
 
 from __future__ import annotations
@@ -11,6 +12,18 @@ import json
 from typing import Any
 
 from nats.aio.client import Client as NATS
+
+from .._subjects import (
+    JS_STREAM_NAMES,
+    js_consumer_create,
+    js_consumer_delete,
+    js_consumer_info,
+    js_stream_create,
+    js_stream_delete,
+    js_stream_info,
+    js_stream_msg_get,
+    js_stream_update,
+)
 
 __all__ = ["JsApi", "JsApiError", "StoredMessage"]
 
@@ -74,9 +87,10 @@ class JsApi:
         self.nc = nc
         self.timeout = timeout
 
-    async def call(self, api: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def call(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One request on a ``$JS.API.*`` subject; an error answer raises :class:`JsApiError`."""
         payload = b"" if body is None else json.dumps(body).encode()
-        msg = await self.nc.request(f"$JS.API.{api}", payload, timeout=self.timeout)
+        msg = await self.nc.request(subject, payload, timeout=self.timeout)
         resp: dict[str, Any] = json.loads(msg.data) if msg.data else {}
         err = resp.get("error")
         if err:
@@ -87,14 +101,14 @@ class JsApi:
 
     # -- streams -----------------------------------------------------------------------------
     async def stream_create(self, config: dict[str, Any]) -> dict[str, Any]:
-        return await self.call(f"STREAM.CREATE.{config['name']}", config)
+        return await self.call(js_stream_create(config["name"]), config)
 
     async def stream_update(self, config: dict[str, Any]) -> dict[str, Any]:
-        return await self.call(f"STREAM.UPDATE.{config['name']}", config)
+        return await self.call(js_stream_update(config["name"]), config)
 
     async def stream_info(self, name: str) -> dict[str, Any] | None:
         try:
-            return await self.call(f"STREAM.INFO.{name}")
+            return await self.call(js_stream_info(name))
         except JsApiError as exc:
             if exc.err_code == STREAM_NOT_FOUND:
                 return None
@@ -102,7 +116,7 @@ class JsApi:
 
     async def stream_delete(self, name: str) -> bool:
         try:
-            await self.call(f"STREAM.DELETE.{name}")
+            await self.call(js_stream_delete(name))
             return True
         except JsApiError as exc:
             if exc.err_code == STREAM_NOT_FOUND:
@@ -113,7 +127,7 @@ class JsApi:
         names: list[str] = []
         offset = 0
         while True:
-            resp = await self.call("STREAM.NAMES", {"offset": offset})
+            resp = await self.call(JS_STREAM_NAMES, {"offset": offset})
             batch = resp.get("streams") or []
             names.extend(batch)
             offset += len(batch)
@@ -129,7 +143,7 @@ class JsApi:
         if next_by_subj is not None:
             body["next_by_subj"] = next_by_subj
         try:
-            resp = await self.call(f"STREAM.MSG.GET.{stream}", body)
+            resp = await self.call(js_stream_msg_get(stream), body)
         except JsApiError as exc:
             if exc.err_code in (NO_MESSAGE_FOUND, STREAM_NOT_FOUND) or exc.code == 404:
                 return None
@@ -146,13 +160,12 @@ class JsApi:
     # -- consumers ---------------------------------------------------------------------------
     async def consumer_create(self, stream: str, config: dict[str, Any]) -> dict[str, Any]:
         return await self.call(
-            f"CONSUMER.DURABLE.CREATE.{stream}.{config['durable_name']}",
-            {"stream_name": stream, "config": config},
+            js_consumer_create(stream, config["durable_name"]), {"stream_name": stream, "config": config}
         )
 
     async def consumer_info(self, stream: str, durable: str) -> dict[str, Any] | None:
         try:
-            return await self.call(f"CONSUMER.INFO.{stream}.{durable}")
+            return await self.call(js_consumer_info(stream, durable))
         except JsApiError as exc:
             if exc.err_code in (CONSUMER_NOT_FOUND, STREAM_NOT_FOUND):
                 return None
@@ -160,7 +173,7 @@ class JsApi:
 
     async def consumer_delete(self, stream: str, durable: str) -> bool:
         try:
-            await self.call(f"CONSUMER.DELETE.{stream}.{durable}")
+            await self.call(js_consumer_delete(stream, durable))
             return True
         except JsApiError as exc:
             if exc.err_code in (CONSUMER_NOT_FOUND, STREAM_NOT_FOUND):

@@ -1,4 +1,4 @@
-"""The broker's metadata records (spec §11.4), stored as JSON in a JetStream KV bucket."""
+"""The broker's metadata records (docs/protocol.md §11.4), stored as JSON in a JetStream KV bucket."""
 
 from __future__ import annotations
 

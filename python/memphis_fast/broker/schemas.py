@@ -1,4 +1,4 @@
-"""Schema validation at creation time, and the protobuf descriptor (spec §5.7, §10.4).
+"""Schema validation at creation time, and the protobuf descriptor (docs/protocol.md §5.7, §10.4).
 
 Error texts are the broker's. Protobuf schemas are compiled by a real ``protoc``
 (``--descriptor_set_out``, no ``--include_imports``); the message name is then read from the
@@ -110,7 +110,7 @@ async def _compile_protobuf(content: str, name: str, version: int) -> tuple[str,
     cmd = find_protoc()
     if cmd is None:
         raise SchemaInvalid(f"your Proto file is invalid: {_PROTOC_HINT}")
-    # spec §10.4: one file named <schema>_<version>.proto, the version the clients will be told.
+    # docs/protocol.md §10.4: one file named <schema>_<version>.proto, the version the clients will be told.
     file_name = f"{name}_{version}.proto"
     with tempfile.TemporaryDirectory(prefix="memphis-fast-proto-") as tmp:
         src = Path(tmp) / file_name
