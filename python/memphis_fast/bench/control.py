@@ -1,7 +1,8 @@
 """Setup and verification on the broker, from the bench's own process (nats-py).
 
 Stations, schemas and consumer groups are created through the Memphis control-plane requests
-(the same JSON the SDKs send), so every client meets the same stations; after a run the bench
+(the same JSON the SDKs send, built by :mod:`memphis_fast._subjects`), so every client meets the
+same stations; after a run the bench
 reads the streams' and durables' state from the JetStream API to check that every message was
 stored (produce paths) or received and acked (consume paths), whatever the runner reported.
 """
@@ -16,7 +17,17 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from .runner_common import internal_name, stream_names
+from .._subjects import (
+    ConsumerCreation,
+    SchemaCreation,
+    StationCreation,
+    StationDestruction,
+    durable_name,
+    js_consumer_info,
+    js_stream_info,
+    reply_text,
+)
+from .runner_common import stream_names
 
 
 class ControlError(RuntimeError):
@@ -50,15 +61,14 @@ class Control:
             await self.nc.close()
         self.nc = None
 
-    async def _request(self, subject: str, body: dict[str, Any] | bytes, timeout: float = 20.0) -> bytes:
+    async def _request(self, subject: str, body: bytes, timeout: float = 20.0) -> bytes:
         assert self.nc is not None
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        msg = await self.nc.request(subject, data, timeout=timeout)
+        msg = await self.nc.request(subject, body, timeout=timeout)
         return bytes(msg.data)
 
-    async def _memphis(self, subject: str, body: dict[str, Any]) -> None:
+    async def _memphis(self, subject: str, body: bytes) -> None:
         """A control-plane request whose reply is an error text, or JSON with ``error``."""
-        raw = (await self._request(subject, body)).decode("utf-8", "replace")
+        raw = reply_text(await self._request(subject, body))
         err = raw
         if raw.startswith("{"):
             err = str(json.loads(raw).get("error") or "")
@@ -66,64 +76,38 @@ class Control:
             raise ControlError(f"{subject}: {err}")
 
     async def create_station(self, name: str, partitions: int = 1, schema: str = "") -> None:
-        await self._memphis(
-            "$memphis_station_creations",
-            {
-                "name": name,
-                "retention_type": "message_age_sec",
-                "retention_value": 3600,
-                "storage_type": "memory",
-                "replicas": 1,
-                "idempotency_window_in_ms": 120000,
-                "schema_name": schema,
-                "dls_configuration": {"poison": True, "Schemaverse": True},
-                "username": self.username,
-                "tiered_storage_enabled": False,
-                "partitions_number": partitions,
-                "dls_station": "",
-            },
+        req = StationCreation(
+            name=name,
+            username=self.username,
+            storage_type="memory",
+            schema_name=schema,
+            partitions_number=partitions,
         )
+        await self._memphis(req.subject, req.to_json())
 
     async def delete_station(self, name: str) -> None:
-        raw = await self._request(
-            "$memphis_station_destructions", {"station_name": name, "username": self.username}
-        )
-        err = raw.decode("utf-8", "replace")
+        req = StationDestruction(station_name=name, username=self.username)
+        err = reply_text(await self._request(req.subject, req.to_json()))
         if err and "not exist" not in err:
             raise ControlError(f"station deletion: {err}")
 
     async def create_schema(self, name: str, schema_type: str, content: str) -> None:
-        await self._memphis(
-            "$memphis_schema_creations",
-            {
-                "name": name,
-                "type": schema_type,
-                "created_by_username": self.username,
-                "schema_content": content,
-                "message_struct_name": "",
-            },
+        req = SchemaCreation(
+            name=name, schema_type=schema_type, created_by_username=self.username, schema_content=content
         )
+        await self._memphis(req.subject, req.to_json())
 
     async def create_consumer_group(self, station: str, group: str) -> None:
         """Register a consumer (and so the group's durable on every partition)."""
-        await self._memphis(
-            "$memphis_consumer_creations",
-            {
-                "name": group,
-                "station_name": station,
-                "connection_id": self.connection_id,
-                "consumer_type": "application",
-                "consumers_group": group,
-                "max_ack_time_ms": 30000,
-                "max_msg_deliveries": 2,
-                "start_consume_from_sequence": 1,
-                "last_messages": -1,
-                "req_version": 4,
-                "username": self.username,
-                "app_id": self.connection_id,
-                "sdk_lang": "python",
-            },
+        req = ConsumerCreation(
+            name=group,
+            station_name=station,
+            connection_id=self.connection_id,
+            consumers_group=group,
+            username=self.username,
+            app_id=self.connection_id,
         )
+        await self._memphis(req.subject, req.to_json())
 
     async def _js_api(self, subject: str) -> dict[str, Any]:
         body: dict[str, Any] = json.loads(await self._request(subject, b"", timeout=10))
@@ -135,16 +119,16 @@ class Control:
         """Messages in the station's streams."""
         total = 0
         for s in stream_names(station, partitions):
-            info = await self._js_api(f"$JS.API.STREAM.INFO.{s}")
+            info = await self._js_api(js_stream_info(s))
             total += int(info["state"]["messages"])
         return total
 
     async def group_state(self, station: str, partitions: int, group: str) -> dict[str, int]:
         """Summed over partitions: delivered, ack floor (acked in order), ack pending, pending."""
         out = {"delivered": 0, "ack_floor": 0, "ack_pending": 0, "pending": 0, "redelivered": 0}
-        durable = internal_name(group)
+        durable = durable_name(group)
         for s in stream_names(station, partitions):
-            info = await self._js_api(f"$JS.API.CONSUMER.INFO.{s}.{durable}")
+            info = await self._js_api(js_consumer_info(s, durable))
             out["delivered"] += int(info["delivered"]["consumer_seq"])
             out["ack_floor"] += int(info["ack_floor"]["consumer_seq"])
             out["ack_pending"] += int(info["num_ack_pending"])

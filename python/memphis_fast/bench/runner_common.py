@@ -48,7 +48,11 @@ def memphis_headers(producer: str = PRODUCER_NAME, connection_id: str | None = N
 
 
 def internal_name(name: str) -> str:
-    """A station name as the broker stores it (``orders.eu`` -> ``orders#eu``)."""
+    """A station name as the broker stores it (``orders.eu`` -> ``orders#eu``).
+
+    The one deliberate copy of ``memphis_fast._subjects.internal_name``: a runner must not
+    import ``memphis_fast`` (see above), so it cannot use that module;
+    ``tests/unit/test_unit_subjects.py`` pins the two equal."""
     return name.lower().replace(".", "#")
 
 
