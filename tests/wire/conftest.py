@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from wire_helpers import Connect, TlsFiles, server_of, write_pki
 
-from memphis_fast._connection import ConnectOptions, NatsConnection, Server
+from memphis_fast._connect import ConnectOptions, Server
+from memphis_fast._connection import NatsConnection
 from memphis_fast._server import NatsServer
 from memphis_fast.testing import TcpProxy
 

@@ -14,15 +14,14 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsPy
 from nats.aio.msg import Msg as NatsPyMsg
-from wire_helpers import Connect, create_stream
+from wire_helpers import Connect, create_stream, ms
 
 from memphis_fast import _core
+from memphis_fast._connection import OutcomeKind
 from memphis_fast._server import NatsServer
 from memphis_fast.testing.natspy import settle
 
 pytestmark = pytest.mark.timeout(30)
-
-K_STORED = _core.K_STORED
 
 PAYLOADS = [
     b"",
@@ -64,7 +63,7 @@ def record_raw_headers(nc: NatsPy) -> list[bytes | None]:
 
     async def process(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         raw.append(headers)
-        await original(sid, subject, reply, data, headers)
+        await original(sid, subject, reply, data, headers)  # type: ignore[arg-type]
 
     nc._process_msg = process  # type: ignore[method-assign]
     return raw
@@ -210,14 +209,19 @@ async def test_jetstream_dedup_across_clients(
     js = natspy.jetstream()
     g = conn.new_group()
     lines = _core.encode_header_lines({"$memphis_producedBy": "p", "$memphis_connectionId": "c"})
-    ours = await conn.js_publish_wait("mixed.a", b"first", g, 0, 5, lines, msg_id="shared-1")
-    assert (ours[2], ours[4], ours[5]) == (K_STORED, 1, False)
+    ours = await conn.publish_awaited("mixed.a", b"first", g, 0, ms(5), lines, msg_id="shared-1")
+    assert (ours.kind, ours.stream, ours.sequence, ours.duplicate) == (OutcomeKind.STORED, "mixed", 1, False)
     ack = await js.publish("mixed.a", b"second", headers={"Nats-Msg-Id": "shared-1"})
     assert (ack.seq, ack.duplicate) == (1, True), "nats-py's publish is a duplicate of ours"
     ack = await js.publish("mixed.a", b"third", headers={"Nats-Msg-Id": "shared-2"})
     assert (ack.seq, ack.duplicate) == (2, None)
-    again = await conn.js_publish_wait("mixed.a", b"fourth", g, 1, 5, lines, msg_id="shared-2")
-    assert (again[2], again[4], again[5]) == (K_STORED, 2, True)
+    again = await conn.publish_awaited("mixed.a", b"fourth", g, 1, ms(5), lines, msg_id="shared-2")
+    assert (again.kind, again.stream, again.sequence, again.duplicate) == (
+        OutcomeKind.STORED,
+        "mixed",
+        2,
+        True,
+    )
 
     # nats-py reads back what we stored: payload and every header unchanged.
     sub = await js.pull_subscribe("mixed.a", durable="reader")

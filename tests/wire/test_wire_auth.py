@@ -85,7 +85,7 @@ async def test_fallback_user_after_authorization_violation(
     seen = [(c.get("authorized_user"), c.get("reason"), c.get("name")) for c in conns]
     assert seen == [("root$1", "Authentication Failure", "c1::root"), ("root", None, "c1::root")], conns
     # The fallback sticks for reconnects: the next session goes straight to "root".
-    assert conn._user == "root"
+    assert conn.user == "root"
 
 
 async def test_first_user_works_means_one_connection(nats_server_factory: Factory, connect: Connect) -> None:

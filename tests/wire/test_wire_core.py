@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 
 import pytest
-from wire_helpers import Connect, Events
+from wire_helpers import Connect, Events, ms
 
 from memphis_fast import _core
-from memphis_fast._connection import Server
+from memphis_fast._connect import Server
 from memphis_fast._server import NatsServer
 from memphis_fast.exceptions import (
     MemphisConnectError,
@@ -67,7 +67,7 @@ async def test_pub_sub_without_headers(nats_server: NatsServer, connect: Connect
     pub_conn.publish("orders.t", bytearray(b"ba"))
     pub_conn.publish("orders.t", memoryview(b"--mv--")[2:4])
     with pytest.raises(TypeError):
-        pub_conn.publish("orders.t", "text")
+        pub_conn.publish("orders.t", "text")  # type: ignore[arg-type]
     msgs = await inbox.wait(len(payloads) + 2)
     assert [m.data for m in msgs[-2:]] == [b"ba", b"mv"]
 
@@ -182,12 +182,16 @@ async def test_oversized_publish_is_rejected_before_sending(
     before = conn.stats()["bytes_out"]
     with pytest.raises(MemphisPayloadTooLargeError) as ei:
         conn.publish("big", b"x" * 1025)
-    assert (ei.value.size, ei.value.limit) == (1025, 1024)
+    assert (ei.value.size, ei.value.limit) == (1025, 1024)  # type: ignore[attr-defined]
     # Headers count against max_payload too.
     with pytest.raises(MemphisPayloadTooLargeError):
         conn.publish("big", b"x" * 1000, headers={"k": "v" * 30})
+    g = conn.new_group()
     with pytest.raises(MemphisPayloadTooLargeError):
-        conn.js_publish("big", b"x" * 2000, conn.new_group(), 0, 5)
+        conn.publish_windowed("big", b"x" * 2000, g, 0, ms(5), None, None, None, 0, 0)
+    with pytest.raises(MemphisPayloadTooLargeError):
+        conn.publish_awaited("big", b"x" * 2000, g, 1, ms(5))
+    assert conn.core.inflight == 0 and conn.group_inflight(g) == 0
     conn.publish("small", b"x" * 1024)
     await conn.flush()
     await inbox.wait(1)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from wire_helpers import Connect, Events
+from wire_helpers import Connect, Events, ms
 
 from memphis_fast import _core
 from memphis_fast._server import NatsServer
@@ -231,11 +231,18 @@ async def test_write_backpressure_reaches_callers(
             break
     assert waiter is not None and not waiter.done(), "the transport never paused for good"
     # What is published while paused stays in the core, not in the transport's buffer.
-    assert conn._protocol is not None and conn._protocol.paused
+    assert conn.protocol is not None and conn.protocol.paused
+    assert conn.write_blocked
     conn.publish("bp", chunk)
     sent += len(chunk)
     await asyncio.sleep(0.01)
     assert conn.core.out_len > len(chunk)
+    # A windowed JetStream publish is refused (nothing encoded) while the socket is backed up.
+    g = conn.new_group()
+    out_len = conn.core.out_len
+    assert not conn.publish_windowed("bp.js", b"w", g, 0, ms(5), None, None, None, 0, 0)
+    assert conn.core.out_len == out_len and conn.group_inflight(g) == 0
+    assert conn.core.group_stats(g)["published"] == 0
     proxy.release()
     await asyncio.wait_for(waiter, 10)
     await conn.flush(timeout=20)

@@ -8,41 +8,41 @@ import asyncio
 import base64
 
 import pytest
-from wire_helpers import Connect, create_stream, stream_info, stream_msg
+from wire_helpers import Connect, create_stream, ms, stream_info, stream_msg
 
 from memphis_fast import _core
+from memphis_fast._connection import OutcomeKind, OutcomeReason, ProduceResult
 from memphis_fast._server import NatsServer
 
 pytestmark = pytest.mark.timeout(30)
 
-K_STORED, K_NOT_STORED, K_UNKNOWN, K_NOT_SENT = (
-    _core.K_STORED,
-    _core.K_NOT_STORED,
-    _core.K_UNKNOWN,
-    _core.K_NOT_SENT,
-)
 LINES = _core.encode_header_lines({"$memphis_producedBy": "p1", "$memphis_connectionId": "c1"})
 
 
 async def test_stored_duplicate_and_missing_stream(nats_server: NatsServer, connect: Connect) -> None:
     conn = await connect(nats_server)
     await create_stream(conn, "orders#eu$1", ["orders#eu$1.>"])
-    g = conn.new_group()
+    g = conn.new_group("orders")
     outs = [
-        await conn.js_publish_wait("orders#eu$1.final", f"m{i}".encode(), g, i, 5, LINES) for i in range(3)
+        await conn.publish_awaited("orders#eu$1.final", f"m{i}".encode(), g, i, ms(5), LINES)
+        for i in range(3)
     ]
-    # (id, tag, kind, stream_or_reason, seq, duplicate, code, err_code)
-    assert [(o[1], o[2], o[3], o[4], o[5]) for o in outs] == [
-        (0, K_STORED, "orders#eu$1", 1, False),
-        (1, K_STORED, "orders#eu$1", 2, False),
-        (2, K_STORED, "orders#eu$1", 3, False),
+    assert [(o.index, o.kind, o.reason, o.stream, o.sequence, o.duplicate) for o in outs] == [
+        (0, OutcomeKind.STORED, OutcomeReason.NONE, "orders#eu$1", 1, False),
+        (1, OutcomeKind.STORED, OutcomeReason.NONE, "orders#eu$1", 2, False),
+        (2, OutcomeKind.STORED, OutcomeReason.NONE, "orders#eu$1", 3, False),
     ]
-    assert len({o[0] for o in outs}) == 3, "every publish has its own id"
+    assert all(o.stored and o.msg_id is None and o.error is None for o in outs)
+    assert all((o.code, o.err_code) == (0, 0) for o in outs)
+    assert all(o.station == "orders" for o in outs), "the group's label names the station"
 
-    first = await conn.js_publish_wait("orders#eu$1.final", b"once", g, 10, 5, LINES, msg_id="order-17")
-    again = await conn.js_publish_wait("orders#eu$1.final", b"once", g, 11, 5, LINES, msg_id="order-17")
-    assert (first[2], first[4], first[5]) == (K_STORED, 4, False)
-    assert (again[2], again[4], again[5]) == (K_STORED, 4, True), "duplicate: same sequence, flagged"
+    first = await conn.publish_awaited("orders#eu$1.final", b"once", g, 10, ms(5), LINES, msg_id="order-17")
+    again = await conn.publish_awaited("orders#eu$1.final", b"once", g, 11, ms(5), LINES, msg_id="order-17")
+    assert (first.index, first.kind, first.sequence, first.duplicate) == (10, OutcomeKind.STORED, 4, False)
+    assert (again.index, again.kind, again.sequence, again.duplicate) == (11, OutcomeKind.STORED, 4, True), (
+        "duplicate: same sequence, flagged"
+    )
+    assert first.msg_id == again.msg_id == "order-17"
     info = await stream_info(conn, "orders#eu$1")
     assert info["state"]["messages"] == 4
 
@@ -55,9 +55,15 @@ async def test_stored_duplicate_and_missing_stream(nats_server: NatsServer, conn
     )
     assert base64.b64decode(stored["message"]["data"]) == b"once"
 
-    missing = await conn.js_publish_wait("nostream.final", b"x", g, 20, 5, LINES)
-    assert (missing[1], missing[2], missing[6]) == (20, K_NOT_STORED, 503)
-    assert "no responders" in missing[3]
+    missing = await conn.publish_awaited("nostream.final", b"x", g, 20, ms(5), LINES)
+    assert (missing.index, missing.kind, missing.reason, missing.code) == (
+        20,
+        OutcomeKind.NOT_STORED,
+        OutcomeReason.NO_RESPONDERS,
+        503,
+    )
+    assert not missing.stored and missing.sequence is None
+    assert "no responders" in (missing.error or "")
     stats = conn.core.group_stats(g)
     assert stats == {
         "inflight": 0,
@@ -73,33 +79,64 @@ async def test_api_error_is_reported_with_its_codes(nats_server: NatsServer, con
     conn = await connect(nats_server)
     await create_stream(conn, "s1", ["s1.>"], storage="memory")
     g = conn.new_group()
-    out = await conn.js_publish_wait("s1.a", b"x", g, 0, 5, None, headers={"Nats-Expected-Stream": "other"})
-    assert out[2] == K_NOT_STORED
-    assert out[6] == 400 and out[7] == 10060, out  # JSStreamNotMatchErr
-    assert "stream" in out[3].lower()
-    out = await conn.js_publish_wait(
-        "s1.a", b"x", g, 1, 5, None, headers={"Nats-Expected-Last-Sequence": "99"}
+    out = await conn.publish_awaited(
+        "s1.a", b"x", g, 0, ms(5), None, headers={"Nats-Expected-Stream": "other"}
     )
-    assert (out[2], out[6], out[7]) == (K_NOT_STORED, 400, 10071), out  # wrong last sequence
+    assert (out.kind, out.reason) == (OutcomeKind.NOT_STORED, OutcomeReason.JETSTREAM_ERROR), out
+    assert out.code == 400 and out.err_code == 10060, out  # JSStreamNotMatchErr
+    assert "stream" in (out.error or "").lower()
+    out = await conn.publish_awaited(
+        "s1.a", b"x", g, 1, ms(5), None, headers={"Nats-Expected-Last-Sequence": "99"}
+    )
+    assert (out.index, out.kind, out.code, out.err_code) == (1, OutcomeKind.NOT_STORED, 400, 10071), out
 
 
 async def test_unawaited_publishes_report_only_failures(nats_server: NatsServer, connect: Connect) -> None:
     conn = await connect(nats_server)
     await create_stream(conn, "s2", ["s2.>"], storage="memory")
-    g = conn.new_group()
-    failures: list[tuple[tuple[object, ...], str | None]] = []
-    conn.set_failure_handler(g, lambda t, mid: failures.append((t, mid)))
+    g = conn.new_group("s2")
+    failures: list[ProduceResult] = []
+    conn.set_failure_handler(g, failures.append)
     for i in range(100):
-        conn.js_publish("s2.a", b"ok", g, i, 5, LINES)
-    conn.js_publish("gone.a", b"lost", g, 100, 5, LINES, msg_id="m-100")
-    conn.js_publish("gone.a", b"lost", g, 101, 5, LINES)
+        assert conn.publish_windowed("s2.a", b"ok", g, i, ms(5), LINES, None, None, 0, 0)
+    assert conn.publish_windowed("gone.a", b"lost", g, 100, ms(5), LINES, None, "m-100", 0, 0)
+    assert conn.publish_windowed("gone.a", b"lost", g, 101, ms(5), LINES, None, None, 0, 0)
     assert await conn.wait_group_drained(g, 5)
-    assert sorted((t[1], t[2], t[6], mid) for t, mid in failures) == [
-        (100, K_NOT_STORED, 503, "m-100"),
-        (101, K_NOT_STORED, 503, None),
+    assert sorted((r.index, r.kind, r.reason, r.code, r.msg_id, r.station) for r in failures) == [
+        (100, OutcomeKind.NOT_STORED, OutcomeReason.NO_RESPONDERS, 503, "m-100", "s2"),
+        (101, OutcomeKind.NOT_STORED, OutcomeReason.NO_RESPONDERS, 503, None, "s2"),
     ]
     assert (await stream_info(conn, "s2"))["state"]["messages"] == 100
     assert conn.core.group_stats(g)["acked"] == 100
+
+
+async def test_windowed_publish_respects_the_window(nats_server: NatsServer, connect: Connect) -> None:
+    conn = await connect(nats_server)
+    await create_stream(conn, "w1", ["w1.>"], storage="memory")
+    g = conn.new_group()
+    failures: list[ProduceResult] = []
+    conn.set_failure_handler(g, failures.append)
+    # Refused when the group already has max_inflight messages in flight: nothing sent.
+    sent = [conn.publish_windowed("w1.a", b"x", g, i, ms(5), None, None, None, 3, 0) for i in range(5)]
+    assert sent == [True, True, True, False, False]
+    assert conn.group_inflight(g) == 3
+    assert await conn.wait_group_drained(g, 5)
+    assert conn.group_inflight(g) == 0
+    # The window has room again once they were acknowledged.
+    assert conn.publish_windowed("w1.a", b"x", g, 5, ms(5), None, None, None, 3, 0)
+    assert await conn.wait_group_drained(g, 5)
+    # A byte window: refused once the group has max_inflight_bytes in flight.
+    sent = [
+        conn.publish_windowed("w1.a", b"y" * 600, g, i, ms(5), None, None, None, 0, 1000) for i in range(6, 9)
+    ]
+    assert sent == [True, True, False]
+    assert conn.core.group_inflight(g)[0] == 2 and conn.core.group_inflight(g)[1] >= 1200
+    assert await conn.wait_group_drained(g, 5)
+    assert failures == []
+    assert conn.core.group_stats(g)["published"] == conn.core.group_stats(g)["acked"] == 6, (
+        "refused = not sent"
+    )
+    assert (await stream_info(conn, "w1"))["state"]["messages"] == 6
 
 
 async def test_ack_timeout_is_unknown(nats_server: NatsServer, connect: Connect) -> None:
@@ -108,9 +145,10 @@ async def test_ack_timeout_is_unknown(nats_server: NatsServer, connect: Connect)
     conn.subscribe("slow.a", lambda msgs: None)
     await conn.flush()
     g = conn.new_group()
-    out = await conn.js_publish_wait("slow.a", b"x", g, 7, 0.2)
-    assert (out[1], out[2]) == (7, K_UNKNOWN)
-    assert "acknowledgement" in out[3]
+    out = await conn.publish_awaited("slow.a", b"x", g, 7, ms(0.2))
+    assert (out.index, out.kind, out.reason) == (7, OutcomeKind.UNKNOWN, OutcomeReason.ACK_TIMEOUT)
+    assert not out.stored
+    assert "acknowledgement" in (out.error or "")
 
 
 async def test_batch_outcomes_in_order(nats_server: NatsServer, connect: Connect) -> None:
@@ -119,18 +157,19 @@ async def test_batch_outcomes_in_order(nats_server: NatsServer, connect: Connect
     g = conn.new_group()
     payloads = [f"p{i}".encode() for i in range(500)]
     ids: list[str | None] = [f"id-{i}" if i % 2 else None for i in range(500)]
-    outs = await conn.js_publish_batch("b1.x", payloads, g, 5, LINES, ids)
+    outs = await conn.publish_batch("b1.x", payloads, g, ms(5), LINES, ids)
     assert [o.index for o in outs] == list(range(500))
     assert [o.msg_id for o in outs] == ids
     assert [o.sequence for o in outs] == list(range(1, 501))
     assert all(o.stored and o.kind == "stored" and o.stream == "b1" and not o.duplicate for o in outs)
     # The same ids again: the odd ones are duplicates, the others new.
-    outs = await conn.js_publish_batch("b1.x", payloads, g, 5, LINES, ids, base_index=500)
+    outs = await conn.publish_batch("b1.x", payloads, g, ms(5), LINES, ids, base_index=500)
     assert [o.duplicate for o in outs] == [bool(i % 2) for i in range(500)]
     assert [o.index for o in outs] == list(range(500, 1000))
     # A rejected entry does not stop the others.
-    outs = await conn.js_publish_batch("b1.x", [b"a", "not bytes", b"c"], g, 5)
+    outs = await conn.publish_batch("b1.x", [b"a", "not bytes", b"c"], g, ms(5))
     assert outs[1].kind == "rejected" and "bytes-like" in (outs[1].error or "")
+    assert outs[1].reason == OutcomeReason.REJECTED and not outs[1].stored
     assert outs[0].stored and outs[2].stored
 
 
@@ -138,18 +177,18 @@ async def test_close_waits_for_inflight_publishes(nats_server: NatsServer, conne
     conn = await connect(nats_server)
     await create_stream(conn, "d1", ["d1.>"])
     g = conn.new_group()
-    failures: list[object] = []
-    conn.set_failure_handler(g, lambda t, mid: failures.append(t))
+    failures: list[ProduceResult] = []
+    conn.set_failure_handler(g, failures.append)
     n = 20_000
     for i in range(n):
-        conn.js_publish("d1.x", b"x" * 64, g, i, 10, LINES)
+        assert conn.publish_windowed("d1.x", b"x" * 64, g, i, ms(10), LINES, None, None, 0, 0)
     assert conn.core.inflight == n
-    waiter = asyncio.ensure_future(conn.js_publish_wait("d1.x", b"last", g, n, 10, LINES))
+    waiter = asyncio.ensure_future(conn.publish_awaited("d1.x", b"last", g, n, ms(10), LINES))
     await asyncio.sleep(0)  # let it register
     await conn.close()
     assert failures == [], "nothing was cut short"
     last = await waiter
-    assert last[2] == K_STORED and last[4] == n + 1
+    assert last.kind == OutcomeKind.STORED and last.sequence == n + 1
     assert conn.core.group_stats(g)["acked"] == n + 1
     check = await connect(nats_server)
     assert (await stream_info(check, "d1"))["state"]["messages"] == n + 1
@@ -160,8 +199,9 @@ async def test_close_with_timeout_ends_what_is_left(nats_server: NatsServer, con
     conn.subscribe("never.a", lambda msgs: None)  # swallows publishes, never acks
     await conn.flush()
     g = conn.new_group()
-    waiter = asyncio.ensure_future(conn.js_publish_wait("never.a", b"x", g, 0, 30))
+    waiter = asyncio.ensure_future(conn.publish_awaited("never.a", b"x", g, 0, ms(30)))
     await asyncio.sleep(0.05)
     await conn.close(timeout=0.2)
     out = await waiter
-    assert out[2] == K_UNKNOWN and "lost" in out[3]
+    assert (out.kind, out.reason) == (OutcomeKind.UNKNOWN, OutcomeReason.CONNECTION_LOST), out
+    assert "lost" in (out.error or "")

@@ -9,25 +9,18 @@ import asyncio
 import base64
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
-from wire_helpers import Connect, Events, create_stream, stream_info, stream_msg
+from wire_helpers import Connect, Events, create_stream, ms, stream_info, stream_msg
 
 from memphis_fast import _core
-from memphis_fast._connection import NatsConnection
+from memphis_fast._connection import NatsConnection, OutcomeKind, OutcomeReason, ProduceResult
 from memphis_fast._server import NatsServer
 from memphis_fast.exceptions import MemphisConnectError, MemphisConnectionClosedError
 from memphis_fast.testing import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
 
-K_STORED, K_NOT_STORED, K_UNKNOWN, K_NOT_SENT = (
-    _core.K_STORED,
-    _core.K_NOT_STORED,
-    _core.K_UNKNOWN,
-    _core.K_NOT_SENT,
-)
 ProxyFactory = Callable[..., Awaitable[TcpProxy]]
 
 
@@ -63,31 +56,36 @@ async def test_kill_and_restart_while_publishing(nats_server: NatsServer, connec
 
     n = 3000
     kill_at, restart_at = n // 3, n // 2
-    awaited: dict[int, tuple[Any, ...]] = {}
-    failures: dict[int, tuple[Any, ...]] = {}
+    awaited: dict[int, ProduceResult] = {}
+    failures: dict[int, ProduceResult] = {}
     g_wait, g_fire = conn.new_group(), conn.new_group()
 
-    def on_failure(t: tuple[Any, ...], msg_id: str | None) -> None:
-        tag = t[1]
+    def on_failure(r: ProduceResult) -> None:
+        tag = r.index
         assert tag not in failures, f"second outcome for {tag}"
-        assert (msg_id is not None) == (tag % 4 == 1)
-        failures[tag] = t
+        assert r.msg_id == (f"id-{tag}" if tag % 4 == 1 else None)
+        failures[tag] = r
 
     conn.set_failure_handler(g_fire, on_failure)
 
     async def publish_wait(i: int, msg_id: str | None) -> None:
-        out = await conn.js_publish_wait("k$1.final", str(i).encode(), g_wait, i, 10, msg_id=msg_id)
+        out = await conn.publish_awaited("k$1.final", str(i).encode(), g_wait, i, ms(10), msg_id=msg_id)
         assert i not in awaited, f"second outcome for {i}"
+        assert (out.index, out.msg_id) == (i, msg_id)
         awaited[i] = out
 
-    chaos: asyncio.Task[None] | None = None
+    chaos: asyncio.Future[NatsServer] | None = None
     tasks = []
     for i in range(n):
         msg_id = f"id-{i}" if i % 4 in (0, 1) else None
         if i % 2 == 0:
             tasks.append(asyncio.ensure_future(publish_wait(i, msg_id)))
         else:
-            conn.js_publish("k$1.final", str(i).encode(), g_fire, i, 10, msg_id=msg_id)
+            # As a nonblocking produce does: wait for room while the socket is backed up.
+            while not conn.publish_windowed(
+                "k$1.final", str(i).encode(), g_fire, i, ms(10), None, None, msg_id, 0, 0
+            ):
+                await conn.wait_room()
         if i == kill_at:
             await asyncio.to_thread(srv.kill)
         if i == restart_at:
@@ -108,15 +106,17 @@ async def test_kill_and_restart_while_publishing(nats_server: NatsServer, connec
     assert fire["published"] == n // 2 and fire["inflight"] == 0
     assert fire["acked"] + fire["failed"] == n // 2
     assert fire["failed"] == len(failures)
-    kinds = Counter(o[2] for o in awaited.values())
-    assert set(kinds) <= {K_STORED, K_UNKNOWN}, kinds
+    kinds = Counter(o.kind for o in awaited.values())
+    assert set(kinds) <= {OutcomeKind.STORED, OutcomeKind.UNKNOWN}, kinds
     for i, out in awaited.items():
         if i % 4 == 0:
             # A message id makes the publish safe to re-send: it is never "unknown".
-            assert out[2] == K_STORED, (i, out)
+            assert out.kind == OutcomeKind.STORED, (i, out)
+        if out.kind == OutcomeKind.UNKNOWN:
+            assert out.reason in (OutcomeReason.CONNECTION_LOST, OutcomeReason.ACK_TIMEOUT), (i, out)
     for tag, out in failures.items():
-        assert tag % 4 == 3 and out[2] == K_UNKNOWN, (tag, out)
-    lost = sum(1 for o in awaited.values() if o[2] == K_UNKNOWN) + len(failures)
+        assert tag % 4 == 3 and out.kind == OutcomeKind.UNKNOWN, (tag, out)
+    lost = sum(1 for o in awaited.values() if o.kind == OutcomeKind.UNKNOWN) + len(failures)
     assert lost < n // 2, "most messages survive"
     assert conn.core.group_stats(g_wait)["retried"] + fire["retried"] > 0, "something was re-sent"
 
@@ -125,8 +125,8 @@ async def test_kill_and_restart_while_publishing(nats_server: NatsServer, connec
     stored = await all_stream_msgs(conn, "k$1")
     by_seq = {seq: data for seq, data, _ in stored}
     for i, out in awaited.items():
-        if out[2] == K_STORED:
-            assert by_seq[out[4]] == str(i).encode(), (i, out)
+        if out.kind == OutcomeKind.STORED:
+            assert out.sequence is not None and by_seq[out.sequence] == str(i).encode(), (i, out)
     ids = Counter(h["Nats-Msg-Id"] for _, _, h in stored if "Nats-Msg-Id" in h)
     assert ids and max(ids.values()) == 1
     assert set(ids) == {f"id-{i}" for i in range(n) if i % 4 in (0, 1)}, "every msg-id message is stored"
@@ -161,7 +161,8 @@ async def test_publishes_buffered_while_disconnected(
         conn.publish("buf.core", f"c{i}".encode(), headers={"i": str(i)})
     g = conn.new_group()
     waits = [
-        asyncio.ensure_future(conn.js_publish_wait("buf.js", f"j{i}".encode(), g, i, 10)) for i in range(20)
+        asyncio.ensure_future(conn.publish_awaited("buf.js", f"j{i}".encode(), g, i, ms(10)))
+        for i in range(20)
     ]
     await asyncio.sleep(0.2)
     await watcher.flush()
@@ -172,7 +173,9 @@ async def test_publishes_buffered_while_disconnected(
     proxy.mode = "forward"
     await events.wait("reconnected")
     outs = await asyncio.gather(*waits)
-    assert [(o[1], o[2], o[4]) for o in outs] == [(i, K_STORED, i + 1) for i in range(20)]
+    assert [(o.index, o.kind, o.sequence) for o in outs] == [
+        (i, OutcomeKind.STORED, i + 1) for i in range(20)
+    ]
     await conn.flush()
     await watcher.flush()
     assert [m.data for m in seen] == [f"c{i}".encode() for i in range(100)], "in order, once each"
@@ -201,8 +204,12 @@ async def test_pending_byte_limit_refuses(
     assert not isinstance(ei.value, MemphisConnectionClosedError)
     assert 5 <= accepted < 10
     assert conn.stats()["pending_bytes"] <= 10_000
-    with pytest.raises(MemphisConnectError):
-        conn.js_publish("lim", b"x" * 1000, conn.new_group(), 0, 5)
+    g = conn.new_group()
+    with pytest.raises(MemphisConnectError, match="full"):
+        conn.publish_windowed("lim", b"x" * 1000, g, 0, ms(5), None, None, None, 0, 0)
+    with pytest.raises(MemphisConnectError, match="full"):
+        conn.publish_awaited("lim", b"x" * 1000, g, 1, ms(5))
+    assert conn.group_inflight(g) == 0
     proxy.mode = "forward"
     await events.wait("reconnected")
     await conn.flush()
@@ -222,8 +229,8 @@ async def test_msg_id_publish_resent_after_reconnect_is_stored_once(
     g = conn.new_group()
     # The server will store both messages, but its acknowledgements never come back.
     proxy.hold(downstream=True)
-    with_id = asyncio.ensure_future(conn.js_publish_wait("once.a", b"with id", g, 1, 10, msg_id="m-1"))
-    without = asyncio.ensure_future(conn.js_publish_wait("once.a", b"without", g, 2, 10))
+    with_id = asyncio.ensure_future(conn.publish_awaited("once.a", b"with id", g, 1, ms(10), msg_id="m-1"))
+    without = asyncio.ensure_future(conn.publish_awaited("once.a", b"without", g, 2, ms(10)))
     async with asyncio.timeout(5):
         while (await stream_info(direct, "once"))["state"]["messages"] < 2:
             await asyncio.sleep(0.01)
@@ -233,9 +240,10 @@ async def test_msg_id_publish_resent_after_reconnect_is_stored_once(
     await events.wait("reconnected")
     a, b = await asyncio.gather(with_id, without)
     # Re-sent with the same Nats-Msg-Id: the server recognises it.
-    assert (a[1], a[2], a[4], a[5]) == (1, K_STORED, 1, True), a
+    assert (a.index, a.kind, a.sequence, a.duplicate, a.msg_id) == (1, OutcomeKind.STORED, 1, True, "m-1"), a
     # Without an id a re-send could duplicate it, so its fate is reported as unknown.
-    assert (b[1], b[2]) == (2, K_UNKNOWN) and "lost" in b[3], b
+    assert (b.index, b.kind, b.reason) == (2, OutcomeKind.UNKNOWN, OutcomeReason.CONNECTION_LOST), b
+    assert "lost" in (b.error or ""), b
     assert (await stream_info(direct, "once"))["state"]["messages"] == 2
     assert conn.core.group_stats(g)["retried"] == 1
 
@@ -259,7 +267,11 @@ async def test_max_reconnect_is_honoured_exactly(
     with pytest.raises(MemphisConnectionClosedError):
         conn.publish("x", b"")
     with pytest.raises(MemphisConnectionClosedError):
-        conn.js_publish("x", b"", g, 0, 1)
+        conn.publish_windowed("x", b"", g, 0, ms(1), None, None, None, 0, 0)
+    with pytest.raises(MemphisConnectionClosedError):
+        conn.publish_awaited("x", b"", g, 1, ms(1))
+    with pytest.raises(MemphisConnectionClosedError):
+        await conn.publish_batch("x", [b""], g, ms(1))
     await asyncio.sleep(0.1)
     assert proxy.accepted - 1 == max_reconnect, "no attempt after giving up"
     assert events.names() == ["connected", "disconnected", "closed"]
@@ -302,21 +314,21 @@ async def test_close_while_disconnected_ends_everything(
     await create_stream(direct, "c1", ["c1.>"], storage="memory")
     g = conn.new_group()
     proxy.hold(downstream=True)
-    sent = asyncio.ensure_future(conn.js_publish_wait("c1.a", b"sent", g, 1, 30, msg_id="s"))
+    sent = asyncio.ensure_future(conn.publish_awaited("c1.a", b"sent", g, 1, ms(30), msg_id="s"))
     async with asyncio.timeout(5):
         while (await stream_info(direct, "c1"))["state"]["messages"] < 1:
             await asyncio.sleep(0.01)
     proxy.mode = "reject"
     proxy.cut()
     await events.wait("disconnected")
-    buffered = asyncio.ensure_future(conn.js_publish_wait("c1.a", b"buffered", g, 2, 30))
+    buffered = asyncio.ensure_future(conn.publish_awaited("c1.a", b"buffered", g, 2, ms(30)))
     flushing = asyncio.ensure_future(conn.flush(timeout=30))
     request = asyncio.ensure_future(conn.request("svc", b"", 30))
     await asyncio.sleep(0.05)
     await asyncio.wait_for(conn.close(timeout=0.5), 5)
     a, b = await asyncio.gather(sent, buffered)
-    assert (a[1], a[2]) == (1, K_UNKNOWN), a
-    assert (b[1], b[2]) == (2, K_NOT_SENT), b
+    assert (a.index, a.kind, a.reason) == (1, OutcomeKind.UNKNOWN, OutcomeReason.CONNECTION_LOST), a
+    assert (b.index, b.kind, b.reason) == (2, OutcomeKind.NOT_SENT, OutcomeReason.CLOSED_BEFORE_SENDING), b
     with pytest.raises(MemphisConnectionClosedError):
         await flushing
     with pytest.raises(MemphisConnectionClosedError):

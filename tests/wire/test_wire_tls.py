@@ -49,8 +49,8 @@ async def test_mutual_tls_pub_sub(
     srv = nats_server_factory(tls_config(tls_files))
     conn = await connect(srv, tls=good_context(tls_files))
     assert conn.server_info.get("tls_required") is True, "the server asks for TLS in its INFO"
-    assert conn._protocol is not None and conn._protocol.transport is not None
-    ssl_obj = conn._protocol.transport.get_extra_info("ssl_object")
+    assert conn.protocol is not None and conn.protocol.transport is not None
+    ssl_obj = conn.protocol.transport.get_extra_info("ssl_object")
     assert ssl_obj is not None and ssl_obj.version() in ("TLSv1.2", "TLSv1.3")
     got: list[_core.Msg] = []
     conn.subscribe("secure", got.extend)
@@ -120,5 +120,5 @@ async def test_reconnect_over_tls(
     conn.publish("after", b"restart")
     await conn.flush()
     assert [m.data for m in got] == [b"restart"]
-    assert conn._protocol is not None and conn._protocol.transport is not None
-    assert conn._protocol.transport.get_extra_info("ssl_object") is not None
+    assert conn.protocol is not None and conn.protocol.transport is not None
+    assert conn.protocol.transport.get_extra_info("ssl_object") is not None

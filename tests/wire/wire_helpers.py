@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memphis_fast._connection import NatsConnection, Server
+from memphis_fast._connect import Server
+from memphis_fast._connection import NatsConnection
 from memphis_fast._server import NatsServer
 from memphis_fast.testing import TcpProxy
 
@@ -228,3 +229,8 @@ def write_pki(d: Path) -> TlsFiles:
         other_client_cert=d / "other-client.pem",
         other_client_key=d / "other-client.key",
     )
+
+
+def ms(seconds: float) -> int:
+    """An ack wait / expiry given in seconds, as the integer milliseconds the API takes."""
+    return round(seconds * 1000)
