@@ -20,7 +20,6 @@ from .exceptions import (
     MemphisProduceError,
     MemphisProtocolError,
     MemphisSchemaError,
-    MemphisServerError,
     MemphisTimeoutError,
 )
 from .types import Retention, Storage
@@ -30,7 +29,14 @@ if TYPE_CHECKING:
     from .headers import Headers
     from .memphis import Memphis
     from .message import Message
-    from .producer import MemphisProduceTimeoutError, ProduceFailure, Producer, ProduceResult
+    from .producer import (
+        MemphisProduceTimeoutError,
+        OutcomeKind,
+        OutcomeReason,
+        ProduceFailure,
+        Producer,
+        ProduceResult,
+    )
     from .station import Station
 
 # The client classes are imported on first use, so that `python -m memphis_fast.broker` and
@@ -41,6 +47,8 @@ _LAZY = {
     "Memphis": "memphis",
     "Message": "message",
     "MemphisProduceTimeoutError": "producer",
+    "OutcomeKind": "producer",
+    "OutcomeReason": "producer",
     "ProduceFailure": "producer",
     "Producer": "producer",
     "ProduceResult": "producer",
@@ -76,9 +84,10 @@ __all__ = [
     "MemphisProduceTimeoutError",
     "MemphisProtocolError",
     "MemphisSchemaError",
-    "MemphisServerError",
     "MemphisTimeoutError",
     "Message",
+    "OutcomeKind",
+    "OutcomeReason",
     "ProduceFailure",
     "ProduceResult",
     "Producer",

@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import _subjects as subjects
 from ._connection import IN_PROGRESS, NAK, Msg, Partitioner, PullEnd
 from .exceptions import MemphisError, MemphisFetchError, MemphisTimeoutError
 from .message import Message, _Ctx
 from .partition_generator import check_partition_number
-from .utils import default_error_handler, get_internal_name
+from .utils import default_error_handler
 
 if TYPE_CHECKING:
     from ._connection import NatsConnection, PullSubscription
@@ -61,7 +62,7 @@ log = logging.getLogger("memphis_fast")
 
 Callback = Callable[[list[Message], MemphisError | None, Any], Awaitable[Any]]
 
-#: DLS messages kept for ``fetch()`` while nobody consumes (spec 11.1: 10 000).
+#: DLS messages kept for ``fetch()`` while nobody consumes (docs/protocol.md §11.1: 10 000).
 DLS_BUFFER = 10_000
 DEFAULT_MAX_BYTES_PER_PULL = 8 * 1024 * 1024
 _IN_PROGRESS = IN_PROGRESS
@@ -96,7 +97,7 @@ class _Fetcher:
         self.naking = False
         #: after a pull came back empty, do not pull again before this (monotonic) time
         self.empty_until = 0.0
-        api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer._durable}"
+        api = subjects.js_consumer_msg_next(stream, consumer._durable)
         self.sub: PullSubscription = self.conn.pull_subscription(api, self._on_msgs, self._on_end)
 
     def _on_msgs(self, msgs: list[Msg]) -> None:
@@ -204,7 +205,7 @@ class Consumer:
     ) -> None:
         self.connection = connection
         self.station_name = station_name.lower()
-        self.internal_station_name = get_internal_name(self.station_name)
+        self.internal_station_name = subjects.internal_name(self.station_name)
         self.inner_station_name = self.internal_station_name
         self.consumer_name = consumer_name.lower()
         self.consumer_group = (consumer_group or consumer_name).lower()
@@ -229,14 +230,14 @@ class Consumer:
         self._conn: NatsConnection = connection._require_conn()
         self._ctx = _Ctx(connection, self.consumer_group, self.internal_station_name)
         self._state = state
-        self._durable = get_internal_name(self.consumer_group)
+        self._durable = subjects.durable_name(self.consumer_group)
         self._partitions = partitions
         plist = partitions if partitions else [1]
         self.partition_generator = partition_generator
         self._rr = Partitioner(list(plist))
         self._fetchers: dict[int, _Fetcher] = {}
         for p in plist:
-            stream = f"{self.internal_station_name}${p}" if partitions else self.internal_station_name
+            stream = subjects.stream_name(self.station_name, p if partitions else 0)
             self._fetchers[p] = _Fetcher(self, p, stream)
         self.subscriptions = {p: f.stream for p, f in self._fetchers.items()}
         self._event: asyncio.Event | None = None
@@ -245,7 +246,7 @@ class Consumer:
         self._current: tuple[float, list[Message]] | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
         self._destroyed = False
-        dls_subject = f"$memphis_dls_{self.internal_station_name}.{self._durable}"
+        dls_subject = subjects.dls_subject(self.station_name, self.consumer_group)
         self._dls_sid: int | None = self._conn.subscribe(dls_subject, self._on_dls, queue=dls_subject)
         self._arm_hold_timer()
 
@@ -561,13 +562,13 @@ class Consumer:
         f.ensure(batch_size, max(self.batch_max_time_to_wait_ms, 1000))
 
     async def _ping_loop(self) -> None:
-        """Every 30 s, check that the group's durable consumers still exist (spec 8.6)."""
+        """Every 30 s, check that the group's durable consumers still exist (docs/protocol.md §8.6)."""
         while not self._destroyed:
             await asyncio.sleep(self.ping_consumer_interval_ms / 1000)
             for f in list(self._fetchers.values()):
                 try:
                     res = await self._conn.request(
-                        f"$JS.API.CONSUMER.INFO.{f.stream}.{self._durable}", b"", 30
+                        subjects.js_consumer_info(f.stream, self._durable), b"", 30
                     )
                     info = orjson.loads(res.data) if res.data else {}
                 except (MemphisError, ValueError) as exc:
@@ -610,14 +611,13 @@ class Consumer:
             return
         conn = self.connection
         await self._shutdown()
-        req = {
-            "name": self.consumer_name,
-            "station_name": self.station_name,
-            "username": conn.username,
-            "connection_id": conn.connection_id,
-            "req_version": 1,
-        }
-        res = await conn._request("$memphis_consumer_destructions", orjson.dumps(req), 5, timeout_retries)
+        req = subjects.ConsumerDestruction(
+            name=self.consumer_name,
+            station_name=self.station_name,
+            username=conn.username,
+            connection_id=conn.connection_id or "",
+        )
+        res = await conn._request(subjects.CONSUMER_DESTRUCTIONS, req.to_json(), 5, timeout_retries)
         error = bytes(res.data).decode("utf-8", "replace")
         conn._release_station(self.internal_station_name)
         for k, v in list(conn.consumers_map.items()):

@@ -27,7 +27,6 @@ __all__ = [
     "MemphisProtocolError",
     "MemphisConnectionClosedError",
     "MemphisPayloadTooLargeError",
-    "MemphisServerError",
     "MemphisProduceError",
     "MemphisFetchError",
 ]
@@ -90,18 +89,6 @@ class MemphisConnectionClosedError(MemphisConnectError):
 
 class MemphisPayloadTooLargeError(MemphisError):
     """A message is larger than the server's ``max_payload``; it was not sent."""
-
-
-class MemphisServerError(MemphisError):
-    """The server answered ``-ERR`` or a JetStream API error.
-
-    Attributes: ``code`` (HTTP-like status, may be ``None``), ``err_code`` (JetStream error code,
-    may be ``None``), ``description``.
-    """
-
-    code: int | None = None
-    err_code: int | None = None
-    description: str = ""
 
 
 class MemphisProduceError(MemphisError):

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from . import _subjects as subjects
 from ._connection import ACK, IN_PROGRESS, NAK, NAK_DELAY, TERM, Msg
 from .exceptions import MemphisConnectError, MemphisError
 
@@ -28,8 +27,8 @@ _NAK = NAK
 _NAK_DELAY = NAK_DELAY
 _IN_PROGRESS = IN_PROGRESS
 _TERM = TERM
-_PM_ID = "$memphis_pm_id"
-_PM_CG = "$memphis_pm_cg_name"
+_PM_ID = subjects.HEADER_PM_ID
+_PM_CG = subjects.HEADER_PM_CG_NAME
 
 
 @dataclass(frozen=True)
@@ -239,12 +238,12 @@ class Message:
             if pm is None:
                 raise MemphisConnectError("message has no reply subject and is not a DLS message")
             try:
-                body = orjson.dumps({"id": int(pm[0]), "cg_name": pm[1]})
+                body = subjects.PmAck(id=int(pm[0]), cg_name=pm[1]).to_json()
             except ValueError as exc:
                 raise MemphisConnectError(f"bad $memphis_pm_id header: {pm[0]!r}") from exc
             self._done = True
             try:
-                self.connection._require_conn().publish("$memphis_pm_acks", body)
+                self.connection._require_conn().publish(subjects.PM_ACKS, body)
             except MemphisError as exc:
                 raise MemphisConnectError(exc.message) from exc
             return
@@ -284,16 +283,14 @@ class Message:
         seq = self._m.stream_seq
         try:
             self._ack(_TERM)
-            body = orjson.dumps(
-                {
-                    "station_name": self.internal_station_name,
-                    "error": str(reason),
-                    "partition": self.partition,
-                    "cg_name": self.cg_name.lower(),
-                    "seq": seq,
-                }
-            )
-            self.connection._require_conn().publish("$memphis_nacked_dls", body)
+            body = subjects.NackedDls(
+                station_name=self.internal_station_name,
+                error=str(reason),
+                partition=self.partition,
+                cg_name=self.cg_name.lower(),
+                seq=seq if seq is not None else 0,
+            ).to_json()
+            self.connection._require_conn().publish(subjects.NACKED_DLS, body)
         except MemphisError as exc:
             raise MemphisConnectError(exc.message) from exc
 

@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _subjects as subjects
 from ._connection import (
     DEFAULT_MAX_INFLIGHT,
     DEFAULT_MAX_INFLIGHT_BYTES,
@@ -69,6 +70,8 @@ __all__ = [
     "DEFAULT_MAX_INFLIGHT",
     "DEFAULT_MAX_INFLIGHT_BYTES",
     "MemphisProduceTimeoutError",
+    "OutcomeKind",
+    "OutcomeReason",
     "ProduceFailure",
     "ProduceResult",
     "Producer",
@@ -187,8 +190,8 @@ class Producer:
         self._conn.set_failure_handler(self._group, self._on_failure)
         self._header_lines = encode_header_lines(
             {
-                "$memphis_producedBy": self.producer_name,
-                "$memphis_connectionId": connection.connection_id,
+                subjects.HEADER_PRODUCED_BY: self.producer_name,
+                subjects.HEADER_CONNECTION_ID: connection.connection_id,
             }
         )
         self._partitions = partitions
@@ -491,7 +494,7 @@ class Producer:
 
     def _encode(self, schema: Any, message: Any, headers: Any) -> Any:
         """The bytes to send for ``message``: validated by the station's schema (a failure is
-        reported as spec 7.8 says, then raised), or encoded as memphis-py does without one."""
+        reported as docs/protocol.md §7.8 says, then raised), or encoded as memphis-py does without one."""
         if schema is None:
             return encode_plain(message)
         try:
@@ -566,16 +569,13 @@ class Producer:
         conn = self.connection
         if not self._conn.is_closed:
             await self._conn.wait_group_drained(self._group, None)
-        req = {
-            "name": self.producer_name,
-            "station_name": self.station_name,
-            "username": conn.username,
-            "connection_id": conn.connection_id,
-            "req_version": 1,
-        }
-        import orjson
-
-        res = await conn._request("$memphis_producer_destructions", orjson.dumps(req), 5, timeout_retries)
+        req = subjects.ProducerDestruction(
+            name=self.producer_name,
+            station_name=str(self.station_name),
+            username=conn.username,
+            connection_id=conn.connection_id or "",
+        )
+        res = await conn._request(subjects.PRODUCER_DESTRUCTIONS, req.to_json(), 5, timeout_retries)
         error = bytes(res.data).decode("utf-8", "replace")
         if error != "" and "not exist" not in error:
             raise MemphisError(error)
