@@ -1,4 +1,4 @@
-"""Connection tracking (spec §2.9, §5.5, §5.6): producers and consumers belong to a connection.
+"""Connection tracking (docs/protocol.md §2.9, §5.5, §5.6): producers and consumers belong to a connection.
 
 When a client goes away without closing, nats-server reports the disconnect ($SYS events in
 password mode, /connz in token mode) and its registrations become inactive at once; they are

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.timeout(60)]
 
 async def trigger_redelivery(nc: Any, stream: str, durable: str) -> None:
     """Pull once with a short expiry: JetStream raises the max-deliveries advisory only when it
-    next tries to redeliver (spec §9.1), and memphis-py's own fetch would wait 5 s for nothing."""
+    next tries to redeliver (docs/protocol.md §9.1), and memphis-py's own fetch would wait 5 s for nothing."""
     psub = await nc.jetstream().pull_subscribe_bind(durable, stream=stream)
     try:
         msgs = await psub.fetch(1, timeout=0.3)
@@ -90,7 +90,7 @@ async def test_poison_message_resent_through_cli_and_acked(
     assert headers["$memphis_producedBy"] == "$memphis_dls"
     assert headers["trace"] == "t-1"
     assert bytes(msg.get_data()) == b"poison"
-    # Not a JetStream message: the client acknowledges it on $memphis_pm_acks (spec §5.15).
+    # Not a JetStream message: the client acknowledges it on $memphis_pm_acks (docs/protocol.md §5.15).
     await msg.ack()
     assert await eventually(lambda: _no_dls(broker, name))
     await consumer.destroy(timeout_retries=R)
@@ -130,7 +130,7 @@ async def test_dead_letter(client_lib: ClientLib, connect: Any, nc: Any, broker:
         return bool(info["num_ack_pending"] == 0)
 
     await eventually(terminated)
-    # Destroying the group's last member removes the group from its DLS records (spec §5.6).
+    # Destroying the group's last member removes the group from its DLS records (docs/protocol.md §5.6).
     await consumer.destroy(timeout_retries=R)
     assert await broker.list_dls(name) == []
 
@@ -204,7 +204,7 @@ async def test_dls_station_forwarding(connect: Any, nc: Any, broker: Any, uid: A
 
 
 async def test_dls_station_uses_every_partition(connect: Any, nc: Any, uid: Any) -> None:
-    """The real broker never forwards to the last partition of a DLS station (spec §13.10);
+    """The real broker never forwards to the last partition of a DLS station (docs/protocol.md §13.10);
     this one picks any partition."""
     conn = await connect()
     name, target = uid("source"), uid("target")

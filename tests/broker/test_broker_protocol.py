@@ -1,5 +1,5 @@
 """The control plane on the wire, with a plain NATS client: exact reply formats and error texts
-(spec §3.1, §4, §5), malformed requests, and the choices made where the real broker is buggy
+(docs/protocol.md §3.1, §4, §5), malformed requests, and the choices made where the real broker is buggy
 or the spec is ambiguous (§13)."""
 
 from __future__ import annotations

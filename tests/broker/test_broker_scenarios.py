@@ -117,7 +117,7 @@ async def test_station_options(client_lib: ClientLib, connect: Any, nc: Any, bro
     assert st["partitions"] == [1, 2, 3]
     assert (st["dls_poison"], st["dls_schemaverse"], st["tiered_storage_enabled"]) == (False, False, True)
     assert st["dls_station"] == dls
-    # The DLS station did not exist: it was created with the defaults (spec §6.2).
+    # The DLS station did not exist: it was created with the defaults (docs/protocol.md §6.2).
     assert stations[dls]["partitions"] == [1] and stations[dls]["retention_value"] == 3600
 
 
@@ -125,7 +125,7 @@ async def test_station_recreate_existing_is_success(connect: Any, nc: Any, uid: 
     conn = await connect()
     name = uid("again")
     await conn.station(name, partitions_number=2, timeout_retries=R)
-    # Options are not compared (spec §5.1): the existing station is kept as it is.
+    # Options are not compared (docs/protocol.md §5.1): the existing station is kept as it is.
     st = await conn.station(name, partitions_number=5, timeout_retries=R)
     assert st.name == name
     assert (await js_api(nc, f"STREAM.INFO.{name}$3"))["error"]["err_code"] == 10059
@@ -183,7 +183,7 @@ async def test_producer_and_consumer_lifecycle(connect: Any, nc: Any, broker: An
     await consumer.destroy(timeout_retries=R)
     clients = await broker.list_clients(name)
     assert clients["producers"] == [] and clients["consumers"] == []
-    # The last member of the group is gone: so is its durable (spec §5.6).
+    # The last member of the group is gone: so is its durable (docs/protocol.md §5.6).
     assert (await js_api(nc, f"CONSUMER.INFO.{name}$1.group#a"))["error"]["err_code"] == 10014
 
 
@@ -236,7 +236,7 @@ async def test_idempotency_window(client_lib: ClientLib, connect: Any, nc: Any, 
     """De-duplication inside the station's idempotency window, and not after it.
 
     memphis-py only sends the fork's ``msg-id`` header, which stock nats-server ignores
-    (spec §7.4); the JetStream header ``Nats-Msg-Id`` is honoured, so it is set as a user header.
+    (docs/protocol.md §7.4); the JetStream header ``Nats-Msg-Id`` is honoured, so it is set as a user header.
     """
     conn = await connect()
     name = uid("idem")
@@ -258,7 +258,7 @@ async def test_idempotency_window(client_lib: ClientLib, connect: Any, nc: Any, 
     await produce("a-duplicate", nats_msg_id="id-1")
     assert await stored() == 1
     # memphis-py: msg-id alone is not de-duplicated by stock nats-server (the fork's header,
-    # spec §7.4). memphis-fast sends Nats-Msg-Id next to msg-id, so msg_id works here too.
+    # docs/protocol.md §7.4). memphis-fast sends Nats-Msg-Id next to msg-id, so msg_id works here too.
     await produce("b", msg_id="id-2")
     await produce("b-again", msg_id="id-2")
     expected = 2 if client_lib.name == "memphis-fast" else 3
@@ -286,7 +286,7 @@ async def test_partitions_round_robin_key_and_number(
         return [int((await js_api(nc, f"STREAM.INFO.{name}${p}"))["state"]["messages"]) for p in (1, 2, 3)]
 
     assert await counts() == [2, 2, 2]
-    # murmur3("key", seed 31) % 3 == 1 -> the second partition of [1, 2, 3] (spec §7.5 vectors).
+    # murmur3("key", seed 31) % 3 == 1 -> the second partition of [1, 2, 3] (docs/protocol.md §7.5 vectors).
     for _ in range(3):
         await producer.produce(bytearray(b"keyed"), producer_partition_key="key")
     assert await counts() == [2, 5, 2]

@@ -187,7 +187,7 @@ async def test_attach_and_detach_broadcasts(nc: Any, uid: Any) -> None:
             "type": "json",
         },
     }
-    # A drop still carries a complete, empty init object (spec §5.10).
+    # A drop still carries a complete, empty init object (docs/protocol.md §5.10).
     assert dropped == {
         "UpdateType": 2,
         "init": {
@@ -224,7 +224,7 @@ def _station(name: str, **kw: Any) -> dict[str, Any]:
 
 async def test_protobuf_descriptor(nc: Any, uid: Any) -> None:
     """A protoc-built FileDescriptorSet with one file named <schema>_<version>.proto; the
-    message is the first top-level one (spec §10.4). The real broker names every SDK-created
+    message is the first top-level one (docs/protocol.md §10.4). The real broker names every SDK-created
     version's file <schema>_1.proto (§13.7); here version 2's file is <schema>_2.proto."""
     station, schema = uid("proto"), uid("proto-s")
     create = {"name": schema, "type": "protobuf", "created_by_username": "root", "schema_content": PROTO}

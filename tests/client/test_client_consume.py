@@ -444,7 +444,7 @@ async def _poison(conn: Any, name: str, broker: LocalBroker) -> Any:
     for _ in range(2):
         (msg,) = await fetch_exactly(consumer, 1, ack=False)
         await msg.nack()
-    # The max-deliveries advisory is raised at the next redelivery attempt (spec 9.1).
+    # The max-deliveries advisory is raised at the next redelivery attempt (docs/protocol.md §9.1).
     assert await consumer.fetch(batch_size=1) == []
     await eventually(lambda: broker.list_dls(name))
     return consumer

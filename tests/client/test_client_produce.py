@@ -472,7 +472,7 @@ async def test_payload_types(connect: Any, connect_py: Any, nc: Any, uid: Any) -
 
 # -- idempotency --------------------------------------------------------------------------------
 async def test_msg_id_sends_both_headers_and_deduplicates(connect: Any, nc: Any, uid: Any) -> None:
-    """spec 7.4: ``msg_id`` goes out as ``msg-id`` (the Memphis fork's header) and as
+    """docs/protocol.md §7.4: ``msg_id`` goes out as ``msg-id`` (the Memphis fork's header) and as
     ``Nats-Msg-Id`` (stock JetStream's), so the broker drops the second copy."""
     name = uid("msgid")
     conn = await connect()

@@ -57,7 +57,7 @@ def _lib(conn: Any) -> Any:
 
 
 def expected_partition(key: str) -> int:
-    """spec 7.5: murmur3 x86 32-bit, seed 31, unsigned, modulo the partition count."""
+    """docs/protocol.md §7.5: murmur3 x86 32-bit, seed 31, unsigned, modulo the partition count."""
     return PARTITIONS[mmh3.hash(key, 31, signed=False) % len(PARTITIONS)]
 
 
@@ -177,7 +177,7 @@ async def test_one_consumer_group_shared_by_both_clients(clients: dict[str, Any]
 
 
 async def test_msg_id_from_both_clients(clients: dict[str, Any], uid: Any) -> None:
-    """Both clients send ``msg-id``; memphis_fast also sends ``Nats-Msg-Id`` (spec 7.4), which
+    """Both clients send ``msg-id``; memphis_fast also sends ``Nats-Msg-Id`` (docs/protocol.md §7.4), which
     is what de-duplicates on a stock-JetStream broker such as the local one."""
     name = uid("msgid")
     fast, py = clients["memphis_fast"], clients["memphis-py"]

@@ -33,7 +33,7 @@ def schema_update(
     descriptor: str = "",
     struct: str = "",
 ) -> dict[str, Any]:
-    """The ``schema_update``/``init`` object exactly as the broker sends it (spec §5.3, §5.10)."""
+    """The ``schema_update``/``init`` object exactly as the broker sends it (docs/protocol.md §5.3, §5.10)."""
     return {
         "schema_name": name,
         "active_version": {
@@ -51,7 +51,7 @@ def no_schema_update() -> dict[str, Any]:
 
 
 def protoc_descriptor(proto_text: str, schema_name: str, version: int = 1) -> tuple[str, str]:
-    """(base64 FileDescriptorSet, message_struct_name) as the broker computes them (spec §10.4):
+    """(base64 FileDescriptorSet, message_struct_name) as the broker computes them (docs/protocol.md §10.4):
     ``protoc --descriptor_set_out`` on ``<schema_name>_<version>.proto``, no ``--include_imports``;
     the struct name is the first top-level message of the file."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,7 +49,7 @@ async def synced(*conns: Any) -> None:
 
 
 def internal(station: str) -> str:
-    """The internal name of a station (``orders.eu`` -> ``orders#eu``, spec §3.2)."""
+    """The internal name of a station (``orders.eu`` -> ``orders#eu``, docs/protocol.md §3.2)."""
     return station.lower().replace(".", "#")
 
 

@@ -56,7 +56,7 @@ async def test_schema_text_is_stored_as_read_and_versions_behave(
             '{"type": "record", "name": "X", "fields": [{"name": "a", "type": "Y"}]}',
             "your Avro file is invalid: ",
         ),
-        # protoc's own diagnostics, on the file named as the version will be (spec §10.4)
+        # protoc's own diagnostics, on the file named as the version will be (docs/protocol.md §10.4)
         (
             "protobuf",
             'syntax = "proto3";\nmessage Order { int32 id = 1',

@@ -1,4 +1,4 @@
-"""The validation failure path (spec §7.8): the message is not published; the schemaverse DLS
+"""The validation failure path (docs/protocol.md §7.8): the message is not published; the schemaverse DLS
 report (§5.13) goes out only when the station's ``schemaverse_to_dls`` flag is on (set by
 ``send_schema_failed_msg_to_dls`` and changed live by the operator); the notification (§5.12)
 only when the cluster's ``send_notification`` flag is on, independently of the DLS flag; the
@@ -100,7 +100,7 @@ async def test_notification_follows_the_cluster_flag(
     conn = await connect()
     schema = await _json_schema(conn, uid, schema_file)
     station = uid("notify")
-    # The DLS flag is off: notifications do not depend on it (memphis-py, spec §7.8).
+    # The DLS flag is off: notifications do not depend on it (memphis-py, docs/protocol.md §7.8).
     await conn.station(station, schema_name=schema, send_schema_failed_msg_to_dls=False)
     producer = await conn.producer(station, "p")
     tap = await Wiretap.open(nc, DLS, NOTIFICATIONS)

@@ -191,7 +191,7 @@ async def test_schema_importing_well_known_types(
     connect: Any, connect_py: Any, uid: Any, schema_file: Any
 ) -> None:
     """The broker's descriptor holds only the schema's own file (protoc without
-    --include_imports, spec §10.4): the client resolves google/protobuf/* itself. memphis-py
+    --include_imports, docs/protocol.md §10.4): the client resolves google/protobuf/* itself. memphis-py
     cannot build the descriptor pool and fails at producer creation."""
     schema, station = uid("wkt"), uid("wkt")
     conn = await connect()

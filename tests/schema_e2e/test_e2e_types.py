@@ -3,7 +3,7 @@ a schema created from a file and enforced; valid messages of every accepted inpu
 stored as the exact bytes a client would send, consumed, and round-tripped through
 ``get_data_deserialized()`` (and produced again from the deserialized value); invalid messages
 rejected with ``MemphisSchemaError`` and the validator's reason, never stored, and reported on
-``$memphis_schemaverse_dls`` in the format of spec §5.13, which the broker records as a
+``$memphis_schemaverse_dls`` in the format of docs/protocol.md §5.13, which the broker records as a
 schemaverse DLS record."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ async def test_valid_messages_round_trip_and_invalid_ones_go_to_the_dls(
         "$memphis_connectionId": conn.connection_id,
     }
     for bad, err, rec, report in zip(spec.invalid, errors, records, sent, strict=True):
-        # spec §5.13, exactly: memphis-py's keys, the internal station name, hex of the bytes.
+        # docs/protocol.md §5.13, exactly: memphis-py's keys, the internal station name, hex of the bytes.
         assert set(report) == {"station_name", "producer", "creation_unix", "message", "validation_error"}
         assert report["station_name"] == internal(station)
         assert report["producer"] == {"name": "p", "connection_id": conn.connection_id}

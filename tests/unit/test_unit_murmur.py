@@ -22,7 +22,7 @@ SPEC_VECTORS = [
 
 
 def test_seed_must_match_memphis_py() -> None:
-    # Must match memphis-py `Memphis.SEED = 31` and memphis.go (spec 7.5); the Rust constant
+    # Must match memphis-py `Memphis.SEED = 31` and memphis.go (docs/protocol.md §7.5); the Rust constant
     # carries the same "must match" note and its own test.
     assert _core.PARTITION_KEY_SEED == 31
 

@@ -372,7 +372,7 @@ pub(crate) fn header_lines(obj: Option<&Bound<'_, PyAny>>, out: &mut Vec<u8>) ->
 }
 
 fn msg_id_lines(py: Python<'_>, msg_id: &str, out: &mut Vec<u8>) -> PyResult<()> {
-    // Both the fork's `msg-id` and stock JetStream's `Nats-Msg-Id` (spec 7.4). An invalid id
+    // Both the fork's `msg-id` and stock JetStream's `Nats-Msg-Id` (docs/protocol.md §7.4). An invalid id
     // is a header error like any other: MemphisError, through the one mapping function.
     memphis_proto::header::check_value(msg_id.as_bytes())
         .and_then(|()| memphis_proto::header::push_pair(out, b"msg-id", msg_id.as_bytes()))
