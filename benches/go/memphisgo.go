@@ -130,7 +130,7 @@ func memphisProduceNonblocking(a *Args) Result {
 		extra: map[string]any{"warmup": warmup + a.Partitions, "tail_sync": a.Partitions}})
 }
 
-// natsSide opens a plain nats.go connection for reading the consumer group's pending counts
+// natsSidePending opens a plain nats.go connection for reading the consumer group's pending counts
 // before the timed section (memphis.go does not expose them); it is closed before timing.
 func natsSidePending(a *Args) ([]int, error) {
 	nc, err := natsConnect(a, a.Host)
@@ -176,6 +176,13 @@ func memphisConsumeAck(a *Args) Result {
 		return errResult(a, "consumer: %v", err)
 	}
 	n := a.Messages
+	left, err := natsSidePending(a)
+	if err != nil {
+		return errResult(a, "pending counts: %v", err)
+	}
+	if err := checkPending(left, n); err != nil {
+		return errResult(a, "%v", err)
+	}
 	received, nbytes := 0, 0
 	var ackErr error
 	meter := newMeter(a.NatsPid)
@@ -209,10 +216,6 @@ func memphisConsumeAck(a *Args) Result {
 		}
 	} else {
 		// Fetch(batch) round-robin over the partitions, at most what is left on each.
-		left, err := natsSidePending(a)
-		if err != nil {
-			return errResult(a, "pending counts: %v", err)
-		}
 		meter.Start()
 		for rr, idle := 0, 0; received < n; rr++ {
 			part := rr%a.Partitions + 1

@@ -159,6 +159,19 @@ func pendingPerPartition(js jetstream.JetStream, a *Args) ([]jetstream.Consumer,
 	return cons, left, nil
 }
 
+// checkPending: the consume paths read a preloaded station; fewer messages than the run
+// needs would leave the last fetches waiting for their expiry, again and again.
+func checkPending(left []int, n int) error {
+	total := 0
+	for _, v := range left {
+		total += v
+	}
+	if total < n {
+		return fmt.Errorf("only %d messages wait for %s on the station's partitions %v, the run needs %d", total, consumerGroup, left, n)
+	}
+	return nil
+}
+
 func natsConsumeAck(a *Args) Result {
 	nc, err := natsConnect(a, a.Host)
 	if err != nil {
@@ -174,6 +187,9 @@ func natsConsumeAck(a *Args) Result {
 		return errResult(a, "%v", err)
 	}
 	n := a.Messages
+	if err := checkPending(left, n); err != nil {
+		return errResult(a, "%v", err)
+	}
 	received, nbytes, rr, idle := 0, 0, 0, 0
 	meter := newMeter(a.NatsPid)
 	meter.Start()

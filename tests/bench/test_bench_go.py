@@ -195,3 +195,30 @@ def test_without_sources_says_skipped(tmp_path: Path, monkeypatch: pytest.Monkey
     reason = built.reason
     assert ("not on PATH" in reason) if shutil.which("go") is None else ("sources are not here" in reason)
     assert os.fspath(tmp_path) in reason or "not on PATH" in reason
+
+
+@needs_go
+@pytest.mark.parametrize(
+    ("client", "variant"), [("memphis-go", "fetch"), ("memphis-go", "consume"), ("nats-go", "")]
+)
+async def test_consume_needs_the_preloaded_messages(
+    binary: Path, broker: LocalBroker, control: Control, uid: Callable[[str], str], client: str, variant: str
+) -> None:
+    """Fewer messages waiting than the run asks for: a clear failure at once, no pull left
+    waiting for its expiry over and over."""
+    station = uid("go-short")
+    await control.create_station(station, 2)
+    try:
+        await control.create_consumer_group(station, CONSUMER_GROUP)
+        payload = make_payload(PAYLOAD)
+        assert await asyncio.to_thread(
+            preload, broker.host, broker.port, station, 2, 100, payload, user=broker.nats_user, password=broker.password
+        ) == 100  # fmt: skip
+        t0 = time.monotonic()
+        args = runner_args(broker, station, "consume-ack", variant, 2, 200)
+        res = await asyncio.to_thread(runner_go.run, client, args, timeout=RUN_TIMEOUT)
+        assert res["ok"] is False
+        assert "only 100 messages wait for bench-cg" in res["error"] and "needs 200" in res["error"]
+        assert time.monotonic() - t0 < 20
+    finally:
+        await control.delete_station(station)

@@ -214,9 +214,10 @@ def run(client: str, runner_args: Sequence[str], *, timeout: float | None = None
     if isinstance(cmd, Skipped):
         return {**base, "ok": False, "skipped": cmd.reason, "error": str(cmd)}
     args = list(runner_args)
+    given = _arg(args, "--json-out")
     with tempfile.TemporaryDirectory(prefix="memphis-fast-bench-go-") as tmp:
-        out = Path(_arg(args, "--json-out") or Path(tmp) / "result.json")
-        if not _arg(args, "--json-out"):
+        out = Path(given or Path(tmp) / "result.json")
+        if not given:
             args += ["--json-out", str(out)]
         log = Path(tmp) / "stderr.txt"
         with open(log, "wb") as errf:
@@ -230,15 +231,18 @@ def run(client: str, runner_args: Sequence[str], *, timeout: float | None = None
             try:
                 code = proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
                 return {**base, "ok": False, "error": f"timed out after {timeout:.0f} s"}
+            finally:  # also on KeyboardInterrupt: never leave the run behind
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         tail = log.read_text(errors="replace").strip()[-600:]
         if code != 0 or not out.exists():
             return {**base, "ok": False, "error": f"bench-go exited with {code}: {tail}"}
         res: dict[str, Any] = json.loads(out.read_text())
-        out.unlink()
+        if not given:
+            out.unlink()
     if not res.get("ok") and res.get("traceback"):
         res["error"] = f"{res.get('error')}\n{str(res['traceback'])[-1500:]}"
     return res
