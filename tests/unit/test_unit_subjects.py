@@ -59,6 +59,7 @@ def test_bench_runner_copy_matches() -> None:
     for n in NAMES:
         assert module.internal_name(n) == s.internal_name(n)
     assert module.stream_names("Orders.EU", 3) == s.station_streams("Orders.EU", [1, 2, 3])
+    assert list(module.memphis_headers("p", "c")) == [s.HEADER_PRODUCED_BY, s.HEADER_CONNECTION_ID]
 
 
 def test_worked_example() -> None:
