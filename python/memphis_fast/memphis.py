@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import uuid
 import warnings
 from collections.abc import Callable
@@ -13,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from ._connection import ConnectOptions, NatsConnection, parse_servers
+from ._connect import ConnectOptions, parse_servers, tls_context
+from ._connection import NatsConnection
 from ._subjects import (
     GLOBAL_ACCOUNT,
     SDK_CLIENTS_UPDATES,
@@ -177,19 +177,7 @@ class Memphis:
         self.reconnect_interval_ms = reconnect_interval_ms
         self.timeout_ms = timeout_ms
         self.connection_id = str(uuid.uuid4())
-        tls = None
-        if cert_file != "" or key_file != "" or ca_file != "":
-            if cert_file == "":
-                raise MemphisConnectError("Must provide a TLS cert file")
-            if key_file == "":
-                raise MemphisConnectError("Must provide a TLS key file")
-            if ca_file == "":
-                raise MemphisConnectError("Must provide a TLS ca file")
-            try:
-                tls = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=ca_file)
-                tls.load_cert_chain(certfile=cert_file, keyfile=key_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise MemphisConnectError(f"can not load the TLS files: {exc}") from exc
+        tls = tls_context(cert_file, key_file, ca_file)
         opts = ConnectOptions(
             servers=servers,
             name=f"{self.connection_id}::{username}",

@@ -240,7 +240,7 @@ class Message:
             try:
                 body = subjects.PmAck(id=int(pm[0]), cg_name=pm[1]).to_json()
             except ValueError as exc:
-                raise MemphisConnectError(f"bad $memphis_pm_id header: {pm[0]!r}") from exc
+                raise MemphisConnectError(f"bad {subjects.HEADER_PM_ID} header: {pm[0]!r}") from exc
             self._done = True
             try:
                 self.connection._require_conn().publish(subjects.PM_ACKS, body)

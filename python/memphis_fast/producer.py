@@ -52,15 +52,12 @@ from .exceptions import (
 from .headers import Headers, user_headers
 from .partition_generator import check_partition_number
 from .schemaverse import (
-    NOTIFICATIONS_SUBJECT,
-    SCHEMAVERSE_DLS_SUBJECT,
     build_schema_notification,
     build_schemaverse_dls_report,
     encode_plain,
     failed_message_bytes,
 )
 from .station import Station
-from .utils import get_internal_name
 
 if TYPE_CHECKING:
     from .memphis import Memphis
@@ -182,7 +179,7 @@ class Producer:
             return
         self.is_multi_station_producer = False
         self.station = Station(connection, station_name)
-        self.internal_station_name = get_internal_name(station_name)
+        self.internal_station_name = subjects.internal_name(station_name)
         assert state is not None
         self._state = state
         self._conn = connection._require_conn()
@@ -197,12 +194,12 @@ class Producer:
         self._partitions = partitions
         self._subjects: dict[int, str] = {}
         if partitions is None:
-            self._single_subject: str | None = f"{self.internal_station_name}.final"
+            self._single_subject: str | None = subjects.final_subject(subjects.stream_name(station_name, 0))
         elif len(partitions) == 1:
-            self._single_subject = f"{self.internal_station_name}${partitions[0]}.final"
+            self._single_subject = subjects.final_subject(subjects.stream_name(station_name, partitions[0]))
         else:
             self._single_subject = None
-            self._subjects = {p: f"{self.internal_station_name}${p}.final" for p in partitions}
+            self._subjects = {p: subjects.final_subject(subjects.stream_name(station_name, p)) for p in partitions}
             self.partition_generator = Partitioner(list(partitions))
 
     def __repr__(self) -> str:
@@ -215,7 +212,7 @@ class Producer:
         if self.is_multi_station_producer:
             total = 0
             for sn in self.station_name:
-                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                p = self.connection.producers_map.get(f"{subjects.internal_name(sn)}_{self.real_name}")
                 if p is not None:
                     total += p.inflight
             return total
@@ -242,7 +239,7 @@ class Producer:
         if state.functions and partition is not None:
             fid = state.functions.get(str(partition))
             if fid is not None:
-                return f"{self.internal_station_name}${partition}.functions.{fid}"
+                return subjects.functions_subject(subjects.stream_name(self.internal_station_name, partition), fid)
         return subject
 
     def get_partition_from_key(self, key: str) -> int:
@@ -282,7 +279,7 @@ class Producer:
         if self.is_multi_station_producer:
             out: list[ProduceResult] = []
             for sn in self.station_name:
-                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                p = self.connection.producers_map.get(f"{subjects.internal_name(sn)}_{self.real_name}")
                 if p is not None:
                     out.extend(p.take_failures())
             return out
@@ -520,7 +517,7 @@ class Producer:
                     headers=hdrs,
                     validation_error=exc,
                 )
-                self._conn.publish(SCHEMAVERSE_DLS_SUBJECT, body)
+                self._conn.publish(subjects.SCHEMAVERSE_DLS, body)
             if conn._send_notification:
                 body = build_schema_notification(
                     station_name=str(self.station_name),
@@ -528,7 +525,7 @@ class Producer:
                     validation_error=exc,
                     data=data,
                 )
-                self._conn.publish(NOTIFICATIONS_SUBJECT, body)
+                self._conn.publish(subjects.NOTIFICATIONS, body)
         except MemphisError:
             log.exception("could not report a schema validation failure")
 
@@ -544,7 +541,7 @@ class Producer:
         wait takes."""
         if self.is_multi_station_producer:
             for sn in self.station_name:
-                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                p = self.connection.producers_map.get(f"{subjects.internal_name(sn)}_{self.real_name}")
                 if p is not None:
                     await p.flush(timeout)
             return
@@ -560,7 +557,7 @@ class Producer:
         failures not yet reported afterwards."""
         if self.is_multi_station_producer:
             for sn in self.station_name:
-                p = self.connection.producers_map.get(f"{get_internal_name(sn)}_{self.real_name}")
+                p = self.connection.producers_map.get(f"{subjects.internal_name(sn)}_{self.real_name}")
                 if p is not None:
                     await p.destroy(timeout_retries)
             return
