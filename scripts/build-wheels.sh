@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the release artifacts into dist/ (or --out DIR): one stripped abi3 wheel (CPython >= 3.11)
-# and the sdist. Needs maturin and ziglang (requirements/wheel.txt) and a Rust toolchain with
+# Builds the release artifacts into dist/ (or --out DIR): the sdist and, from it, one stripped
+# abi3 wheel (CPython >= 3.11). Needs maturin and ziglang (requirements/wheel.txt) and a Rust toolchain with
 # the target installed; no Docker.
 #
 #   scripts/build-wheels.sh                      # manylinux2014 (glibc 2.17) x86_64 wheel + sdist
@@ -44,9 +44,14 @@ fi
 MATURIN=maturin
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-wheel}"
 mkdir -p "$out"
+# Only this build's files in $out afterwards (check-wheel.py and the tests take dist/*).
+rm -f "$out"/memphis_fast-*.whl "$out"/memphis_fast-*.tar.gz
 
 if [ "$wheel" = 1 ]; then
     args=(build --release --strip --out "$out")
+    # --sdist: build the sdist, then the wheel from the unpacked sdist (so a file missing from
+    # the sdist fails the build instead of the release).
+    if [ "$sdist" = 1 ]; then args+=(--sdist); fi
     if [ -n "$target" ]; then args+=(--target "$target"); fi
     case "${target:-$(uname -s)}" in
         *linux*|Linux)
@@ -60,7 +65,7 @@ if [ "$wheel" = 1 ]; then
     echo "+ $MATURIN ${args[*]}" >&2
     "$MATURIN" "${args[@]}"
 fi
-if [ "$sdist" = 1 ]; then
+if [ "$wheel" = 0 ]; then
     echo "+ $MATURIN sdist --out $out" >&2
     "$MATURIN" sdist --out "$out"
 fi

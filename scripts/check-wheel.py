@@ -178,8 +178,11 @@ def check_elf(c: Checker, so: Path, family: str, bounds: list[tuple[int, int]], 
             )
     elif family == "musllinux":
         c.check(not glibc, "no GLIBC_* symbol versions (musl)")
-        loader = f"libc.musl-{MUSL_ARCH.get(arch, arch)}.so.1"
-        bad = [lib for lib in needed if lib not in {loader, "libgcc_s.so.1"}]
+        # musl's loader is libc itself and answers to these names (its dynlink.c "reserved").
+        musl = MUSL_ARCH.get(arch, arch)
+        mine = {f"libc.musl-{musl}.so.1", f"ld-musl-{musl}.so.1", "libgcc_s.so.1"}
+        reserved = re.compile(r"lib(c|pthread|rt|m|dl|util|xnet)\.so(\.\d+)*")
+        bad = [lib for lib in needed if lib not in mine and not reserved.fullmatch(lib)]
         c.check(not bad, f"linked libraries {needed} are musl's" + (f" (not: {bad})" if bad else ""))
     sections = re.findall(r"\]\s+(\.\S+)", readelf("-S", str(so)))
     debug = [s for s in sections if s == ".symtab" or s.startswith(".debug")]
