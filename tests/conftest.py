@@ -20,6 +20,15 @@ from memphis_fast.broker import LocalBroker
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    for marker in (
+        "cluster: starts a JetStream cluster of local nats-servers (CI runs a short variant; "
+        "MEMPHIS_FAST_FULL=1 for the full length)",
+        "faults: injects faults (kill -9, stalled links, hostile servers) into real nats-server runs",
+        "soak: a long-running test with a CI-sized default (MEMPHIS_FAST_FULL=1 for the full length)",
+        "go: needs the Go toolchain (skipped, with the reason, when go is not on PATH)",
+        "cli: runs the memphis-fast command line as processes",
+    ):
+        config.addinivalue_line("markers", marker)
     # Like aiokafka: never silently test without the extension. The core must be the
     # compiled module built from this checkout.
     path = Path(core_module.__file__ or "")
