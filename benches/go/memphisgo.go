@@ -126,8 +126,13 @@ func memphisProduceNonblocking(a *Args) Result {
 		}
 	}
 	meter.Stop()
-	return result(a, outcome{messages: n, meter: meter, ok: true,
-		extra: map[string]any{"warmup": warmup + a.Partitions, "tail_sync": a.Partitions}})
+	extra := map[string]any{"warmup": warmup + a.Partitions, "tail_sync": a.Partitions}
+	// Proof that the closing sync produces waited for everything: the streams' count right
+	// after the timed section (untimed, on a separate connection).
+	if stored, err := natsSideStored(a); err == nil {
+		extra["stored_at_stop"] = stored
+	}
+	return result(a, outcome{messages: n, meter: meter, ok: true, extra: extra})
 }
 
 // natsSidePending opens a plain nats.go connection for reading the consumer group's pending counts
@@ -144,6 +149,30 @@ func natsSidePending(a *Args) ([]int, error) {
 	}
 	_, left, err := pendingPerPartition(js, a)
 	return left, err
+}
+
+// natsSideStored: the messages in the station's streams, read on a separate nats.go connection.
+func natsSideStored(a *Args) (int, error) {
+	nc, err := natsConnect(a, a.Host)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	total := 0
+	for _, name := range streamNames(a.Station, a.Partitions) {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		total += int(st.CachedInfo().State.Msgs)
+	}
+	return total, nil
 }
 
 func memphisConsumer(conn *memphis.Conn, a *Args, batch int, maxWait time.Duration) (*memphis.Consumer, error) {
