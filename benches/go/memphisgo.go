@@ -212,7 +212,7 @@ func memphisConsumeAck(a *Args) Result {
 	if err := checkPending(left, n); err != nil {
 		return errResult(a, "%v", err)
 	}
-	received, nbytes := 0, 0
+	received, nbytes, batches := 0, 0, 0 // batches: non-empty deliveries to the caller
 	var ackErr error
 	meter := newMeter(a.NatsPid)
 	if a.Variant == "consume" {
@@ -229,6 +229,9 @@ func memphisConsumeAck(a *Args) Result {
 				}
 			}
 			received += len(msgs)
+			if len(msgs) > 0 {
+				batches++
+			}
 			if received >= n {
 				finished = true
 				close(done)
@@ -273,6 +276,7 @@ func memphisConsumeAck(a *Args) Result {
 			received += len(msgs)
 			if len(msgs) > 0 {
 				idle = 0
+				batches++
 			}
 		}
 	}
@@ -282,7 +286,7 @@ func memphisConsumeAck(a *Args) Result {
 	meter.Stop()
 	ok := received == n && nbytes == n*a.Payload && ackErr == nil
 	o := outcome{messages: n, meter: meter, ok: ok, acked: intp(received),
-		extra: map[string]any{"batch_max_wait_ms": maxWait.Milliseconds()}}
+		extra: map[string]any{"batch_max_wait_ms": maxWait.Milliseconds(), "batches": batches}}
 	if !ok {
 		o.err = fmt.Sprintf("received %d messages / %d bytes, expected %d (ack error: %v)", received, nbytes, n, ackErr)
 	}

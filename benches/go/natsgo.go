@@ -190,7 +190,7 @@ func natsConsumeAck(a *Args) Result {
 	if err := checkPending(left, n); err != nil {
 		return errResult(a, "%v", err)
 	}
-	received, nbytes, rr, idle := 0, 0, 0, 0
+	received, nbytes, rr, idle, batches := 0, 0, 0, 0, 0
 	meter := newMeter(a.NatsPid)
 	meter.Start()
 	for received < n {
@@ -225,6 +225,7 @@ func natsConsumeAck(a *Args) Result {
 		received += got
 		if got > 0 {
 			idle = 0
+			batches++
 		}
 	}
 	if err := nc.Flush(); err != nil { // every ack has reached the server
@@ -232,7 +233,7 @@ func natsConsumeAck(a *Args) Result {
 	}
 	meter.Stop()
 	ok := received == n && nbytes == n*a.Payload
-	o := outcome{messages: n, meter: meter, ok: ok, acked: intp(received)}
+	o := outcome{messages: n, meter: meter, ok: ok, acked: intp(received), extra: map[string]any{"batches": batches}}
 	if !ok {
 		o.err = fmt.Sprintf("received %d messages / %d bytes, expected %d", received, nbytes, n)
 	}
