@@ -132,9 +132,11 @@ class Venv:
     def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return run(list(args), timeout=timeout, cwd=self.workdir, env=self.env)
 
-    def pip_install(self, requirement: str) -> None:
+    def pip_install(self, *requirements: str) -> None:
         must(
-            self.run(self.python, "-m", "pip", "install", "--only-binary", ":all:", requirement, timeout=900)
+            self.run(
+                self.python, "-m", "pip", "install", "--only-binary", ":all:", *requirements, timeout=900
+            )
         )
 
     def script(self, name: str, source: str, *args: str, timeout: float = 180) -> str:
