@@ -8,9 +8,15 @@ Put it between a client and a server and make the network misbehave on cue::
     proxy.cut()                   # every link drops at once, held bytes are lost
     proxy.mode = "reject"         # new connections are accepted and closed at once
     proxy.mode = "forward"        # back to normal
+    proxy.pause()                 # both directions held: a stalled link, no FIN, no RST
+    proxy.blackhole()             # live links stay open; every byte is read and thrown away
+    proxy.inject(b"GARBAGE\r\n")  # bytes written to every client as if the server sent them
+    proxy.retarget(port)          # new links go to another server (a fake one, say)
 
 Holding a direction stops *reading* from that side's socket, so the kernel buffers fill up and
-the sender sees real TCP backpressure; nothing is dropped until :meth:`cut`.
+the sender sees real TCP backpressure; nothing is dropped until :meth:`cut`. A blackhole keeps
+reading, so the sender never feels backpressure and nothing ever arrives (a route that
+silently drops packets).
 """
 
 from __future__ import annotations
@@ -68,6 +74,11 @@ class TcpProxy:
         #: bytes relayed client -> server and server -> client
         self.bytes_up = 0
         self.bytes_down = 0
+        #: bytes read and thrown away by :meth:`blackhole`
+        self.bytes_dropped = 0
+        #: bytes written to clients by :meth:`inject`
+        self.bytes_injected = 0
+        self._dropping = False
         self._chunk = chunk
         self._server: asyncio.base_events.Server | None = None
         self._links: set[_Link] = set()
@@ -114,9 +125,44 @@ class TcpProxy:
             self._down_open.clear()
 
     def release(self) -> None:
-        """Relay both directions again."""
+        """Relay both directions again (ends :meth:`pause`, :meth:`hold` and :meth:`blackhole`)."""
+        self._dropping = False
         self._up_open.set()
         self._down_open.set()
+
+    def pause(self) -> None:
+        """Hold both directions: the link stalls without a FIN or a reset (a frozen peer or a
+        dead route); held bytes are relayed after :meth:`release`."""
+        self.hold(upstream=True, downstream=True)
+
+    def blackhole(self) -> None:
+        """Keep every link open but throw away every byte read from either side from now on
+        (a route that drops packets). New links are still made; :meth:`release` ends it."""
+        self._dropping = True
+
+    @property
+    def dropping(self) -> bool:
+        """True while :meth:`blackhole` is in force."""
+        return self._dropping
+
+    def inject(self, data: bytes) -> int:
+        """Write ``data`` to every current client as if its server had sent it (a hostile
+        byte stream inside a live link). Returns how many links it was written to."""
+        n = 0
+        for link in list(self._links):
+            transport = link.client_w.transport
+            if transport.is_closing():
+                continue
+            link.client_w.write(data)
+            self.bytes_injected += len(data)
+            n += 1
+        return n
+
+    def retarget(self, port: int, host: str | None = None) -> None:
+        """Relay links made from now on to ``host:port``; current links stay where they are."""
+        self.target_port = port
+        if host is not None:
+            self.target_host = host
 
     @property
     def links(self) -> int:
@@ -181,6 +227,9 @@ class TcpProxy:
                 if not data:
                     break
                 await gate.wait()
+                if self._dropping:
+                    self.bytes_dropped += len(data)
+                    continue
                 if up:
                     self.bytes_up += len(data)
                 else:
