@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release artifacts into dist/ (or --out DIR): the sdist and, from it, one stripped
-# abi3 wheel (CPython >= 3.11). Needs maturin and ziglang (requirements/wheel.txt) and a Rust toolchain with
-# the target installed; no Docker.
+# abi3 wheel (CPython >= 3.11). Needs maturin and ziglang (requirements/wheel.txt) and a Rust
+# toolchain with the target installed; no Docker.
 #
 #   scripts/build-wheels.sh                      # manylinux2014 (glibc 2.17) x86_64 wheel + sdist
 #   scripts/build-wheels.sh --target aarch64-unknown-linux-gnu
