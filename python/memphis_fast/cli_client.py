@@ -22,7 +22,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -151,7 +151,8 @@ class ConnectionSettings:
     ca_file: str = ""
     timeout_ms: int = 5000
     source: str = "defaults"
-    notes: list[str] = field(default_factory=list)
+    #: the pid in broker.json when that process is gone (a broker killed without clean-up)
+    stale_pid: int | None = None
 
     @property
     def address(self) -> str:
@@ -218,6 +219,8 @@ def resolve_connection(args: argparse.Namespace) -> ConnectionSettings:
                 s.key_file = str(info.get("tls_key") or "")
                 s.ca_file = str(info.get("tls_ca") or "")
             s.source = f"{data_dir / INFO_FILE}"
+            if info.get("pid") is not None and not _pid_alive(info["pid"]):
+                s.stale_pid = int(info["pid"])
     else:
         s.host = server
         s.source = "--server" if getattr(args, "server", None) is not None else "MEMPHIS_SERVER"
@@ -394,8 +397,20 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[len("memphis: ") :] if text.startswith("memphis: ") else text
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError):
+        return True  # unknown: do not claim anything
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _run(command: str, args: argparse.Namespace, body: Callable[[Any], Any]) -> int:
@@ -419,8 +434,18 @@ def _run(command: str, args: argparse.Namespace, body: Callable[[Any], Any]) -> 
             await memphis.connect(**settings.connect_kwargs())
         except MemphisConnectError as exc:
             hint = ""
-            if settings.source == "defaults" or settings.source.endswith(INFO_FILE):
+            unreachable = any(
+                t in str(exc) for t in ("Connect call failed", "Connection refused", "timed out", "timeout")
+            )
+            if settings.stale_pid is not None:
+                hint = (
+                    f" (the broker that wrote {settings.source} (pid {settings.stale_pid}) is not running; "
+                    "start one with `memphis-fast broker`)"
+                )
+            elif unreachable and (settings.source == "defaults" or settings.source.endswith(INFO_FILE)):
                 hint = " (is the broker running? start one with `memphis-fast broker`)"
+            elif unreachable:
+                hint = " (is the broker running, and is this its address?)"
             raise CommandError(
                 f"cannot connect to the broker at {settings.address} ({settings.source}): "
                 f"{_one_line(exc)}{hint}"
