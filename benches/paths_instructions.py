@@ -34,7 +34,8 @@ How it measures
   over the K runs (noise only adds instructions); the JSON also holds every run's own figure.
 
 Sizes (callgrind runs CPython ~50x slower; every valgrind run should stay well under ~60 s on
-the 2-core VM; a hard limit, ``--timeout``, kills a run)::
+the 2-core VM -- observed 5-24 s each while others compiled; a full ``--runs 2`` takes ~5 min,
+``--runs 3`` ~7 min, ``--quick`` ~1 min; a hard limit, ``--timeout``, kills a run)::
 
     path                    N       N0     (--quick: N / N0)
     produce-sync            2000    200      300 / 100
@@ -45,18 +46,32 @@ the 2-core VM; a hard limit, ``--timeout``, kills a run)::
 
 Noise: how many acks or messages arrive per socket read, and so how many event-loop
 iterations and Python<->Rust calls a run makes, depends on timing (the broker runs at full
-speed, the client at valgrind speed). On the baseline (520315d) three runs per path differed by
-at most ~1-3 % (produce paths) and ~2-5 % (consume paths) of the per-message figure; see
-``benches/paths/README.md`` for the figures measured. Treat differences below ~5 % as noise.
+speed, the client at valgrind speed, other processes share the 2 cores). Measured on the
+baseline (520315d), two invocations of ``--runs 3``: the produce paths and consume-ack (fetch)
+stayed within 0.5 % run to run (produce-sync and produce-nonblocking within 0.05 %);
+consume-ack (consume) had one run in three 1.8-2.9 % above the other two; the headline figures
+of the two invocations agreed within 0.15 %. So treat differences below ~1 % (~3 % for
+consume-ack (consume)) as noise; see ``benches/paths/README.md`` for the figures.
+
+A tree that is edited while it is measured gives garbage (byte code recompiled in one run and
+not the other, or different code in N and N0): before each (N, N0) pair the byte-code cache is
+re-warmed by an un-instrumented run, and the pair is repeated (up to 3 times) unless the
+measured package's files (path, mtime, size) are unchanged across it; if runs measured
+different code, the figure is the minimum per-run figure and ``same_package_in_all_runs`` is
+false in the JSON. Measure a committed tree (or a worktree of it) for a final comparison.
 
 Usage::
 
     .venv/bin/python benches/paths_instructions.py [--paths produce-sync,consume-ack-fetch]
         [--runs 2] [--json benches/paths/x.json] [--python PY] [--pythonpath DIR] [--quick]
+        [--compare benches/paths/baseline-520315d.json]
+    .venv/bin/python benches/paths_instructions.py --compare BASE.json --results NOW.json
 
 ``--pythonpath DIR`` is prepended to the measured process's ``PYTHONPATH`` (measure another
 checkout, e.g. ``/work/baseline/python``); by default the broker and the harness's set-up
-helpers come from that tree too (``--broker-from-harness`` uses the harness's own instead).
+helpers come from that tree too (``--broker-pythonpath DIR`` takes them from another tree, e.g.
+when the measured tree's broker is broken mid-refactor; the broker does not change the
+client's counts).
 """
 
 from __future__ import annotations
@@ -64,6 +79,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -83,6 +99,8 @@ PAYLOAD_SIZE = 128
 BATCH = 1000
 CONSUMER_GROUP = "paths-cg"
 PRODUCER_NAME = "paths-producer"
+#: attempts per (run, path) when the measured package changes during the run
+MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -313,6 +331,7 @@ class Harness:
         self.control: Any = None
         self.loop = asyncio.Runner()
         self.module_file: str | None = None
+        self.broker_module: str | None = None
         base = dict(os.environ)
         base.pop("PYTHONDONTWRITEBYTECODE", None)
         pp = [args.pythonpath] if args.pythonpath else []
@@ -329,19 +348,25 @@ class Harness:
         a = self.args
         broker_env = dict(os.environ)
         broker_env["PYTHONDONTWRITEBYTECODE"] = "1"  # never write .pyc into a measured tree
-        if a.pythonpath and not a.broker_from_harness:
-            sys.path.insert(0, a.pythonpath)
-            broker_env["PYTHONPATH"] = os.pathsep.join(
-                filter(None, [a.pythonpath, broker_env.get("PYTHONPATH")])
-            )
+        tree = a.broker_pythonpath
+        if tree:
+            sys.path.insert(0, tree)
+            broker_env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, broker_env.get("PYTHONPATH")]))
         sys.dont_write_bytecode = True
-        from memphis_fast.bench.control import Control
-        from memphis_fast.bench.runner_raw import preload
-        from memphis_fast.broker import LocalBroker
+        try:
+            from memphis_fast.bench.control import Control
+            from memphis_fast.bench.runner_raw import preload
+            from memphis_fast.broker import LocalBroker
 
-        self._preload = preload
-        self.broker = LocalBroker(memory=True, log_level="warning", env=broker_env)
-        self.broker.start()
+            self._preload = preload
+            self.broker = LocalBroker(memory=True, log_level="warning", env=broker_env)
+            self.broker.start()
+        except Exception as exc:
+            raise HarnessError(
+                f"could not start the broker from {tree or 'the harness environment'} "
+                f"(--broker-pythonpath picks another tree): {type(exc).__name__}: {exc}"
+            ) from exc
+        self.broker_module = sys.modules["memphis_fast"].__file__
         b = self.broker
         if b.host != "127.0.0.1":
             raise HarnessError(f"the broker listens on {b.host}, not 127.0.0.1")
@@ -447,12 +472,25 @@ class Harness:
         for k in range(a.runs):
             for s in specs:
                 n, n0 = sizes[s.name]
-                big = self.run_once(s, n, instrument=True)
-                small = self.run_once(s, n0, instrument=True)
+                for attempt in range(1, MAX_ATTEMPTS + 1):
+                    # The measured tree may be edited while we measure (byte code recompiled in
+                    # one run, not the other, or different code in N and N0): re-warm the cache
+                    # and accept the pair only if the package did not change meanwhile.
+                    fp0 = self.fingerprint()
+                    self.run_once(s, 200, instrument=False)
+                    big = self.run_once(s, n, instrument=True)
+                    small = self.run_once(s, n0, instrument=True)
+                    fp1 = self.fingerprint()
+                    if fp0 == fp1:
+                        break
+                    say(
+                        f"  run {k + 1} {s.name}: the measured package changed during the run (attempt {attempt})"
+                    )
                 per = (big["ir"] - small["ir"]) / (n - n0)
                 runs[s.name].append(
                     {"ir_n": big["ir"], "ir_n0": small["ir"], "seconds_n": big["seconds"],
-                     "seconds_n0": small["seconds"], "per_msg": round(per, 1)}
+                     "seconds_n0": small["seconds"], "per_msg": round(per, 1), "package": fp1,
+                     "package_changed_during_run": fp0 != fp1}
                 )  # fmt: skip
                 say(
                     f"  run {k + 1}/{a.runs} {s.name}: {per:,.0f} instr/msg "
@@ -466,8 +504,15 @@ class Harness:
             n, n0 = sizes[s.name]
             rs = runs[s.name]
             per_runs = [r["per_msg"] for r in rs]
-            headline = (min(r["ir_n"] for r in rs) - min(r["ir_n0"] for r in rs)) / (n - n0)
             lo, hi = min(per_runs), max(per_runs)
+            same = len({r["package"] for r in rs}) == 1 and not any(
+                r["package_changed_during_run"] for r in rs
+            )
+            if same:
+                headline = (min(r["ir_n"] for r in rs) - min(r["ir_n0"] for r in rs)) / (n - n0)
+            else:  # runs measured different code: only each run's own difference is meaningful
+                headline = lo
+                say(f"  warning: {s.name}: the measured package changed between runs; reporting the min run")
             out[s.name] = {
                 "instructions_per_message": round(headline, 1),
                 "n": n,
@@ -476,8 +521,23 @@ class Harness:
                 "per_msg_min": lo,
                 "per_msg_max": hi,
                 "spread_pct": round(100 * (hi - lo) / lo, 2) if lo > 0 else None,
+                "same_package_in_all_runs": same,
             }
         return out
+
+    def fingerprint(self) -> str:
+        """A hash of the measured package's files (path, mtime, size), ``__pycache__`` excluded."""
+        if not self.module_file:
+            return ""
+        root = Path(self.module_file).resolve().parent
+        h = hashlib.sha1()
+        for f in sorted(root.rglob("*")):
+            if "__pycache__" in f.parts or not f.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                st = f.stat()
+                h.update(f"{f.relative_to(root)}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+        return h.hexdigest()[:16]
 
 
 def say(text: str) -> None:
@@ -494,6 +554,7 @@ def metadata(args: argparse.Namespace, harness: Harness, argv: list[str]) -> dic
         "commit": _git(tree, "rev-parse", "HEAD"),
         "dirty": bool(_git(tree, "status", "--porcelain", "--untracked-files=no")),
         "memphis_fast_module": harness.module_file,
+        "broker_module": harness.broker_module,
         "python": args.python,
         "python_version": _tool_version([args.python, "-c", "import sys; print(sys.version.split()[0])"]),
         "nproc": os.cpu_count(),
@@ -523,6 +584,23 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compare(base: dict[str, Any], now: dict[str, Any]) -> str:
+    """Per path: the baseline's figure, this one, the change; ``slower?`` above the noise
+    (1 %, or twice the larger run-to-run spread of the two measurements)."""
+    lines = [f"{'path':<24}{'baseline':>12}{'now':>12}{'change':>10}", "-" * 66]
+    for name, r in now.items():
+        b = base.get(name)
+        if b is None:
+            lines.append(f"{name:<24}{'-':>12}{r['instructions_per_message']:>12,.0f}")
+            continue
+        x, y = b["instructions_per_message"], r["instructions_per_message"]
+        change = 100 * (y - x) / x
+        noise = max(1.0, 2 * max(b.get("spread_pct") or 0, r.get("spread_pct") or 0))
+        mark = "  slower?" if change > noise else ("  faster" if change < -noise else "")
+        lines.append(f"{name:<24}{x:>12,.0f}{y:>12,.0f}{change:>+9.1f}%{mark}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Instructions per message (callgrind) of memphis-fast's public API paths.",
@@ -537,12 +615,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable, help="the measured interpreter (default: this one)")
     p.add_argument("--pythonpath", help="prepended to the measured process's PYTHONPATH (another checkout)")
     p.add_argument(
-        "--broker-from-harness",
-        action="store_true",
-        help="start the broker (and the set-up helpers) from the harness's memphis_fast, not --pythonpath",
+        "--broker-pythonpath",
+        metavar="DIR",
+        help="take the broker and the set-up helpers (memphis_fast.broker, memphis_fast.bench) from this "
+        "tree (default: --pythonpath, else the harness's own memphis_fast)",
     )
     p.add_argument("--quick", action="store_true", help="small N, one run (a smoke test, noisier)")
     p.add_argument("--timeout", type=float, default=300.0, help="kill a client run after this many seconds")
+    p.add_argument("--compare", metavar="BASE.json", help="also print the change against a saved result file")
+    p.add_argument(
+        "--results", metavar="NOW.json", help="with --compare: compare this saved file instead of measuring"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (callgrind out files, logs)")
     a = p.parse_args(argv)
     specs = []
@@ -559,7 +642,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--runs must be >= 1")
     if a.pythonpath:
         a.pythonpath = os.path.abspath(a.pythonpath)
-    if shutil.which("valgrind") is None:
+    a.broker_pythonpath = os.path.abspath(a.broker_pythonpath) if a.broker_pythonpath else a.pythonpath
+    if a.results and not a.compare:
+        p.error("--results needs --compare")
+    if shutil.which("valgrind") is None and not a.results:
         p.error("valgrind is not installed")
     return a
 
@@ -569,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["client"]:
         return client_main(argv[1:])
     args = parse_args(argv)
+    if args.results:
+        now = json.loads(Path(args.results).read_text())["paths"]
+        print(compare(json.loads(Path(args.compare).read_text())["paths"], now))
+        return 0
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -601,6 +691,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"meta": meta, "paths": results, "table": table}, indent=2) + "\n"
         )
         say(f"wrote {args.json}")
+    if args.compare:
+        print()
+        print(compare(json.loads(Path(args.compare).read_text())["paths"], results))
     return 0
 
 
