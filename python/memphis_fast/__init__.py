@@ -4,12 +4,17 @@ Switch by changing one import line::
 
     from memphis_fast import Memphis, Headers, MemphisError, MemphisConnectError, MemphisSchemaError
     from memphis_fast.types import Retention, Storage
+
+or connect in one step: ``async with await memphis_fast.connect(host=..., username=...,
+password=...) as memphis:``.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from . import _core
 from .exceptions import (
+    MemphisArgumentError,
+    MemphisArgumentTypeError,
     MemphisConnectError,
     MemphisConnectionClosedError,
     MemphisError,
@@ -27,7 +32,7 @@ from .types import Retention, Storage
 if TYPE_CHECKING:
     from .consumer import Consumer
     from .headers import Headers
-    from .memphis import Memphis
+    from .memphis import Memphis, connect
     from .message import Message
     from .producer import (
         MemphisProduceTimeoutError,
@@ -53,6 +58,7 @@ _LAZY = {
     "Producer": "producer",
     "ProduceResult": "producer",
     "Station": "station",
+    "connect": "memphis",
 }
 
 
@@ -73,6 +79,8 @@ __all__ = [
     "Consumer",
     "Headers",
     "Memphis",
+    "MemphisArgumentError",
+    "MemphisArgumentTypeError",
     "MemphisConnectError",
     "MemphisConnectionClosedError",
     "MemphisError",
@@ -95,4 +103,5 @@ __all__ = [
     "Station",
     "Storage",
     "__version__",
+    "connect",
 ]

@@ -38,17 +38,24 @@ import collections
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from . import _subjects as subjects
-from ._connection import IN_PROGRESS, NAK, Msg, Partitioner, PullEnd
-from .exceptions import MemphisError, MemphisFetchError, MemphisTimeoutError
+from ._connection import ACK, IN_PROGRESS, NAK, Msg, Partitioner, PullEnd
+from .exceptions import (
+    MemphisArgumentError,
+    MemphisArgumentTypeError,
+    MemphisConnectionClosedError,
+    MemphisError,
+    MemphisFetchError,
+    MemphisTimeoutError,
+)
 from .message import Message, _Ctx
 from .partition_generator import check_partition_number
-from .utils import default_error_handler
+from .utils import check_bool, check_callable, check_int, check_str, default_error_handler
 
 if TYPE_CHECKING:
     from ._connection import NatsConnection, PullSubscription
@@ -60,13 +67,17 @@ __all__ = ["Consumer"]
 
 log = logging.getLogger("memphis_fast")
 
-Callback = Callable[[list[Message], MemphisError | None, Any], Awaitable[Any]]
+Callback = Callable[[list[Message], MemphisError | None, Any], Awaitable[Any] | Any]
+
+#: fetch() returns once it has at least one message and no further one arrived for this long
+FETCH_IDLE_MS = 5
 
 #: DLS messages kept for ``fetch()`` while nobody consumes (docs/protocol.md §11.1: 10 000).
 DLS_BUFFER = 10_000
 DEFAULT_MAX_BYTES_PER_PULL = 8 * 1024 * 1024
 _IN_PROGRESS = IN_PROGRESS
 _NAK = NAK
+_ACK = ACK
 
 
 class _Fetcher:
@@ -242,6 +253,13 @@ class Consumer:
         self.subscriptions = {p: f.stream for p, f in self._fetchers.items()}
         self._event: asyncio.Event | None = None
         self._consuming = False
+        #: the running ``async for`` iteration (a token) and the messages of its batch not
+        #: yet handed out (given back to the group when it stops)
+        self._iter_token: object | None = None
+        self._iter_rest: collections.deque[Message] = collections.deque()
+        self._empty_reported = False
+        self._rr_pos = 0
+        self.fetch_idle_ms = FETCH_IDLE_MS
         self._dls_queue: collections.deque[Message] = collections.deque()
         self._current: tuple[float, list[Message]] | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
@@ -322,11 +340,20 @@ class Consumer:
 
     def _partition_for(self, key: str | None, number: int) -> int | None:
         """The partition a key/number selects (None = round-robin)."""
+        if key is not None and type(key) is not str:
+            raise MemphisArgumentTypeError(
+                f"consumer_partition_key must be a str or None, not {type(key).__name__} {key!r}"
+            )
+        check_int("consumer_partition_number", number)
+        if number < -1:
+            raise MemphisArgumentError(f"consumer_partition_number must be -1 (not given) or >= 1, not {number}")
+        if number > 0 and key is not None:
+            raise MemphisArgumentError("Can not use both partition number and partition key")
         parts = self._partitions
         if not parts or len(parts) == 1:
+            if number > 0:
+                self.validate_partition_number(number, self.internal_station_name)
             return None
-        if number > 0 and key is not None:
-            raise MemphisError("Can not use both partition number and partition key")
         if key is not None:
             return int(self._rr.for_key(key))
         if number > 0:
@@ -335,11 +362,28 @@ class Consumer:
         return None
 
     def get_partition_from_key(self, key: str) -> int:
+        check_str("key", key)
         parts = self._partitions or [1]
         return int(self._rr.for_key(key)) if len(parts) > 1 else parts[0]
 
     def validate_partition_number(self, partition_number: int, station_name: str) -> None:
+        check_int("partition_number", partition_number)
+        check_str("station_name", station_name)
         check_partition_number(self._partitions, partition_number, station_name)
+
+    def _check_usable(self) -> None:
+        """Raise if the connection is closed or the consumer destroyed (the connection first:
+        after ``Memphis.close()`` every call raises :class:`MemphisConnectionClosedError`)."""
+        if self._conn.is_closed or self.connection._closed:
+            raise MemphisConnectionClosedError("the connection is closed")
+        if self._destroyed:
+            raise MemphisError("the consumer was destroyed")
+
+    def _check_idle(self) -> None:
+        if self.t_consume is not None and not self.t_consume.done():
+            raise MemphisError("this consumer is already consuming; call stop_consume() first")
+        if self._iter_token is not None:
+            raise MemphisError("this consumer is already iterated (async for); leave that loop or call stop_consume() first")
 
     # -- public API --------------------------------------------------------------------------
     def set_context(self, context: Any) -> None:
@@ -355,20 +399,16 @@ class Consumer:
     ) -> None:
         """Start consuming: ``await callback(messages, error, context)`` for each batch (see the
         module docs for flow control and concurrency). Returns at once; stop with
-        :meth:`stop_consume` or :meth:`destroy`. Invalid partition arguments raise here
-        (memphis-py killed its task silently, B7)."""
+        :meth:`stop_consume` or :meth:`destroy`. Invalid arguments raise here (memphis-py
+        killed its task silently, B7). ``callback`` may be an ``async`` function (as in
+        memphis-py) or a plain one; a plain one returning an awaitable has it awaited."""
+        check_callable("callback", callback, optional=False)
+        check_bool("timeout_error_on_empty", timeout_error_on_empty)
         fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
-        if self._destroyed:
-            raise MemphisError("the consumer was destroyed")
-        if self.t_consume is not None and not self.t_consume.done():
-            raise MemphisError("this consumer is already consuming; call stop_consume() first")
+        self._check_usable()
+        self._check_idle()
         self.dls_callback_func = callback
-        self._consuming = True
-        for f in self._fetchers.values():
-            f.naking = False
-        # DLS messages buffered before consume() started go to the callback (once).
-        while self.dls_messages:
-            self._dls_queue.append(self.dls_messages.popleft())
+        self._start(fixed)
         self.t_consume = asyncio.get_running_loop().create_task(
             self._consume_loop(callback, fixed, timeout_error_on_empty),
             name=f"memphis-consume-{self.consumer_name}",
@@ -377,7 +417,9 @@ class Consumer:
     async def _call(self, callback: Callback, msgs: list[Message], err: MemphisError | None) -> None:
         self._current = (time.monotonic(), msgs) if msgs else None
         try:
-            await callback(msgs, err, self.context)
+            res = callback(msgs, err, self.context)
+            if inspect.isawaitable(res):
+                await res
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -386,72 +428,242 @@ class Consumer:
         finally:
             self._current = None
 
-    async def _consume_loop(self, callback: Callback, fixed: int | None, timeout_error: bool) -> None:
-        self._event = asyncio.Event()
+    async def _next_batch(self, fetchers: list[_Fetcher], batch: int, timeout_error: bool) -> list[Message] | None:
+        """The next batch to hand out: one DLS message alone, or up to ``batch_size``
+        messages of one partition (round-robin among those that have some); ``[]`` once after
+        every partition's pull came back empty (when ``timeout_error``); ``None`` once
+        consuming stopped. Keeps the flow control of the module docs: at most two pulls of
+        ``batch_size`` per partition, the next batch travelling while this one is handled."""
         ev = self._event
-        fetchers = [self._fetchers[fixed]] if fixed is not None else list(self._fetchers.values())
+        assert ev is not None
         n = len(fetchers)
-        rr = 0
         expires = self.batch_max_time_to_wait_ms
-        batch = self.batch_size
+        while self._consuming:
+            if self._dls_queue:
+                return [self._dls_queue.popleft()]
+            now = time.monotonic()
+            rr = self._rr_pos % n
+            ready = None
+            for i in range(n):
+                f = fetchers[(rr + i) % n]
+                if f.error is not None:
+                    err, f.error = f.error, None
+                    self._report(err)
+                if f.empty_until <= now:
+                    # One pull while idle; two (pipelined) once messages flow.
+                    f.ensure(2 * batch if f.buffered or f.chunks else batch, expires)
+                if ready is None and f.buffered:
+                    ready = (rr + i) % n
+            if ready is not None:
+                f = fetchers[ready]
+                self._rr_pos = ready + 1
+                msgs = f.take(batch)
+                f.ensure(2 * batch, expires)  # the next batch travels while this one is handled
+                self._empty_reported = False
+                return self._wrap(msgs, f.partition)
+            if any(f.outstanding()[0] for f in fetchers):
+                ev.clear()
+                await ev.wait()
+                continue
+            # Every partition's last pull came back empty: pause (only now).
+            if timeout_error and not self._empty_reported:
+                self._empty_reported = True
+                return []
+            self._empty_reported = False
+            wake_at = min(f.empty_until for f in fetchers)
+            delay = wake_at - time.monotonic()
+            if delay > 0 and not self._dls_queue:
+                self.stats["idle_sleeps"] += 1
+                ev.clear()
+                try:
+                    await asyncio.wait_for(ev.wait(), delay)
+                except TimeoutError:
+                    pass
+            if not self._dls_queue:
+                for f in fetchers:
+                    f.empty_until = 0.0
+        return None
+
+    def _start(self, fixed: int | None) -> list[_Fetcher]:
+        """Mark the consumer consuming; the fetchers to serve."""
+        self._consuming = True
+        if self._event is None:
+            self._event = asyncio.Event()
+        fetchers = [self._fetchers[fixed]] if fixed is not None else list(self._fetchers.values())
         for f in fetchers:
+            f.naking = False
             f.empty_until = 0.0
+        self._empty_reported = False
+        # DLS messages buffered before consuming started are handed out (once).
+        while self.dls_messages:
+            self._dls_queue.append(self.dls_messages.popleft())
+        return fetchers
+
+    async def _consume_loop(self, callback: Callback, fixed: int | None, timeout_error: bool) -> None:
+        fetchers = [self._fetchers[fixed]] if fixed is not None else list(self._fetchers.values())
         try:
-            while self._consuming:
-                if self._dls_queue:
-                    m = self._dls_queue.popleft()
-                    await self._call(callback, [m], None)
-                    continue
-                now = time.monotonic()
-                ready = None
-                for i in range(n):
-                    f = fetchers[(rr + i) % n]
-                    if f.error is not None:
-                        err, f.error = f.error, None
-                        self._report(err)
-                    if f.empty_until <= now:
-                        # One pull while idle; two (pipelined) once messages flow.
-                        f.ensure(2 * batch if f.buffered or f.chunks else batch, expires)
-                    if ready is None and f.buffered:
-                        ready = (rr + i) % n
-                if ready is not None:
-                    f = fetchers[ready]
-                    rr = (ready + 1) % n
-                    msgs = f.take(batch)
-                    f.ensure(2 * batch, expires)  # the next batch travels while we call back
-                    await self._call(callback, self._wrap(msgs, f.partition), None)
-                    continue
-                if any(f.outstanding()[0] for f in fetchers):
-                    ev.clear()
-                    await ev.wait()
-                    continue
-                # Every partition's last pull came back empty: pause (only now).
-                if timeout_error:
+            while True:
+                # Partitions may have been re-created (stop_consume renews pull inboxes).
+                msgs = await self._next_batch(fetchers, self.batch_size, timeout_error)
+                if msgs is None:
+                    break
+                if msgs:
+                    await self._call(callback, msgs, None)
+                else:
                     await self._call(callback, [], MemphisError("Memphis: TimeoutError"))
-                wake_at = min(f.empty_until for f in fetchers)
-                delay = wake_at - time.monotonic()
-                if delay > 0 and not self._dls_queue:
-                    self.stats["idle_sleeps"] += 1
-                    ev.clear()
-                    try:
-                        await asyncio.wait_for(ev.wait(), delay)
-                    except TimeoutError:
-                        pass
-                if not self._dls_queue:
-                    for f in fetchers:
-                        f.empty_until = 0.0
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # never die silently
             log.exception("consume loop of %s failed", self.consumer_name)
             self._report(exc)
+
+    def messages(
+        self,
+        batch_size: int | None = None,
+        consumer_partition_key: str | None = None,
+        consumer_partition_number: int = -1,
+    ) -> AsyncIterator[Message]:
+        """Iterate over messages: ``async for msg in consumer.messages(): ... await msg.ack()``
+        (``async for msg in consumer`` is the same with the defaults).
+
+        The flow control is ``consume()``'s: at most two pulls of ``batch_size`` (default: the
+        consumer's) per partition, the next batch travelling while this one is handed out;
+        messages held by the iterator or by your loop longer than 80% of ``max_ack_time_ms``
+        get in-progress acks. The loop ends (``StopAsyncIteration``) on ``stop_consume()``,
+        ``destroy()`` and ``Memphis.close()``. Leaving it (``break``, an exception) stops
+        consuming as ``stop_consume()`` does: messages pulled but not handed out go back to
+        the group at once. DLS (resent poison) messages are handed out too. One iteration (or
+        ``consume()``) at a time per consumer; argument errors raise here."""
+        if batch_size is None:
+            batch = self.batch_size
+        else:
+            check_int("batch_size", batch_size)
+            if batch_size < 1 or batch_size > self.MAX_BATCH_SIZE:
+                raise MemphisArgumentError(
+                    f"batch_size must be between 1 and {self.MAX_BATCH_SIZE}, not {batch_size}"
+                )
+            batch = batch_size
+        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
+        self._check_usable()
+        self._check_idle()
+        token = object()
+        self._iter_token = token
+        fetchers = self._start(fixed)
+        return self._iterate(fetchers, batch, token)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self.messages()
+
+    async def _iterate(self, fetchers: list[_Fetcher], batch: int, token: object) -> AsyncIterator[Message]:
+        rest = self._iter_rest = collections.deque()
+        popleft = rest.popleft
+        try:
+            while self._iter_token is token:
+                msgs = await self._next_batch(fetchers, batch, False)
+                if msgs is None or self._iter_token is not token:
+                    if msgs:
+                        rest.extend(msgs)
+                    break
+                self._current = (time.monotonic(), msgs)
+                rest.extend(msgs)
+                while rest:
+                    # No await per message: the batch is handed out from the deque.
+                    yield popleft()
+                    if self._iter_token is not token:
+                        break
+                self._current = None
         finally:
-            self._event = None
+            # Given back to the group: what this iteration took and did not hand out.
+            left = [m for m in rest if not m._done]
+            rest.clear()
+            if left and not self._conn.is_closed:
+                self._give_back(left)
+            if self._iter_token is token:
+                # Left by break/exception (not by stop_consume): stop as stop_consume does.
+                self._iter_token = None
+                self._current = None
+                self._consuming = False
+                self._nak_buffered()
+                self._drop_waiting_pulls()
+                while self._dls_queue:
+                    self.dls_messages.append(self._dls_queue.popleft())
+
+    def _give_back(self, msgs: list[Message]) -> None:
+        js = [m._m for m in msgs if not m._dls]
+        for m in msgs:
+            if m._dls:
+                self.dls_messages.appendleft(m)  # handed out again (DLS messages have no nak)
+            else:
+                m._done = True
+        try:
+            if js:
+                self._conn.ack_many(js, _NAK)
+                self.stats["naks"] += len(js)
+        except MemphisError as exc:
+            log.debug("could not nak held messages: %s", exc)
+
+    # -- batch acknowledgements --------------------------------------------------------------
+    @staticmethod
+    def _message_list(msgs: object, what: str) -> list[Message]:
+        if isinstance(msgs, Message):
+            return [msgs]
+        if isinstance(msgs, (str, bytes, bytearray, memoryview)) or not isinstance(msgs, Iterable):
+            raise MemphisArgumentTypeError(f"{what}() takes a list of messages, not {type(msgs).__name__}")
+        out = list(msgs)
+        for m in out:
+            if not isinstance(m, Message):
+                raise MemphisArgumentTypeError(
+                    f"{what}() takes a list of messages; found a {type(m).__name__} in it"
+                )
+        return out
+
+    async def ack(self, msgs: Iterable[Message] | Message) -> None:
+        """Acknowledge many messages in one call (one write): each as ``Message.ack()`` would
+        (resent DLS messages through ``$memphis_pm_acks``). ``Message.ack()`` keeps working."""
+        out = self._message_list(msgs, "ack")
+        if not out:
+            return
+        if self._conn.is_closed or self.connection._closed:
+            raise MemphisConnectionClosedError("the connection is closed")
+        js = []
+        for m in out:
+            if m._dls:
+                await m.ack()
+            else:
+                m._done = True
+                js.append(m._m)
+        if js:
+            self._conn.ack_many(js, _ACK)
+
+    async def nack(self, msgs: Iterable[Message] | Message) -> None:
+        """Redeliver many messages to the group now, in one call (``Message.nack()`` each;
+        resent DLS messages are skipped, as ``Message.nack()`` does)."""
+        out = self._message_list(msgs, "nack")
+        if not out:
+            return
+        if self._conn.is_closed or self.connection._closed:
+            raise MemphisConnectionClosedError("the connection is closed")
+        js = []
+        for m in out:
+            if not m._dls:
+                m._done = True
+                js.append(m._m)
+        if js:
+            self._conn.ack_many(js, _NAK)
 
     async def stop_consume(self) -> None:
         """Stop consuming without destroying the consumer (Go: ``StopConsume``). Buffered
-        messages are nacked so the group gets them again; ``consume()`` may be called again."""
+        messages are nacked so the group gets them again; ``consume()`` may be called again.
+        Also ends an ``async for`` over the consumer."""
         self._consuming = False
+        if self._iter_token is not None:
+            self._iter_token = None
+            left = [m for m in self._iter_rest if not m._done]
+            self._iter_rest.clear()
+            self._current = None
+            if left and not self._conn.is_closed:
+                self._give_back(left)
+            self._wake()
         task = self.t_consume
         self.t_consume = None
         if task is not None and not task.done():
@@ -505,18 +717,25 @@ class Consumer:
         prefetch: bool = False,
     ) -> list[Message]:
         """Fetch up to ``batch_size`` messages: DLS messages first, then prefetched ones, then
-        a pull that waits at most ``batch_max_time_to_wait_ms``. With ``prefetch=True`` the next
-        batch is pulled in the background (bounded) for the next call."""
+        a pull that waits at most ``batch_max_time_to_wait_ms`` for the first message. Once at
+        least one message is in, it returns as soon as no further one arrived for
+        ``fetch_idle_ms`` (5 ms): a trickle is not held back for the whole wait, a busy
+        station still fills the batch (messages the pull brings after that are kept for the
+        next call). With ``prefetch=True`` the next batch is pulled in the background
+        (bounded) for the next call."""
+        check_int("batch_size", batch_size)
         if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
-            raise MemphisError(f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1")
-        if self._destroyed:
-            raise MemphisError("the consumer was destroyed")
+            raise MemphisArgumentError(
+                f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1 (batch_size={batch_size})"
+            )
+        check_bool("prefetch", prefetch)
+        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
+        self._check_usable()
         if self.dls_messages:
             out: list[Message] = []
             while self.dls_messages and len(out) < batch_size:
                 out.append(self.dls_messages.popleft())
             return out
-        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
         p = fixed if fixed is not None else (int(self._rr.next()) if len(self._fetchers) > 1 else next(iter(self._fetchers)))
         f = self._fetchers[p]
         f.naking = False
@@ -531,6 +750,7 @@ class Consumer:
                 self._event = asyncio.Event()
             ev = self._event
             deadline = time.monotonic() + expires / 1000 + 2.5
+            idle = max(self.fetch_idle_ms, 0) / 1000
             while len(msgs) < batch_size:
                 if f.buffered:
                     msgs.extend(f.take(batch_size - len(msgs)))
@@ -540,6 +760,8 @@ class Consumer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                if msgs:
+                    remaining = min(remaining, idle)
                 ev.clear()
                 try:
                     await asyncio.wait_for(ev.wait(), remaining)
@@ -558,6 +780,9 @@ class Consumer:
 
     def load_messages_to_cache(self, batch_size: int, partition_number: int) -> None:
         """Pull ``batch_size`` messages of a partition into the prefetch buffer."""
+        check_int("batch_size", batch_size, minimum=1, maximum=self.MAX_BATCH_SIZE)
+        check_int("partition_number", partition_number)
+        self._check_usable()
         f = self._fetchers.get(partition_number) or next(iter(self._fetchers.values()))
         f.ensure(batch_size, max(self.batch_max_time_to_wait_ms, 1000))
 
@@ -607,6 +832,7 @@ class Consumer:
     async def destroy(self, timeout_retries: int = 5) -> None:
         """Stop consuming, unregister the consumer (the group's position is dropped when its
         last member goes), release its subscriptions and drop it from the cache."""
+        check_int("timeout_retries", timeout_retries, minimum=0)
         if self._destroyed:
             return
         conn = self.connection

@@ -29,6 +29,8 @@ __all__ = [
     "MemphisPayloadTooLargeError",
     "MemphisProduceError",
     "MemphisFetchError",
+    "MemphisArgumentError",
+    "MemphisArgumentTypeError",
 ]
 
 
@@ -103,3 +105,13 @@ class MemphisProduceError(MemphisError):
 
 class MemphisFetchError(MemphisError):
     """A pull request for messages failed (consumer or stream gone, or the request was refused)."""
+
+
+class MemphisArgumentError(MemphisError, ValueError):
+    """An argument is out of range or otherwise invalid; raised before anything is sent.
+    Also a :class:`ValueError`. The message names the argument and what is allowed."""
+
+
+class MemphisArgumentTypeError(MemphisArgumentError, TypeError):
+    """An argument has the wrong type; raised before anything is sent. Also a
+    :class:`TypeError` (and a :class:`MemphisArgumentError`)."""

@@ -25,11 +25,11 @@ class Headers:
         self.headers: dict[str, str] = {}
 
     def add(self, key: str, value: str) -> None:
-        """Add a header; raises :class:`MemphisHeaderError` for a ``$memphis`` key."""
-        key = str(key)
-        if key.startswith(_RESERVED):
-            raise MemphisHeaderError("Keys in headers should not start with $memphis")
-        self.headers[key] = str(value)
+        """Add a header; raises :class:`MemphisHeaderError` for a ``$memphis`` key or a key or
+        value that is not a ``str`` (memphis-py failed on those when producing; ``None``,
+        numbers and bytes were never turned into text silently)."""
+        _check_header(key, value)
+        self.headers[key] = value
 
     def __len__(self) -> int:
         return len(self.headers)
@@ -41,6 +41,21 @@ class Headers:
         return f"Headers({self.headers!r})"
 
 
+def _check_header(key: object, value: object) -> None:
+    if not isinstance(key, str):
+        raise MemphisHeaderError(f"header keys must be str, not {type(key).__name__} {key!r}")
+    if key.startswith(_RESERVED):
+        raise MemphisHeaderError("Keys in headers should not start with $memphis")
+    if key == "" or any(c in key for c in ": \r\n"):
+        raise MemphisHeaderError(f"header key {key!r} is not valid (empty, or contains ':', a space or a newline)")
+    if not isinstance(value, str):
+        raise MemphisHeaderError(
+            f"the value of header {key!r} must be a str, not {type(value).__name__} {value!r}"
+        )
+    if "\r" in value or "\n" in value:
+        raise MemphisHeaderError(f"the value of header {key!r} contains a newline")
+
+
 def user_headers(headers: Headers | Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The user's headers as a dict to encode (never the caller's own object); ``None`` if
     empty. Accepts :class:`Headers` or any mapping (memphis-py's README shows dicts, B18)."""
@@ -50,13 +65,12 @@ def user_headers(headers: Headers | Mapping[str, Any] | None) -> dict[str, Any] 
         src: Mapping[str, Any] = headers.headers
     elif isinstance(headers, Mapping):
         src = headers
-        for k in src:
-            if str(k).startswith(_RESERVED):
-                raise MemphisHeaderError("Keys in headers should not start with $memphis")
     else:
         raise MemphisHeaderError(
             f"headers must be a memphis Headers object or a dict, not {type(headers).__name__}"
         )
+    for k, v in src.items():
+        _check_header(k, v)
     if not src:
         return None
     return dict(src)

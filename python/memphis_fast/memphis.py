@@ -7,7 +7,7 @@ import asyncio
 import logging
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import orjson
@@ -30,9 +30,12 @@ from ._subjects import (
     SdkClientsUpdate,
     StationCreation,
     durable_name,
+    final_subject,
     functions_updates_subject,
     internal_name,
+    js_consumer_create,
     js_consumer_info,
+    js_stream_info,
     parse_creation_reply,
     parse_schema_creation_reply,
     reply_text,
@@ -41,7 +44,10 @@ from ._subjects import (
 )
 from .consumer import DEFAULT_MAX_BYTES_PER_PULL, Consumer
 from .exceptions import (
+    MemphisArgumentError,
+    MemphisArgumentTypeError,
     MemphisConnectError,
+    MemphisConnectionClosedError,
     MemphisError,
     MemphisNoRespondersError,
     MemphisProduceError,
@@ -51,13 +57,28 @@ from .exceptions import (
 from .headers import Headers
 from .message import Message
 from .partition_generator import PartitionGenerator
-from .producer import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_INFLIGHT_BYTES, ProduceFailure, Producer
+from .producer import (
+    DEFAULT_MAX_INFLIGHT,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    ProduceFailure,
+    Producer,
+    ProduceResult,
+    check_partition_args,
+    check_produce_args,
+)
 from .schemaverse import load_schema_file, validate_schema_name, validate_schema_type
 from .station import Station, StationState
 from .types import Retention, Storage
-from .utils import random_bytes
+from .utils import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_name,
+    check_str,
+    random_bytes,
+)
 
-__all__ = ["Memphis", "app_id"]
+__all__ = ["Connecting", "Memphis", "app_id", "connect"]
 
 log = logging.getLogger("memphis_fast")
 
@@ -76,7 +97,15 @@ def _enum_value(value: Any, enum: type[Retention] | type[Storage], what: str) ->
         v = value.lower()
         if v in {e.value for e in enum}:
             return v
-    raise MemphisError(f"{what} must be one of {[e.value for e in enum]}, not {value!r}")
+    raise MemphisArgumentError(f"{what} must be one of {[e.value for e in enum]}, not {value!r}")
+
+
+def _check_group(consumer_group: object) -> None:
+    if consumer_group != "":
+        check_name("consumer_group", consumer_group, "Consumer group")
+
+
+_MS = 1_000_000  # nanoseconds per millisecond (JetStream durations)
 
 
 class Memphis:
@@ -113,9 +142,14 @@ class Memphis:
 
     # -- connection --------------------------------------------------------------------------
     def _require_conn(self) -> NatsConnection:
+        """The open connection; after ``close()`` (or once reconnecting gave up) raises
+        :class:`MemphisConnectionClosedError` ("the connection is closed"), the error every
+        operation on a closed connection raises."""
         conn = self._conn
+        if conn is not None and (self._closed or conn.is_closed):
+            raise MemphisConnectionClosedError("the connection is closed")
         if conn is None or not self.is_connection_active:
-            raise MemphisConnectError("Connection is dead")
+            raise MemphisConnectError("Connection is dead: connect() first")
         return conn
 
     async def connect(
@@ -161,8 +195,21 @@ class Memphis:
         """
         if self.is_connection_active:
             raise MemphisConnectError("already connected; close() first")
-        if not isinstance(host, str) or not isinstance(username, str):
-            raise MemphisConnectError("host and username must be strings")
+        check_str("host", host, empty=False)
+        check_str("username", username)
+        check_int("account_id", account_id, minimum=0)
+        check_str("connection_token", connection_token)
+        check_str("password", password)
+        check_int("port", port, minimum=1, maximum=65535)
+        check_bool("reconnect", reconnect)
+        check_int("max_reconnect", max_reconnect, minimum=-1)
+        check_int("reconnect_interval_ms", reconnect_interval_ms, minimum=0)
+        check_int("timeout_ms", timeout_ms, minimum=1)
+        check_str("cert_file", cert_file)
+        check_str("key_file", key_file)
+        check_str("ca_file", ca_file)
+        check_callable("connection_event_callback", connection_event_callback)
+        check_int("ping_interval_ms", ping_interval_ms, minimum=1)
         if (connection_token != "") == (password != ""):
             raise MemphisConnectError(_CONNECT_METHODS)
         servers = parse_servers(host, port)
@@ -363,8 +410,20 @@ class Memphis:
             partitions_number: default 1 (0 means 1).
             dls_station: a station that also receives dead letters.
         """
-        if not isinstance(name, str):
-            raise MemphisError("station name must be a string")
+        self._require_conn()
+        check_name("name", name, "Station")
+        check_int("retention_value", retention_value, minimum=0)
+        check_int("replicas", replicas, minimum=1)
+        check_int("idempotency_window_ms", idempotency_window_ms, minimum=0)
+        check_str("schema_name", schema_name)
+        check_bool("send_poison_msg_to_dls", send_poison_msg_to_dls)
+        check_bool("send_schema_failed_msg_to_dls", send_schema_failed_msg_to_dls)
+        check_bool("tiered_storage_enabled", tiered_storage_enabled)
+        check_int("partitions_number", partitions_number, minimum=0)
+        check_str("dls_station", dls_station)
+        if dls_station != "":
+            check_name("dls_station", dls_station, "Station")
+        check_int("timeout_retries", timeout_retries, minimum=0)
         if partitions_number == 0:
             partitions_number = 1
         req = StationCreation(
@@ -399,6 +458,7 @@ class Memphis:
         max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
         failure_callback: Callable[[ProduceFailure], Any] | None = None,
         auto_msg_id: bool = False,
+        delivery_callback: Callable[[ProduceResult], Any] | None = None,
     ) -> Producer:
         """Create a producer (cached per station and name: a second call returns the same one).
 
@@ -411,12 +471,30 @@ class Memphis:
                 are raised by the next ``produce``/``flush``/``destroy``/``close``).
             auto_msg_id: give every message a unique ``msg_id``, so that re-sending after a
                 reconnect is de-duplicated by the broker.
+            delivery_callback: ``cb(ProduceResult)`` called once for every message, stored or
+                not, in the order the outcomes arrive (for one partition: production order).
+                A failure given to it counts as reported (it is not raised later).
         """
         self._require_conn()
-        if not isinstance(station_name, (str, list)):
-            raise MemphisError("station_name should be either string or list of strings")
-        if not isinstance(producer_name, str):
-            raise MemphisError("producer_name must be a string")
+        if isinstance(station_name, list):
+            if not station_name:
+                raise MemphisArgumentError("station_name: the list of stations is empty")
+            for sn in station_name:
+                check_name("station_name", sn, "Station")
+        elif isinstance(station_name, str):
+            check_name("station_name", station_name, "Station")
+        else:
+            raise MemphisArgumentTypeError(
+                f"station_name should be either string or list of strings, not {type(station_name).__name__}"
+            )
+        check_name("producer_name", producer_name, "Producer")
+        check_bool("generate_random_suffix", generate_random_suffix)
+        check_int("timeout_retries", timeout_retries, minimum=0)
+        check_int("max_inflight", max_inflight, minimum=1)
+        check_int("max_inflight_bytes", max_inflight_bytes, minimum=1)
+        check_callable("failure_callback", failure_callback)
+        check_bool("auto_msg_id", auto_msg_id)
+        check_callable("delivery_callback", delivery_callback)
         real_name = producer_name.lower()
         if generate_random_suffix:
             warnings.warn(
@@ -430,6 +508,7 @@ class Memphis:
             "max_inflight_bytes": max_inflight_bytes,
             "failure_callback": failure_callback,
             "auto_msg_id": auto_msg_id,
+            "delivery_callback": delivery_callback,
         }
         if isinstance(station_name, list):
             return Producer(self, producer_name, station_name, real_name, **opts)
@@ -496,8 +575,20 @@ class Memphis:
 
         A schema failure is raised as a plain :class:`MemphisError` here (memphis-py re-wraps
         it; ``Producer.produce`` raises :class:`MemphisSchemaError`)."""
+        self._require_conn()
         if not isinstance(station_name, (str, list)):
-            raise MemphisError("station_name should be either string or list of strings")
+            raise MemphisArgumentTypeError("station_name should be either string or list of strings")
+        check_produce_args(
+            message,
+            ack_wait_sec,
+            headers,
+            async_produce,
+            nonblocking,
+            msg_id,
+            None,
+            producer_partition_key,
+            producer_partition_number,
+        )
         producer = await self.producer(station_name, producer_name, generate_random_suffix)
         try:
             await producer.produce(
@@ -550,10 +641,20 @@ class Memphis:
             max_bytes_per_pull: byte limit of one pull (prefetch memory bound).
         """
         self._require_conn()
-        if not isinstance(station_name, str) or not isinstance(consumer_name, str):
-            raise MemphisError("station_name and consumer_name must be strings")
-        if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
-            raise MemphisError(f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1")
+        check_name("station_name", station_name, "Station")
+        check_name("consumer_name", consumer_name, "Consumer")
+        _check_group(consumer_group)
+        check_int("pull_interval_ms", pull_interval_ms, minimum=0)
+        self._check_batch_size(batch_size)
+        check_int("batch_max_time_to_wait_ms", batch_max_time_to_wait_ms, minimum=0)
+        check_int("max_ack_time_ms", max_ack_time_ms, minimum=1)
+        check_int("max_msg_deliveries", max_msg_deliveries, minimum=1)
+        check_bool("generate_random_suffix", generate_random_suffix)
+        check_int("start_consume_from_sequence", start_consume_from_sequence)
+        check_int("last_messages", last_messages)
+        check_int("timeout_retries", timeout_retries, minimum=0)
+        check_callable("error_callback", error_callback)
+        check_int("max_bytes_per_pull", max_bytes_per_pull, minimum=1)
         real_name = consumer_name.lower()
         if generate_random_suffix:
             warnings.warn(
@@ -564,11 +665,11 @@ class Memphis:
             consumer_name = f"{consumer_name}_{random_bytes(8)}"
         cg = consumer_name if not consumer_group else consumer_group
         if start_consume_from_sequence <= 0:
-            raise MemphisError("start_consume_from_sequence has to be a positive number")
+            raise MemphisArgumentError("start_consume_from_sequence has to be a positive number")
         if last_messages < -1:
-            raise MemphisError("min value for last_messages is -1")
+            raise MemphisArgumentError("min value for last_messages is -1")
         if start_consume_from_sequence > 1 and last_messages > -1:
-            raise MemphisError(
+            raise MemphisArgumentError(
                 "Consumer creation options can't contain both start_consume_from_sequence and last_messages"
             )
         internal = internal_name(station_name)
@@ -607,10 +708,17 @@ class Memphis:
                 except orjson.JSONDecodeError:
                     body = {}
                 err = body.get("error") if isinstance(body, dict) else None
-                if err:
-                    raise MemphisError(
-                        f"consumer group {cg!r} has no durable consumer on {s}: {err.get('description', err)}"
+                if err and isinstance(err, dict) and err.get("err_code") == 10014:
+                    # Memphis 1.4.4 creates no durable on a one-partition station when
+                    # last_messages > 0 (its single-partition branch loops over a map only the
+                    # multi-partition branch fills): create it as the broker should have.
+                    err = await self._create_missing_durable(
+                        conn, s, durable, cg, max_ack_time_ms, max_msg_deliveries,
+                        start_consume_from_sequence, last_messages,
                     )
+                if err:
+                    desc = err.get("description", err) if isinstance(err, dict) else err
+                    raise MemphisError(f"consumer group {cg!r} has no durable consumer on {s}: {desc}")
             consumer = Consumer(
                 self,
                 station_name,
@@ -636,6 +744,64 @@ class Memphis:
         self.consumers_map[key] = consumer
         return consumer
 
+    async def _create_missing_durable(
+        self,
+        conn: NatsConnection,
+        stream: str,
+        durable: str,
+        group: str,
+        max_ack_time_ms: int,
+        max_msg_deliveries: int,
+        start_consume_from_sequence: int,
+        last_messages: int,
+    ) -> Any:
+        """Create the group's durable consumer on ``stream`` the way the broker does
+        (docs/protocol.md §6.3: explicit acks, the group's ack wait and max deliveries, filter
+        ``<stream>.final``, the deliver policy from ``last_messages`` /
+        ``start_consume_from_sequence``). Returns the JetStream error (None on success)."""
+        log.warning(
+            "the broker created no durable consumer for group %r on %s (a Memphis 1.4.4 bug with "
+            "last_messages on one-partition stations): creating it here",
+            group,
+            stream,
+        )
+        config: dict[str, Any] = {
+            "durable_name": durable,
+            "ack_policy": "explicit",
+            "ack_wait": max_ack_time_ms * _MS,
+            "max_deliver": max_msg_deliveries,
+            "filter_subject": final_subject(stream),
+            "replay_policy": "instant",
+            "max_ack_pending": -1,
+        }
+        if last_messages == 0 and start_consume_from_sequence == 1:
+            config["deliver_policy"] = "new"
+        elif last_messages > 0:
+            res = await conn.request(js_stream_info(stream), b"", 20)
+            info = orjson.loads(res.data) if res.data else {}
+            if "error" in info:
+                return info["error"]
+            last_seq = int((info.get("state") or {}).get("last_seq", 0))
+            config["deliver_policy"] = "by_start_sequence"
+            config["opt_start_seq"] = max(1, last_seq - last_messages + 1)
+        elif start_consume_from_sequence > 1:
+            config["deliver_policy"] = "by_start_sequence"
+            config["opt_start_seq"] = start_consume_from_sequence
+        else:
+            config["deliver_policy"] = "all"
+        body = orjson.dumps({"stream_name": stream, "config": config})
+        res = await conn.request(js_consumer_create(stream, durable), body, 20)
+        reply = orjson.loads(res.data) if res.data else {}
+        return reply.get("error") if isinstance(reply, dict) else None
+
+    def _check_batch_size(self, batch_size: object) -> None:
+        check_int("batch_size", batch_size)
+        assert isinstance(batch_size, int)
+        if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
+            raise MemphisArgumentError(
+                f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1 (batch_size={batch_size})"
+            )
+
     async def fetch_messages(
         self,
         station_name: str,
@@ -654,8 +820,18 @@ class Memphis:
     ) -> list[Message]:
         """Fetch one batch without keeping a consumer object (one is created and cached)."""
         self._require_conn()
-        if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
-            raise MemphisError(f"Batch size can not be greater than {self.MAX_BATCH_SIZE} or less than 1")
+        check_name("station_name", station_name, "Station")
+        check_name("consumer_name", consumer_name, "Consumer")
+        _check_group(consumer_group)
+        self._check_batch_size(batch_size)
+        check_int("batch_max_time_to_wait_ms", batch_max_time_to_wait_ms, minimum=0)
+        check_int("max_ack_time_ms", max_ack_time_ms, minimum=1)
+        check_int("max_msg_deliveries", max_msg_deliveries, minimum=1)
+        check_bool("generate_random_suffix", generate_random_suffix)
+        check_int("start_consume_from_sequence", start_consume_from_sequence, minimum=1)
+        check_int("last_messages", last_messages, minimum=-1)
+        check_partition_args(consumer_partition_key, consumer_partition_number)
+        check_bool("prefetch", prefetch)
         key = f"{internal_name(station_name)}_{consumer_name.lower()}"
         consumer = self.consumers_map.get(key)
         if consumer is None:
@@ -689,6 +865,11 @@ class Memphis:
             schema_type: ``json``, ``graphql``, ``protobuf`` or ``avro``.
             schema_path: the schema file (read without blocking the event loop).
         """
+        self._require_conn()
+        check_str("schema_name", schema_name)
+        check_str("schema_type", schema_type)
+        check_str("schema_path", schema_path, empty=False)
+        check_int("timeout_retries", timeout_retries, minimum=0)
         validate_schema_type(schema_type)
         validate_schema_name(schema_name)
         content = await load_schema_file(schema_path)
@@ -713,8 +894,13 @@ class Memphis:
     async def enforce_schema(self, name: str, station_name: str, timeout_retries: int = 5) -> None:
         """Enforce a schema on an existing station (takes effect on the next message of every
         producer and consumer of the station)."""
+        self._require_conn()
+        check_str("name", name)
+        check_str("station_name", station_name)
+        check_int("timeout_retries", timeout_retries, minimum=0)
         if name == "" or station_name == "":
-            raise MemphisError("name and station name can not be empty")
+            raise MemphisArgumentError("name and station name can not be empty")
+        check_name("station_name", station_name, "Station")
         req = SchemaAttachment(name=name, station_name=station_name, username=self.username)
         res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
         err = reply_text(res.data)
@@ -727,8 +913,12 @@ class Memphis:
 
     async def detach_schema(self, station_name: str, timeout_retries: int = 5) -> None:
         """Remove the schema of a station."""
+        self._require_conn()
+        check_str("station_name", station_name)
+        check_int("timeout_retries", timeout_retries, minimum=0)
         if station_name == "":
-            raise MemphisError("station name is missing")
+            raise MemphisArgumentError("station name is missing")
+        check_name("station_name", station_name, "Station")
         req = SchemaDetachment(station_name=station_name, username=self.username)
         res = await self._request(req.subject, req.to_json(), 20, timeout_retries)
         err = reply_text(res.data)
@@ -737,11 +927,13 @@ class Memphis:
 
     # -- compat helpers ----------------------------------------------------------------------
     def unset_cached_producer_station(self, station_name: str) -> None:
+        check_str("station_name", station_name)
         internal = internal_name(station_name)
         for k in [k for k, p in self.producers_map.items() if p.internal_station_name == internal]:
             del self.producers_map[k]
 
     def unset_cached_consumer_station(self, station_name: str) -> None:
+        check_str("station_name", station_name)
         internal = internal_name(station_name)
         for k in [k for k, c in self.consumers_map.items() if c.internal_station_name == internal]:
             del self.consumers_map[k]
@@ -751,3 +943,73 @@ class Memphis:
         return self._require_conn().stats() if self._conn is not None else {}
 
 
+
+
+class Connecting:
+    """What :func:`connect` returns: awaitable (``m = await connect(...)``) and an async
+    context manager (``async with connect(...) as m:``, closed on exit)."""
+
+    __slots__ = ("_kwargs", "_memphis")
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self._kwargs = kwargs
+        self._memphis: Memphis | None = None
+
+    async def _connect(self) -> Memphis:
+        memphis = Memphis()
+        await memphis.connect(**self._kwargs)
+        return memphis
+
+    def __await__(self) -> Generator[Any, None, Memphis]:
+        return self._connect().__await__()
+
+    async def __aenter__(self) -> Memphis:
+        self._memphis = await self._connect()
+        return self._memphis
+
+    async def __aexit__(self, *exc: object) -> None:
+        memphis, self._memphis = self._memphis, None
+        if memphis is not None:
+            await memphis.close()
+
+
+def connect(
+    host: str,
+    username: str,
+    account_id: int = 1,
+    connection_token: str = "",
+    password: str = "",
+    port: int = 6666,
+    reconnect: bool = True,
+    max_reconnect: int = -1,
+    reconnect_interval_ms: int = 1500,
+    timeout_ms: int = 2000,
+    cert_file: str = "",
+    key_file: str = "",
+    ca_file: str = "",
+    connection_event_callback: Callable[[str, Any], Any] | None = None,
+    ping_interval_ms: int = 20000,
+) -> Connecting:
+    """Connect in one step: ``memphis = await memphis_fast.connect(...)`` returns a connected
+    :class:`Memphis` (also usable as ``async with await connect(...) as memphis:`` or
+    ``async with connect(...) as memphis:``; both close on exit). The arguments are those of
+    :meth:`Memphis.connect`."""
+    return Connecting(
+        {
+            "host": host,
+            "username": username,
+            "account_id": account_id,
+            "connection_token": connection_token,
+            "password": password,
+            "port": port,
+            "reconnect": reconnect,
+            "max_reconnect": max_reconnect,
+            "reconnect_interval_ms": reconnect_interval_ms,
+            "timeout_ms": timeout_ms,
+            "cert_file": cert_file,
+            "key_file": key_file,
+            "ca_file": ca_file,
+            "connection_event_callback": connection_event_callback,
+            "ping_interval_ms": ping_interval_ms,
+        }
+    )

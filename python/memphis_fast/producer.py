@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,7 @@ from . import _subjects as subjects
 from ._connection import (
     DEFAULT_MAX_INFLIGHT,
     DEFAULT_MAX_INFLIGHT_BYTES,
+    NatsConnection,
     OutcomeKind,
     OutcomeReason,
     Partitioner,
@@ -44,6 +46,9 @@ from ._connection import (
     encode_header_lines,
 )
 from .exceptions import (
+    MemphisArgumentError,
+    MemphisArgumentTypeError,
+    MemphisConnectionClosedError,
     MemphisError,
     MemphisProduceError,
     MemphisSchemaError,
@@ -58,6 +63,7 @@ from .schemaverse import (
     failed_message_bytes,
 )
 from .station import Station
+from .utils import check_bool, check_int, check_seconds, check_str
 
 if TYPE_CHECKING:
     from .memphis import Memphis
@@ -109,6 +115,59 @@ def _failure_text(f: ProduceResult) -> str:
     return f"{name} {str(f.kind).replace('_', ' ')}: {f.error}"
 
 
+def _new_group_reports_stored() -> bool:
+    """Whether this connection tier can report the stored outcomes of a group's windowed
+    publishes (``new_group(label, report_stored=True)``); the nonblocking delivery callback
+    needs it."""
+    try:
+        return "report_stored" in inspect.signature(NatsConnection.new_group).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+_REPORT_STORED = _new_group_reports_stored()
+#: at most one WARNING per producer in this many seconds for failed nonblocking messages
+_WARN_EVERY = 1.0
+
+
+def check_partition_args(key: object, number: object) -> None:
+    """``producer_partition_key``/``consumer_partition_key`` (a str or None) and the partition
+    number (-1 or 0 = not given, else a partition number >= 1), and never both."""
+    if key is not None and type(key) is not str:
+        raise MemphisArgumentTypeError(f"the partition key must be a str or None, not {type(key).__name__} {key!r}")
+    if number != -1:
+        n = check_int("the partition number", number)
+        if n < 0:
+            raise MemphisArgumentError(f"the partition number must be -1 (not given) or >= 1, not {n}")
+        if n > 0 and key is not None:
+            raise MemphisArgumentError("Can not use both partition number and partition key")
+
+
+def check_produce_args(
+    message: Any,
+    ack_wait_sec: Any,
+    headers: Any,
+    async_produce: Any,
+    nonblocking: Any,
+    msg_id: Any,
+    concurrent_task_limit: Any,
+    producer_partition_key: Any,
+    producer_partition_number: Any,
+) -> None:
+    """Every argument of :meth:`Producer.produce` (before anything is created or sent)."""
+    if message is None:
+        raise MemphisArgumentTypeError("message can not be None")
+    check_seconds("ack_wait_sec", ack_wait_sec)
+    if headers is not None:
+        user_headers(headers)
+    check_bool("async_produce", async_produce, optional=True)
+    check_bool("nonblocking", nonblocking)
+    check_str("msg_id", msg_id, optional=True)
+    if concurrent_task_limit is not None:
+        check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
+    check_partition_args(producer_partition_key, producer_partition_number)
+
+
 def _produce_error(r: ProduceResult) -> MemphisProduceError:
     """The exception for a message that was not stored, its class chosen from the reason."""
     cls = MemphisProduceTimeoutError if r.reason == OutcomeReason.ACK_TIMEOUT else MemphisProduceError
@@ -153,6 +212,7 @@ class Producer:
         max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
         failure_callback: Callable[[ProduceResult], Any] | None = None,
         auto_msg_id: bool = False,
+        delivery_callback: Callable[[ProduceResult], Any] | None = None,
     ) -> None:
         self.connection = connection
         self.producer_name = producer_name.lower()
@@ -161,8 +221,11 @@ class Producer:
         self.max_inflight = max(1, int(max_inflight))
         self.max_inflight_bytes = max(1, int(max_inflight_bytes))
         self.failure_callback = failure_callback
+        self.delivery_callback = delivery_callback
         self.auto_msg_id = auto_msg_id
         self._failures: list[ProduceResult] = []
+        self._warned_at = 0.0
+        self._unwarned = 0
         self._callback_tasks: set[asyncio.Task[Any]] = set()
         self._count = 0
         self._destroyed = False
@@ -175,6 +238,7 @@ class Producer:
                 "max_inflight_bytes": max_inflight_bytes,
                 "failure_callback": failure_callback,
                 "auto_msg_id": auto_msg_id,
+                "delivery_callback": delivery_callback,
             }
             return
         self.is_multi_station_producer = False
@@ -183,8 +247,14 @@ class Producer:
         assert state is not None
         self._state = state
         self._conn = connection._require_conn()
-        self._group = self._conn.new_group(str(station_name))
-        self._conn.set_failure_handler(self._group, self._on_failure)
+        if delivery_callback is not None and _REPORT_STORED:
+            # Every outcome of a nonblocking message (stored ones too) goes to _on_outcome.
+            new_group: Callable[..., int] = self._conn.new_group
+            self._group = new_group(str(station_name), report_stored=True)
+            self._conn.set_failure_handler(self._group, self._on_outcome)
+        else:
+            self._group = self._conn.new_group(str(station_name))
+            self._conn.set_failure_handler(self._group, self._on_failure)
         self._header_lines = encode_header_lines(
             {
                 subjects.HEADER_PRODUCED_BY: self.producer_name,
@@ -205,6 +275,20 @@ class Producer:
     def __repr__(self) -> str:
         return f"<Producer {self.producer_name} station={self.station_name}>"
 
+    async def __aenter__(self) -> Producer:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        """Destroy the producer: wait for its in-flight messages, unregister it, raise failures
+        not yet reported (logged instead when the block is already raising)."""
+        if exc is None:
+            await self.destroy()
+            return
+        try:
+            await self.destroy()
+        except MemphisError:
+            log.exception("destroying producer %s on the way out of an exception", self.producer_name)
+
     # -- state -------------------------------------------------------------------------------
     @property
     def inflight(self) -> int:
@@ -223,6 +307,10 @@ class Producer:
         single = self._single_subject
         state = self._state
         if single is not None:
+            if number > 0:
+                if key is not None:
+                    raise MemphisArgumentError("Can not use both partition number and partition key")
+                self.validate_partition_number(number, self.internal_station_name)
             subject = single
             partition = self._partitions[0] if self._partitions else None
         else:
@@ -244,6 +332,9 @@ class Producer:
 
     def get_partition_from_key(self, key: str) -> int:
         """The partition a key routes to (murmur3, seed 31, as memphis-py)."""
+        check_str("key", key)
+        if self.is_multi_station_producer:
+            raise MemphisError("a multi-station producer has no partitions of its own")
         if not self._partitions:
             raise MemphisError("the station has no partitions")
         if len(self._partitions) == 1:
@@ -251,28 +342,63 @@ class Producer:
         return int(self.partition_generator.for_key(key))
 
     def validate_partition_number(self, partition_number: int, station_name: str) -> None:
+        check_int("partition_number", partition_number)
+        check_str("station_name", station_name)
+        if self.is_multi_station_producer:
+            raise MemphisError("a multi-station producer has no partitions of its own")
         check_partition_number(self._partitions, partition_number, station_name)
 
     # -- failures ----------------------------------------------------------------------------
+    def _warn(self, f: ProduceResult) -> None:
+        """One WARNING per second at most (an outage fails thousands of messages): the first
+        failure, then a summary of how many more failed since."""
+        now = time.monotonic()
+        if now - self._warned_at < _WARN_EVERY:
+            self._unwarned += 1
+            log.debug("memphis producer %s: %s", self.producer_name, _failure_text(f))
+            return
+        more = f" ({self._unwarned} more failed since the last warning)" if self._unwarned else ""
+        self._warned_at = now
+        self._unwarned = 0
+        log.warning("memphis producer %s: %s%s", self.producer_name, _failure_text(f), more)
+
     def _on_failure(self, f: ProduceResult) -> None:
-        log.warning("memphis producer %s: %s", self.producer_name, _failure_text(f))
         cb = self.failure_callback
-        if cb is None:
+        dcb = self.delivery_callback
+        if cb is None and dcb is None:
+            self._warn(f)
             self._failures.append(f)
             return
+        # Reported to a callback: a DEBUG line only.
+        log.debug("memphis producer %s: %s", self.producer_name, _failure_text(f))
+        if cb is not None:
+            self._run_callback(cb, f, "failure")
+        if dcb is not None:
+            self._run_callback(dcb, f, "delivery")
+
+    def _on_outcome(self, r: ProduceResult) -> None:
+        """Every outcome of a nonblocking message (with a delivery callback)."""
+        if r.kind == OutcomeKind.STORED:
+            dcb = self.delivery_callback
+            if dcb is not None:
+                self._run_callback(dcb, r, "delivery")
+        else:
+            self._on_failure(r)
+
+    def _run_callback(self, cb: Callable[[ProduceResult], Any], r: ProduceResult, what: str) -> None:
         try:
-            res = cb(f)
+            res = cb(r)
             if inspect.isawaitable(res):
                 task = asyncio.ensure_future(res)
                 self._callback_tasks.add(task)
                 task.add_done_callback(self._callback_done)
         except Exception:
-            log.exception("produce failure callback raised")
+            log.exception("produce %s callback raised", what)
 
     def _callback_done(self, task: asyncio.Task[Any]) -> None:
         self._callback_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("produce failure callback raised", exc_info=task.exception())
+            log.error("produce callback raised", exc_info=task.exception())
 
     def take_failures(self) -> list[ProduceResult]:
         """Failures not yet reported (they are not raised afterwards)."""
@@ -331,6 +457,19 @@ class Producer:
             MemphisHeaderError: a header key starts with ``$memphis``.
         """
         if self.is_multi_station_producer:
+            check_produce_args(
+                message,
+                ack_wait_sec,
+                headers,
+                async_produce,
+                nonblocking,
+                msg_id,
+                concurrent_task_limit,
+                producer_partition_key,
+                producer_partition_number,
+            )
+            if self._destroyed:
+                raise MemphisError(f"producer {self.producer_name} was destroyed")
             await self._multi_station_produce(
                 message,
                 ack_wait_sec=ack_wait_sec,
@@ -345,8 +484,27 @@ class Producer:
             return None
         if self._failures:
             self._raise_failures()
+        # Argument checks, cheap for the defaults (the nonblocking path is hot).
+        if ack_wait_sec == 15 and type(ack_wait_sec) is int:
+            ack_ms = 15000
+        else:
+            ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
+        if msg_id is not None and type(msg_id) is not str:
+            check_str("msg_id", msg_id, optional=True)
+        if nonblocking is not False and nonblocking is not True:
+            check_bool("nonblocking", nonblocking)
+        if producer_partition_key is not None or producer_partition_number != -1:
+            check_partition_args(producer_partition_key, producer_partition_number)
+        if concurrent_task_limit is not None:
+            check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
+        if async_produce is not None and async_produce is not False and async_produce is not True:
+            check_bool("async_produce", async_produce, optional=True)
+        if message is None:
+            raise MemphisArgumentTypeError("message can not be None")
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name} was destroyed")
+        if self._conn.is_closed:
+            raise MemphisConnectionClosedError("the connection is closed")
         schema = self._state.schema.schema
         data: Any = message if schema is None and type(message) in _BYTES_TYPES else self._encode(schema, message, headers)
         hdrs = None if headers is None else user_headers(headers)
@@ -365,7 +523,6 @@ class Producer:
                 stacklevel=2,
             )
             nonblocking = True
-        ack_ms = 15000 if ack_wait_sec == 15 else int(ack_wait_sec * 1000)
         if nonblocking:
             group = self._group
             if concurrent_task_limit is not None and conn.group_inflight(group) >= concurrent_task_limit:
@@ -394,6 +551,8 @@ class Producer:
             return None
         self._count = index + 1
         r = await conn.publish_awaited(subject, data, self._group, index, ack_ms, self._header_lines, hdrs, msg_id)
+        if self.delivery_callback is not None:
+            self._run_callback(self.delivery_callback, r, "delivery")
         if r.kind != OutcomeKind.STORED:
             raise _produce_error(r)
         return r
@@ -415,11 +574,32 @@ class Producer:
             raise MemphisError("produce_batch is not available on a multi-station producer")
         if self._failures:
             self._raise_failures()
-        if msg_ids is not None and len(msg_ids) != len(messages):
-            raise MemphisError(f"{len(msg_ids)} msg_ids for {len(messages)} messages")
-        if user_headers(headers) is not None:
-            extra = encode_header_lines(user_headers(headers))
-            header_lines = self._header_lines + extra
+        if isinstance(messages, (str, bytes, bytearray, memoryview)) or not isinstance(messages, Sequence):
+            raise MemphisArgumentTypeError(
+                f"messages must be a list (or tuple) of messages, not {type(messages).__name__}"
+            )
+        if any(m is None for m in messages):
+            raise MemphisArgumentTypeError("messages can not contain None")
+        ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
+        if msg_ids is not None:
+            if isinstance(msg_ids, (str, bytes)) or not isinstance(msg_ids, Sequence):
+                raise MemphisArgumentTypeError(
+                    f"msg_ids must be a list of str (or None) or None, not {type(msg_ids).__name__}"
+                )
+            for mid in msg_ids:
+                check_str("each of msg_ids", mid, optional=True)
+            if len(msg_ids) != len(messages):
+                raise MemphisArgumentError(f"{len(msg_ids)} msg_ids for {len(messages)} messages")
+        check_partition_args(producer_partition_key, producer_partition_number)
+        uh = user_headers(headers)
+        if self._destroyed:
+            raise MemphisError(f"producer {self.producer_name} was destroyed")
+        if self._conn.is_closed:
+            raise MemphisConnectionClosedError("the connection is closed")
+        if producer_partition_number > 0:
+            self._subject(producer_partition_key, producer_partition_number)  # validates the number
+        if uh is not None:
+            header_lines = self._header_lines + encode_header_lines(uh)
         else:
             header_lines = self._header_lines
         base = self._count
@@ -457,11 +637,10 @@ class Producer:
                 datas.append(data)
         conn = self._conn
         await conn.wait_writable()
-        ack_ms = int(ack_wait_sec * 1000)
         if len(groups) == 1 and not any(r is not None for r in results):
             # One subject and nothing refused locally: the batch's results are the answer.
             ((subject, (idx, datas)),) = groups.items()
-            return await conn.publish_batch(
+            out = await conn.publish_batch(
                 subject,
                 datas,
                 self._group,
@@ -470,6 +649,8 @@ class Producer:
                 ids if any(ids) else None,
                 base,
             )
+            self._deliver_all(out)
+            return out
         calls = [
             conn.publish_batch(
                 subject,
@@ -487,7 +668,15 @@ class Producer:
         for (idx, _), outcomes in zip(groups.values(), done, strict=True):
             for pos, r in enumerate(outcomes):
                 results[idx[pos]] = r
-        return [r for r in results if r is not None]
+        final = [r for r in results if r is not None]
+        self._deliver_all(final)
+        return final
+
+    def _deliver_all(self, results: list[ProduceResult]) -> None:
+        dcb = self.delivery_callback
+        if dcb is not None:
+            for r in results:
+                self._run_callback(dcb, r, "delivery")
 
     def _encode(self, schema: Any, message: Any, headers: Any) -> Any:
         """The bytes to send for ``message``: validated by the station's schema (a failure is
@@ -532,6 +721,8 @@ class Producer:
     async def _multi_station_produce(self, message: Any, **kwargs: Any) -> None:
         conn = self.connection
         for sn in self.station_name:
+            if self._destroyed:
+                raise MemphisError(f"producer {self.producer_name} was destroyed")
             p = await conn.producer(sn, self.producer_name, **self._opts)
             await p.produce(message, **kwargs)
 
@@ -539,6 +730,8 @@ class Producer:
         """Wait until every message of this producer is acknowledged (or failed), then raise
         the failures not yet reported. ``timeout`` ``None`` waits as long as the longest ack
         wait takes."""
+        if timeout is not None:
+            check_seconds("timeout", timeout, positive=False)
         if self.is_multi_station_producer:
             for sn in self.station_name:
                 p = self.connection.producers_map.get(f"{subjects.internal_name(sn)}_{self.real_name}")
@@ -555,7 +748,11 @@ class Producer:
     async def destroy(self, timeout_retries: int = 5) -> None:
         """Wait for in-flight messages, unregister the producer, drop it from the cache; raises
         failures not yet reported afterwards."""
+        check_int("timeout_retries", timeout_retries, minimum=0)
         if self.is_multi_station_producer:
+            # Marked first: a produce() running concurrently stops instead of re-creating
+            # the per-station producers.
+            self._destroyed = True
             for sn in self.station_name:
                 p = self.connection.producers_map.get(f"{subjects.internal_name(sn)}_{self.real_name}")
                 if p is not None:

@@ -172,13 +172,19 @@ async def test_create_schema_unknown_type_is_a_memphis_error(
         await py.create_schema("bad-type", "xml", str(path), timeout_retries=R)
 
 
-async def test_consumer_creation_error_carries_the_broker_text(connect: Any, uid: Any) -> None:
+async def test_creation_error_carries_the_broker_text(connect: Any, uid: Any) -> None:
     """B15: the broker's error text reaches the user as it is (memphis-py masked JSON error
-    replies with "'dict' object has no attribute 'replace'")."""
+    replies with "'dict' object has no attribute 'replace'"). A bad name is now refused by the
+    client before anything is sent, with the broker's wording and the argument named."""
     conn = await connect()
-    with pytest.raises(mf.MemphisError) as info:
+    with pytest.raises(mf.MemphisArgumentError) as info:
         await conn.consumer(uid("st"), "bad name!", timeout_retries=R)
     assert info.value.message.startswith("Only alphanumeric")
+    assert "consumer_name='bad name!'" in info.value.message
+    # Only the broker checks this one: its text comes back unchanged.
+    with pytest.raises(mf.MemphisError) as info2:
+        await conn.station(uid("st"), idempotency_window_ms=25 * 3600 * 1000, timeout_retries=R)
+    assert info2.value.message == "idempotency window can not exceed 24 hours"
 
 
 async def test_station_destroy_uncaches_only_that_station(connect: Any, connect_py: Any, uid: Any) -> None:
