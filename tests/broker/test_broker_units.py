@@ -73,7 +73,8 @@ def test_default_connection_token() -> None:
     cfg = BrokerConfig(auth="token")
     cfg.validate()
     assert cfg.token == "memphis"
-    assert 'token: "memphis"' in cfg.nats_config()
+    assert "token: $MEMPHIS_FAST_SECRET_0" in cfg.nats_config()
+    assert cfg.nats_env() == {"MEMPHIS_FAST_SECRET_0": '"memphis"'}
 
 
 def test_password_mode_config() -> None:
@@ -82,7 +83,14 @@ def test_password_mode_config() -> None:
     text = cfg.nats_config()
     for user in ('"root$1"', '"root"', '"app$1"', '"app"', '"$$memphis"', '"$$sys"'):
         assert f"user: {user}" in text
-    assert 'password: "p\\"w$x"' in text
+    # Passwords are references to the environment (never in a file); the values are config
+    # string literals, since nats-server parses a variable's value.
+    assert "p\"w$x" not in text and cfg.internal_password not in text and cfg.system_password not in text
+    env = cfg.nats_env()
+    assert '"p\\"w$x"' in env.values()
+    assert f'"{cfg.internal_password}"' in env.values()
+    for var in env:
+        assert f"password: ${var}" in text
     assert 'system_account: "$SYS"' in text
     assert cfg.user_types() == {"root": "root", "app": "application"}
 

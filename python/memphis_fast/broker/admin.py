@@ -46,7 +46,7 @@ class AdminClient:
 
     async def connect(self) -> AdminClient:
         opts: dict[str, Any] = {
-            "servers": [self.url],
+            "servers": [u for u in self.url.split(",") if u],  # a cluster: every node
             "name": "memphis-fast admin",
             "allow_reconnect": False,
             # nats-py retries an initial connect forever with 0 attempts; 1 means one retry.

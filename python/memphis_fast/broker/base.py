@@ -63,6 +63,16 @@ class ControlPlaneConfig:
     inactive_ttl: float = 7200.0
     dls_retention: float = 3 * 3600.0
     connection_poll_interval: float = 0.5
+    # A cluster: every node's client URL (the connection moves to a surviving node), the
+    # replicas of the broker's own streams (min(3, nodes)), and how long a JetStream call or a
+    # metadata write is retried while a leader is being elected.
+    servers: list[str] = field(default_factory=list)
+    nodes: int = 1
+    internal_replicas: int = 1
+    retry_for: float = 0.0
+    # Room reserved (max_bytes) for the broker's own streams; None: unlimited (no reservation).
+    metadata_max_bytes: int | None = None
+    dls_max_bytes: int | None = None
 
 
 class Request(Fields):

@@ -24,9 +24,11 @@ child process with JetStream, plus a control plane that implements the Memphis S
   memphis-fast broker                      # 127.0.0.1:6666, user root / password memphis
   memphis-fast broker --token s3cret       # connection-token mode
   memphis-fast broker --memory --port -1   # a throw-away broker on a free port
+  memphis-fast broker --cluster 3          # a 3-node JetStream cluster: ports 6666, 6667, 6668
 
 Connect with memphis-py (or memphis_fast):
   await memphis.connect(host="127.0.0.1", username="root", password="memphis")
+A cluster: memphis_fast.Memphis().connect(host="127.0.0.1:6666,127.0.0.1:6667,127.0.0.1:6668", ...)
 
 Operator commands (what the real broker offers in its UI) talk to a running broker; without
 connection options they find it through broker.json in its data directory:
@@ -116,6 +118,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long dead-letter records are kept (default 10800, as the broker)",
     )
     parser.add_argument("--max-msg-size-mb", type=int, metavar="MB", help="maximum message size (default 1)")
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N (3 or 5) nats-server nodes as one JetStream cluster on loopback; stations "
+        "accept replicas up to N, the broker's own streams use min(3, N) (default 1: one node)",
+    )
+    parser.add_argument(
+        "--node-ports",
+        metavar="P1,P2,...",
+        help="cluster mode: every node's client port (default --port, --port+1, ...; free ports with -1)",
+    )
+    parser.add_argument(
+        "--node-restart-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="cluster mode: restart a node that exits after this delay (default 1)",
+    )
+    parser.add_argument(
+        "--max-memory-store-mb",
+        type=int,
+        metavar="MB",
+        help="JetStream memory store per node (default: a quarter of the RAM, at most 4096, shared by the nodes)",
+    )
+    parser.add_argument(
+        "--max-file-store-mb",
+        type=int,
+        metavar="MB",
+        help="JetStream file store per node (default: three quarters of the free disk, shared by the nodes)",
+    )
+    parser.add_argument(
+        "--metadata-reserve-mb",
+        type=int,
+        default=64,
+        metavar="MB",
+        help="room in each store kept for the broker's metadata and DLS records, which user "
+        "data can not take (default 64)",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -221,6 +263,12 @@ def _serve(args: argparse.Namespace) -> int:
         inactive_ttl=args.inactive_ttl,
         dls_retention=args.dls_retention,
         max_msg_size_mb=args.max_msg_size_mb,
+        cluster=args.cluster,
+        node_ports=_ports(args.node_ports),
+        node_restart_delay=args.node_restart_delay,
+        max_memory_store_mb=args.max_memory_store_mb,
+        max_file_store_mb=args.max_file_store_mb,
+        metadata_reserve_mb=args.metadata_reserve_mb,
     )
     if args.token is not None and args.password is not None:
         raise ConfigError("use either --token or --password, not both")
@@ -230,6 +278,15 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     return serve(cfg, ready_file=args.ready_file, exit_with_parent=args.exit_with_parent, announce=announce)
+
+
+def _ports(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"--node-ports takes comma-separated port numbers, not {text!r}") from None
 
 
 # -- operator commands ----------------------------------------------------------------------------
@@ -267,6 +324,8 @@ def _admin_client(args: argparse.Namespace) -> Any:
         if cert:
             tls.load_cert_chain(cert, key)
     url = f"{'tls' if tls else 'nats'}://{host}:{port}"
+    if explicit["port"] is None and explicit["host"] is None and len(info.get("servers") or []) > 1:
+        url = ",".join(str(u) for u in info["servers"])  # a cluster: any node that is up
     token = explicit["token"] if explicit["token"] is not None else (info.get("token") if info else None)
     if token is not None and explicit["password"] is None:
         return AdminClient(url, token=token, tls=tls)

@@ -57,6 +57,7 @@ class ConnectionTracker:
         poll_interval: float = 0.5,
         resync_interval: float = 60.0,
         on_snapshot: Callable[[set[str], float], None] | None = None,
+        servers: int = 1,
     ) -> None:
         if (sys_nc is None) == (connz_url is None):
             raise ValueError("give exactly one of sys_nc and connz_url")
@@ -67,9 +68,12 @@ class ConnectionTracker:
         self.connz_url = connz_url
         self.poll_interval = poll_interval
         self.resync_interval = resync_interval
-        self._cids: dict[int, str] = {}  # live server cid -> Memphis connection id
-        self._by_id: dict[str, set[int]] = {}
-        self._closed_cids: set[int] = set()
+        # A cluster: CONNZ is answered by every node; a snapshot gathers up to this many answers.
+        self.servers = servers
+        # Keys are "<server id>/<cid>": client ids are only unique within one nats-server.
+        self._cids: dict[str, str] = {}  # live connection key -> Memphis connection id
+        self._by_id: dict[str, set[str]] = {}
+        self._closed_cids: set[str] = set()
         self._dead: dict[str, float] = {}  # Memphis id -> when it was last seen going away
         self._task: asyncio.Task[None] | None = None
         self._subs: list[Any] = []
@@ -125,16 +129,18 @@ class ConnectionTracker:
 
     # -- events -------------------------------------------------------------------------------
     async def _on_connect_event(self, msg: Any) -> None:
-        client = _event_client(msg.data)
-        if client is not None:
-            self._connected(int(client.get("id", 0)), client.get("name"))
+        event = _event(msg.data)
+        if event is not None:
+            server, client = event
+            self._connected(f"{server}/{client.get('id', 0)}", client.get("name"))
 
     async def _on_disconnect_event(self, msg: Any) -> None:
-        client = _event_client(msg.data)
-        if client is not None:
-            self._disconnected(int(client.get("id", 0)), client.get("name"))
+        event = _event(msg.data)
+        if event is not None:
+            server, client = event
+            self._disconnected(f"{server}/{client.get('id', 0)}", client.get("name"))
 
-    def _connected(self, cid: int, name: str | None) -> None:
+    def _connected(self, cid: str, name: str | None) -> None:
         conn_id = parse_connection_name(name)
         if conn_id is None or cid in self._closed_cids or cid in self._cids:
             return
@@ -146,7 +152,7 @@ class ConnectionTracker:
             self._dead.pop(conn_id, None)
             self._notify(conn_id, True)
 
-    def _disconnected(self, cid: int, name: str | None) -> None:
+    def _disconnected(self, cid: str, name: str | None) -> None:
         conn_id = parse_connection_name(name)
         if conn_id is None:
             return
@@ -176,7 +182,7 @@ class ConnectionTracker:
         before = set(self._cids)
         started = time.time()
         conns = await self._connz()
-        seen: set[int] = set()
+        seen: set[str] = set()
         for cid, name in conns:
             seen.add(cid)
             self._connected(cid, name)
@@ -193,16 +199,58 @@ class ConnectionTracker:
             except Exception:
                 log.exception("connection snapshot handler failed")
 
-    async def _connz(self) -> list[tuple[int, str | None]]:
-        out: list[tuple[int, str | None]] = []
+    async def _connz(self) -> list[tuple[str, str | None]]:
+        if self.sys_nc is not None and self.servers > 1:
+            return await self._connz_cluster()
+        out: list[tuple[str, str | None]] = []
         offset = 0
         while True:
             data = await self._connz_page(offset, 1024)
+            server = str(data.get("server_id", ""))
             conns = data.get("connections") or []
-            out.extend((int(c.get("cid", 0)), c.get("name")) for c in conns)
+            out.extend((f"{server}/{int(c.get('cid', 0))}", c.get("name")) for c in conns)
             offset += len(conns)
             if not conns or offset >= int(data.get("total", 0)):
                 return out
+
+    async def _connz_cluster(self, timeout: float = 2.0) -> list[tuple[str, str | None]]:
+        """Every node's part of the account's connections: CONNZ is answered by each node that
+        has the account, so the answers are gathered (until one per node or ``timeout``). A node
+        that does not answer is down, and so are the connections it had."""
+        assert self.sys_nc is not None
+        nc = self.sys_nc
+        inbox = nc.new_inbox()
+        answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def on_msg(msg: Any) -> None:
+            with contextlib.suppress(ValueError):
+                answers.put_nowait(json.loads(msg.data))
+
+        sub = await nc.subscribe(inbox, cb=on_msg)
+        out: list[tuple[str, str | None]] = []
+        try:
+            body = json.dumps({"offset": 0, "limit": 100_000}).encode()
+            await nc.publish(f"$SYS.REQ.ACCOUNT.{self.account}.CONNZ", body, reply=inbox)
+            deadline = asyncio.get_running_loop().time() + timeout
+            got = 0
+            while got < self.servers:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    payload = await asyncio.wait_for(answers.get(), left)
+                except asyncio.TimeoutError:
+                    break
+                got += 1
+                if "error" in payload:
+                    continue
+                data = payload.get("data") or {}
+                server = str(data.get("server_id") or (payload.get("server") or {}).get("id", ""))
+                for c in data.get("connections") or []:
+                    out.append((f"{server}/{int(c.get('cid', 0))}", c.get("name")))
+        finally:
+            await sub.unsubscribe()
+        return out
 
     async def _connz_page(self, offset: int, limit: int) -> dict[str, Any]:
         if self.sys_nc is not None:
@@ -212,6 +260,8 @@ class ConnectionTracker:
             if "error" in payload:
                 raise RuntimeError(str(payload["error"]))
             data: dict[str, Any] = payload.get("data") or {}
+            if not data.get("server_id"):
+                data["server_id"] = (payload.get("server") or {}).get("id", "")
             return data
         url = f"{self.connz_url}?offset={offset}&limit={limit}"
         return await asyncio.to_thread(_http_json, url)
@@ -223,10 +273,15 @@ def _http_json(url: str) -> dict[str, Any]:
         return result
 
 
-def _event_client(data: bytes) -> dict[str, Any] | None:
+def _event(data: bytes) -> tuple[str, dict[str, Any]] | None:
+    """A connect/disconnect event's server id and client block."""
     try:
         event = json.loads(data)
     except ValueError:
         return None
-    client = event.get("client") if isinstance(event, dict) else None
-    return client if isinstance(client, dict) else None
+    if not isinstance(event, dict):
+        return None
+    client = event.get("client")
+    server = event.get("server")
+    server_id = str(server.get("id", "")) if isinstance(server, dict) else ""
+    return (server_id, client) if isinstance(client, dict) else None

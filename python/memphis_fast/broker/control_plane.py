@@ -112,8 +112,15 @@ class ControlPlane(DeadLetterStation):
         self.nc = await self._connect(
             self.cfg.user, self.cfg.password, self.cfg.token, "memphis-fast control plane"
         )
-        self.js = JsApi(self.nc)
-        self.store = MetadataStore(self.nc, self.js, storage=self.cfg.storage)
+        self.js = JsApi(self.nc, retry_for=self.cfg.retry_for)
+        self.store = MetadataStore(
+            self.nc,
+            self.js,
+            storage=self.cfg.storage,
+            replicas=self.cfg.internal_replicas,
+            max_bytes=self.cfg.metadata_max_bytes,
+            retry_for=self.cfg.retry_for,
+        )
         await self.store.open()
         await self._load()
         await self._ensure_advisory_capture()
@@ -128,6 +135,7 @@ class ControlPlane(DeadLetterStation):
                 sys_nc=self.sys_nc,
                 account=self.cfg.account,
                 on_snapshot=self._on_connection_snapshot,
+                servers=self.cfg.nodes,
             )
         elif self.cfg.connz_url is not None:
             self.tracker = ConnectionTracker(
@@ -181,10 +189,12 @@ class ControlPlane(DeadLetterStation):
                 )
 
         opts: dict[str, Any] = {
-            "servers": [self.cfg.url],
+            "servers": self.cfg.servers or [self.cfg.url],
             "name": name,
             "allow_reconnect": True,
-            "max_reconnect_attempts": 60,
+            # A cluster's supervisor restarts a node that died; until then the connection moves
+            # to the others, so it never gives up there.
+            "max_reconnect_attempts": -1 if self.cfg.nodes > 1 else 60,
             "reconnect_time_wait": 0.25,
             "connect_timeout": 5,
             "error_cb": error_cb,
@@ -420,6 +430,12 @@ class ControlPlane(DeadLetterStation):
             st.storage_type = storage
             replicas = body.replicas
             st.replicas = 1 if replicas <= 0 else 3 if replicas in (2, 4) else 5 if replicas > 5 else replicas
+            if self.cfg.nodes > 1 and st.replicas > self.cfg.nodes:
+                # JetStream would answer "no suitable peers", which is also what a node that is
+                # down for a moment causes; the cluster size is known here, so say it at once.
+                raise ReplyError(
+                    "station can not be created, probably since replicas count is larger than the cluster size"
+                )
             window = body.idempotency_window_in_ms
             if window <= 0:
                 window = 120000

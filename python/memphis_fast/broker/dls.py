@@ -61,12 +61,12 @@ class DeadLetterStation(ControlPlaneBase):
                     "retention": "workqueue",
                     "max_consumers": -1,
                     "max_msgs": -1,
-                    "max_bytes": -1,
+                    "max_bytes": -1 if self.cfg.dls_max_bytes is None else self.cfg.dls_max_bytes,
                     "max_age": 24 * 3600 * NS,
                     "max_msgs_per_subject": -1,
                     "discard": "old",
                     "storage": self.cfg.storage,
-                    "num_replicas": 1,
+                    "num_replicas": self.cfg.internal_replicas,
                     "duplicate_window": 120 * NS,
                 }
             )

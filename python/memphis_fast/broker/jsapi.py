@@ -7,11 +7,15 @@ classes. The API subjects are :mod:`memphis_fast._subjects`'s.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
+import time
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError as NatsTimeoutError
 
 from .._subjects import (
     JS_STREAM_NAMES,
@@ -33,6 +37,13 @@ CONSUMER_NOT_FOUND = 10014
 NO_MESSAGE_FOUND = 10037
 REPLICAS_NOT_SUPPORTED = 10074  # "replicas > 1 not supported in non-clustered mode"
 INSUFFICIENT_RESOURCES = 10023
+# Answers that mean "no leader right now" in a cluster (an election, a node going away): worth
+# retrying for a while. 10008: JetStream system temporarily unavailable; 10009: cluster can not
+# handle the request (not the leader); 10005: no suitable peers for placement (a node is down
+# or still catching up); 10118: stream is offline.
+RETRYABLE = frozenset({10008, 10009, 10005, 10118})
+
+log = logging.getLogger("memphis_fast.broker")
 
 
 class JsApiError(Exception):
@@ -81,16 +92,49 @@ def parse_headers(raw: bytes) -> dict[str, str]:
 
 
 class JsApi:
-    """JetStream API calls over one nats-py connection."""
+    """JetStream API calls over one nats-py connection.
 
-    def __init__(self, nc: NATS, timeout: float = 10.0) -> None:
+    ``retry_for`` (seconds; a cluster sets it) retries a call that found no leader (no
+    responders, no answer, or one of :data:`RETRYABLE`) with a short backoff, each attempt
+    bounded by ``attempt_timeout``; then the last error is raised. Every call the control plane
+    makes is idempotent (creating an identical stream or consumer again succeeds), so a retry
+    after an attempt whose answer was lost is safe.
+    """
+
+    def __init__(
+        self, nc: NATS, timeout: float = 10.0, *, retry_for: float = 0.0, attempt_timeout: float = 3.0
+    ) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.retry_for = retry_for
+        self.attempt_timeout = attempt_timeout
 
     async def call(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One request on a ``$JS.API.*`` subject; an error answer raises :class:`JsApiError`."""
         payload = b"" if body is None else json.dumps(body).encode()
-        msg = await self.nc.request(subject, payload, timeout=self.timeout)
+        if self.retry_for <= 0:
+            return self._decode(await self.nc.request(subject, payload, timeout=self.timeout))
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                msg = await self.nc.request(subject, payload, timeout=max(0.2, min(self.attempt_timeout, left)))
+                return self._decode(msg)
+            except JsApiError as exc:
+                if exc.err_code not in RETRYABLE or time.monotonic() + delay >= deadline:
+                    raise
+                reason: str = exc.text
+            except (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError) as exc:
+                if isinstance(exc, ConnectionClosedError) or time.monotonic() + delay >= deadline:
+                    raise
+                reason = type(exc).__name__
+            log.debug("%s: %s; retrying", subject, reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    @staticmethod
+    def _decode(msg: Any) -> dict[str, Any]:
         resp: dict[str, Any] = json.loads(msg.data) if msg.data else {}
         err = resp.get("error")
         if err:

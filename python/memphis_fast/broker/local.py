@@ -76,9 +76,28 @@ class LocalBroker:
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
         env: dict[str, str] | None = None,
+        max_msg_size_mb: int | None = None,
+        cluster: int = 1,
+        max_memory_store_mb: int | None = None,
+        max_file_store_mb: int | None = None,
+        metadata_reserve_mb: int | None = None,
+        node_restart_delay: float | None = None,
     ) -> None:
         if auth not in ("password", "token"):
             raise ValueError("auth must be 'password' or 'token'")
+        if cluster not in (1, 3, 5):
+            raise ValueError("cluster must be 1, 3 or 5")
+        if max_msg_size_mb is not None and (
+            isinstance(max_msg_size_mb, bool) or not isinstance(max_msg_size_mb, int) or not 0 < max_msg_size_mb <= 64
+        ):
+            raise ValueError(f"max_msg_size_mb must be an int between 1 and 64, not {max_msg_size_mb!r}")
+        self.max_msg_size_mb = max_msg_size_mb
+        self.cluster = cluster
+        self.max_memory_store_mb = max_memory_store_mb
+        self.max_file_store_mb = max_file_store_mb
+        self.metadata_reserve_mb = metadata_reserve_mb
+        self.node_restart_delay = node_restart_delay
+        self.node_ports: list[int] | None = None  # a cluster's client ports, kept for restart()
         self.host = host
         self.port = port
         self.memory = memory
@@ -116,6 +135,21 @@ class LocalBroker:
         return f"{'tls' if self.tls_cert else 'nats'}://{self.host}:{self.port}"
 
     @property
+    def urls(self) -> list[str]:
+        """Every node's client URL (one for a single node)."""
+        if self.node_ports:
+            scheme = "tls" if self.tls_cert else "nats"
+            return [f"{scheme}://{self.host}:{p}" for p in self.node_ports]
+        return [self.url]
+
+    @property
+    def hosts(self) -> str:
+        """``host:port`` of every node, comma-separated: the ``host`` a cluster is connected with."""
+        if self.node_ports:
+            return ",".join(f"{self.host}:{p}" for p in self.node_ports)
+        return self.host
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
@@ -131,7 +165,7 @@ class LocalBroker:
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``Memphis.connect`` (memphis-py and memphis_fast)."""
-        kw: dict[str, Any] = {"host": self.host, "port": self.port, "username": self.username}
+        kw: dict[str, Any] = {"host": self.hosts, "port": self.port, "username": self.username}
         if self.auth == "token":
             kw["connection_token"] = self.token
         else:
@@ -142,7 +176,7 @@ class LocalBroker:
 
     def nats_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` (a plain NATS client in the Memphis account)."""
-        kw: dict[str, Any] = {"servers": [self.url]}
+        kw: dict[str, Any] = {"servers": self.urls}
         if self.auth == "token":
             kw["token"] = self.token
         else:
@@ -191,6 +225,20 @@ class LocalBroker:
             cmd += ["--inactive-ttl", str(self.inactive_ttl)]
         if self.dls_retention is not None:
             cmd += ["--dls-retention", str(self.dls_retention)]
+        if self.max_msg_size_mb is not None:
+            cmd += ["--max-msg-size-mb", str(self.max_msg_size_mb)]
+        if self.cluster > 1:
+            cmd += ["--cluster", str(self.cluster)]
+            if self.node_ports:
+                cmd += ["--node-ports", ",".join(map(str, self.node_ports))]
+        if self.max_memory_store_mb is not None:
+            cmd += ["--max-memory-store-mb", str(self.max_memory_store_mb)]
+        if self.max_file_store_mb is not None:
+            cmd += ["--max-file-store-mb", str(self.max_file_store_mb)]
+        if self.metadata_reserve_mb is not None:
+            cmd += ["--metadata-reserve-mb", str(self.metadata_reserve_mb)]
+        if self.node_restart_delay is not None:
+            cmd += ["--node-restart-delay", str(self.node_restart_delay)]
         return cmd + self.extra_args
 
     def start(self) -> LocalBroker:
@@ -232,12 +280,81 @@ class LocalBroker:
                 )
             time.sleep(0.01)
         self.port = int(self.info["port"])  # a restart reuses the port, so clients can reconnect
+        if self.cluster > 1:
+            self.node_ports = [int(n["port"]) for n in self.info.get("nodes") or []]
         if self.data_dir is None and not self.memory:
             self.data_dir = Path(self.info["data_dir"])
         return self
 
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    # -- cluster nodes (cluster=3 or 5) -----------------------------------------------------------
+    def refresh_info(self) -> dict[str, Any]:
+        """Read the broker's info again (it rewrites it when it restarts a node)."""
+        ready = self.workdir / "ready.json"
+        with contextlib.suppress(OSError, ValueError):
+            self.info = json.loads(ready.read_text())
+        return self.info
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Each node's name, client port, pid, monitoring URL, restart count (fresh)."""
+        return list(self.refresh_info().get("nodes") or [])
+
+    def node_index(self, port: int) -> int:
+        """The index of the node listening on client port ``port``."""
+        for i, node in enumerate(self.nodes()):
+            if int(node["port"]) == port:
+                return i
+        raise KeyError(f"no node on port {port}")
+
+    def kill_node(self, index: int, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` (default SIGKILL: a crash) to node ``index`` (0-based); returns its pid.
+        The broker restarts it after its ``node_restart_delay``."""
+        pid = int(self.nodes()[index]["pid"])
+        os.kill(pid, sig)
+        return pid
+
+    def wait_node_restarted(self, index: int, old_pid: int, timeout: float = 60.0) -> None:
+        """Wait until node ``index`` runs with a pid other than ``old_pid`` and is healthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            node = self.nodes()[index]
+            if node.get("pid") and int(node["pid"]) != old_pid and node.get("running"):
+                break
+            if not self.is_running():
+                raise BrokerStartError(f"the broker exited:\n{self.read_log()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {index} was not restarted within {timeout} s")
+            time.sleep(0.02)
+        self.wait_healthy(max(1.0, deadline - time.monotonic()), only=[index])
+
+    def wait_healthy(self, timeout: float = 60.0, only: Sequence[int] | None = None) -> None:
+        """Wait until every node (or those in ``only``) answers /healthz with 200: JetStream has
+        a meta leader and the node's streams and consumers are current."""
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        nodes = self.nodes()
+        for i, node in enumerate(nodes):
+            if only is not None and i not in only:
+                continue
+            last = ""
+            while True:
+                monitor = self.nodes()[i].get("monitor")
+                if monitor:
+                    try:
+                        with urllib.request.urlopen(str(monitor) + "/healthz", timeout=2) as resp:  # noqa: S310
+                            if resp.status == 200:
+                                break
+                    except urllib.error.HTTPError as exc:
+                        last = exc.read().decode(errors="replace")[:300]
+                    except OSError as exc:
+                        last = str(exc)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node {i} not healthy within {timeout} s: {last}")
+                time.sleep(0.05)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """Stop cleanly (SIGTERM: the control plane, then nats-server). Returns the exit code."""

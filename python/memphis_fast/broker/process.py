@@ -29,6 +29,7 @@ from memphis_fast._server import NatsServer, NatsServerNotFound
 
 from .config import ACCOUNT, INTERNAL_USER, SYSTEM_USER, BrokerConfig, ConfigError, default_data_dir
 from .control_plane import ControlPlane, ControlPlaneConfig
+from .nodes import NodeSet
 
 __all__ = ["BrokerError", "serve"]
 
@@ -126,6 +127,38 @@ def _monitor_url(server: NatsServer) -> str:
     raise BrokerError("nats-server did not report its monitoring port")
 
 
+def _sweep_stale_memory_dirs() -> None:
+    """A ``--memory`` broker killed with SIGKILL leaves its temporary data directory behind:
+    remove those whose broker is gone (its pid is dead and nobody holds the lock)."""
+    import fcntl
+
+    for path in Path(tempfile.gettempdir()).glob("memphis-fast-broker-*"):
+        lock_path = path / LOCK_FILE
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            pid_text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            if not pid_text.isdigit():
+                continue  # a broker between creating and locking the file
+            try:
+                os.kill(int(pid_text), 0)
+                continue  # alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed %s, left behind by a broker that was killed", path)
+        finally:
+            os.close(fd)
+
+
 def serve(
     cfg: BrokerConfig,
     *,
@@ -135,8 +168,11 @@ def serve(
 ) -> int:
     """Run the broker until stopped. Returns the process exit code (0: stopped cleanly)."""
     cfg.validate()
+    binary, version = check_nats_server()
     tmp_dir: str | None = None
     if cfg.memory and cfg.data_dir is None:
+        with contextlib.suppress(OSError):
+            _sweep_stale_memory_dirs()
         tmp_dir = tempfile.mkdtemp(prefix="memphis-fast-broker-")
         data_dir = Path(tmp_dir)
     else:
@@ -153,46 +189,52 @@ def serve(
     _warn_other_mode(cfg, data_dir)
     previous = signal.signal(signal.SIGTERM, on_term)
     lock = _DataDirLock(data_dir)
-    server: NatsServer | None = None
+    nodes: NodeSet | None = None
     info_path = data_dir / INFO_FILE
     try:
         lock.acquire()
-        server = NatsServer(
-            port=cfg.port,
-            host=cfg.host,
-            store_dir=data_dir,
-            config=cfg.nats_config(),
-            log_file=data_dir / "nats-server.log",
+        log.info(
+            "nats-server %s: %s%s",
+            ".".join(map(str, version)),
+            binary,
+            f" ({cfg.cluster} nodes)" if cfg.cluster > 1 else "",
         )
+        limits = cfg.store_limits(data_dir)
+        nodes = NodeSet(cfg, data_dir, limits, binary)
         try:
-            server.start(timeout=30)
+            nodes.start(timeout=30)
         except RuntimeError as exc:
             text = str(exc)
             if "address already in use" in text:
+                what = f"port {cfg.port}" if cfg.cluster == 1 else "one of the nodes' ports"
                 raise BrokerError(
-                    f"port {cfg.port} on {cfg.host} is already in use (another broker or NATS server?); "
+                    f"{what} on {cfg.host} is already in use (another broker or NATS server?); "
                     "choose another one with --port"
                 ) from None
             raise BrokerError(f"nats-server failed to start: {text}") from None
-        log.info(
-            "nats-server (pid %s) listening on %s:%s",
-            server.proc.pid if server.proc else "?",
-            cfg.host,
-            server.port,
-        )
+        try:
+            nodes.wait_ready(timeout=60)
+        except (RuntimeError, TimeoutError) as exc:
+            raise BrokerError(f"the cluster did not become ready: {exc}") from None
+        for node in nodes.nodes:
+            log.info("%s (pid %s) listening on %s:%s", node.name, node.pid, cfg.host, node.port)
+        server = nodes.nodes[0].server
         connz_url = _monitor_url(server) + "/connz" if cfg.auth == "token" else None
         return asyncio.run(
-            _run(cfg, server, data_dir, connz_url, info_path, ready_file, exit_with_parent, announce)
+            _run(cfg, nodes, data_dir, connz_url, info_path, ready_file, exit_with_parent, announce, limits)
         )
     except (_Stop, KeyboardInterrupt):
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        with contextlib.suppress(OSError):
-            info_path.unlink()
-        if server is not None:
-            server.stop(timeout=15)
-            server.cleanup()
+        if lock.fd is not None:
+            # Only the broker that holds the lock wrote broker.json; one that failed to get the
+            # lock must leave the running broker's file alone.
+            with contextlib.suppress(OSError):
+                info_path.unlink()
+        if nodes is not None:
+            nodes.stop(timeout=15)
+            nodes.cleanup()
         lock.release()
         if tmp_dir is not None:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -200,17 +242,19 @@ def serve(
 
 async def _run(
     cfg: BrokerConfig,
-    server: NatsServer,
+    nodes: NodeSet,
     data_dir: Path,
     connz_url: str | None,
     info_path: Path,
     ready_file: str | os.PathLike[str] | None,
     exit_with_parent: bool,
     announce: Callable[[str], None] | None,
+    limits: tuple[int, int],
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
+    server = nodes.nodes[0].server
 
     def on_signal() -> None:
         nonlocal signals
@@ -220,7 +264,9 @@ async def _run(
             stop.set()
         else:
             log.warning("killing nats-server")
-            server.kill()
+            for node in nodes.nodes:
+                node.stopping = True
+                node.server.kill()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
@@ -238,9 +284,12 @@ async def _run(
 
         loop.add_reader(0, on_stdin)
 
-    url = f"{'tls' if cfg.tls_enabled else 'nats'}://127.0.0.1:{server.port}"
+    scheme = "tls" if cfg.tls_enabled else "nats"
+    url = f"{scheme}://127.0.0.1:{server.port}"
     if cfg.host not in ("127.0.0.1", "0.0.0.0", "::", "") and not cfg.host.startswith("127."):
-        url = f"{'tls' if cfg.tls_enabled else 'nats'}://{cfg.host}:{server.port}"
+        url = f"{scheme}://{cfg.host}:{server.port}"
+    servers = [url] if not nodes.clustered else nodes.client_urls(scheme)
+    reserve = cfg.metadata_reserve_mb * 1024 * 1024
     cp_config = ControlPlaneConfig(
         url=url,
         tls=_client_tls(cfg),
@@ -249,6 +298,13 @@ async def _run(
         inactive_ttl=cfg.inactive_ttl,
         dls_retention=cfg.dls_retention,
         account=ACCOUNT,
+        servers=servers,
+        nodes=nodes.count,
+        internal_replicas=min(3, nodes.count),
+        retry_for=12.0 if nodes.clustered else 0.0,
+        # Token mode has no account to cap, so no reservation is needed (or possible) there.
+        metadata_max_bytes=reserve * 3 // 4 if cfg.auth == "password" else None,
+        dls_max_bytes=reserve // 4 if cfg.auth == "password" else None,
     )
     if cfg.auth == "password":
         cp_config.user, cp_config.password = INTERNAL_USER, cfg.internal_password
@@ -258,18 +314,28 @@ async def _run(
         cp_config.connz_url = connz_url
     cp = ControlPlane(cp_config)
     code = 0
+    supervisor: asyncio.Future[Any] | None = None
     try:
         try:
             await cp.start()
         except Exception as exc:
-            if not server.is_running():
-                raise BrokerError(_server_died(server)) from None
+            if not all(node.server.is_running() for node in nodes.nodes):
+                dead = next(node for node in nodes.nodes if not node.server.is_running())
+                raise BrokerError(_server_died(dead.server)) from None
             raise BrokerError(f"the control plane failed to start: {exc}") from exc
         info = {
             "pid": os.getpid(),
             "nats_pid": server.proc.pid if server.proc else None,
             "host": cfg.host,
             "port": server.port,
+            "servers": servers,
+            "cluster": nodes.count,
+            "nodes": nodes.describe(),
+            "nats_server": str(server.binary),
+            "nats_version": ".".join(map(str, server.version)),
+            "max_memory_store_mb": limits[0],
+            "max_file_store_mb": limits[1],
+            "metadata_reserve_mb": cfg.metadata_reserve_mb,
             "auth": cfg.auth,
             "username": cfg.username,
             "password": cfg.password if cfg.auth == "password" else None,
@@ -282,31 +348,53 @@ async def _run(
             "memory": cfg.memory,
             "started": time.time(),
         }
-        _write_json(info_path, info)
-        if ready_file is not None:
-            _write_json(Path(ready_file), info)
-        if announce is not None:
-            announce(_banner(cfg, server.port, data_dir))
 
-        server_exit = asyncio.ensure_future(_wait_proc(server))
+        def publish_info() -> None:
+            info["nodes"] = nodes.describe()
+            _write_json(info_path, info)
+            if ready_file is not None:
+                _write_json(Path(ready_file), info)
+
+        publish_info()
+        if announce is not None:
+            announce(_banner(cfg, nodes, data_dir, limits))
+
+        waiters: set[asyncio.Future[Any]] = set()
         stopper = asyncio.ensure_future(stop.wait())
+        server_exit: asyncio.Future[Any] | None = None
+        if nodes.clustered:
+            supervisor = asyncio.ensure_future(nodes.supervise(publish_info, cfg.node_restart_delay))
+            waiters.add(supervisor)
+        else:
+            server_exit = asyncio.ensure_future(_wait_proc(server))
+            waiters.add(server_exit)
         assert cp.failed is not None
-        waiters: set[asyncio.Future[Any]] = {server_exit, stopper, cp.failed}
+        waiters |= {stopper, cp.failed}
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
             log.info("shutting down")
-        elif server_exit in done:
+        elif server_exit is not None and server_exit in done:
             if signals:  # killed on purpose by a second Ctrl-C
                 code = 130
             else:
                 log.error("%s", _server_died(server))
                 code = 1
+        elif supervisor is not None and supervisor in done:
+            log.error("the node supervisor stopped: %r", supervisor.exception())
+            code = 1
         else:
             log.error("the control plane failed: %s", cp.failed.exception())
             code = 1
         for fut in (server_exit, stopper):
-            fut.cancel()
+            if fut is not None:
+                fut.cancel()
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(BaseException):
+                await supervisor
+        for node in nodes.nodes:
+            node.stopping = True
         await cp.stop()
     return code
 
@@ -324,26 +412,41 @@ def _server_died(server: NatsServer) -> str:
     return f"nats-server exited unexpectedly (exit code {code}); its last log lines:\n{tail}"
 
 
-def _banner(cfg: BrokerConfig, port: int, data_dir: Path) -> str:
+def _banner(cfg: BrokerConfig, nodes: NodeSet, data_dir: Path, limits: tuple[int, int]) -> str:
     if cfg.auth == "password":
         auth = f'password: user "{cfg.username}", password "{cfg.password}" (NATS user {cfg.username}$1)'
     else:
         auth = f'connection token "{cfg.token}"'
     store = "in memory, discarded on exit" if cfg.memory else str(data_dir)
-    lines = [
-        f"memphis-fast broker ready on {cfg.host}:{port}{' (TLS)' if cfg.tls_enabled else ''}",
+    tls = " (TLS)" if cfg.tls_enabled else ""
+    server = nodes.nodes[0].server
+    per = " per node" if nodes.clustered else ""
+    lines = []
+    if nodes.clustered:
+        hosts = ",".join(f"{cfg.host}:{node.port}" for node in nodes.nodes)
+        lines.append(f"memphis-fast broker ready: a {nodes.count}-node JetStream cluster{tls}")
+        for node in nodes.nodes:
+            lines.append(f"  {node.name}: {cfg.host}:{node.port}")
+        lines.append(f'  connect with host="{hosts}"')
+    else:
+        lines.append(f"memphis-fast broker ready on {cfg.host}:{server.port}{tls}")
+    lines += [
         f"  auth: {auth}",
         f"  data: {store}",
+        f"  store limits{per}: memory {limits[0]} MiB, file {limits[1]} MiB "
+        f"({cfg.metadata_reserve_mb} MiB of each kept for the broker's metadata)",
+        f"  nats-server {'.'.join(map(str, server.version))}: {server.binary}",
         "  Ctrl-C to stop",
     ]
     return "\n".join(lines) + "\n"
 
 
-def check_nats_server() -> None:
-    """Fail early, with install instructions, when nats-server is missing."""
-    from memphis_fast._server import find_nats_server
+def check_nats_server() -> tuple[str, tuple[int, int, int]]:
+    """Fail early, with the fix, when nats-server is missing or older than the oldest tested."""
+    from memphis_fast._server import NatsServerTooOld
+    from memphis_fast._server import check_nats_server as check
 
     try:
-        find_nats_server()
-    except NatsServerNotFound as exc:
+        return check()
+    except (NatsServerNotFound, NatsServerTooOld) as exc:
         raise BrokerError(str(exc)) from None

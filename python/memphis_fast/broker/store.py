@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -26,19 +27,45 @@ BUCKET = "memphis_broker"
 
 
 class MetadataStore:
-    def __init__(self, nc: NATS, js: JsApi, *, bucket: str = BUCKET, storage: str = "file") -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        js: JsApi,
+        *,
+        bucket: str = BUCKET,
+        storage: str = "file",
+        replicas: int = 1,
+        max_bytes: int | None = None,
+        retry_for: float = 0.0,
+    ) -> None:
         self.nc = nc
         self.js = js
         self.bucket = bucket
         self.stream = f"KV_{bucket}"
         self.prefix = f"$KV.{bucket}."
         self.storage = storage
+        self.replicas = replicas
+        self.max_bytes = -1 if max_bytes is None else max_bytes
+        self.retry_for = retry_for
         self._queue: asyncio.Queue[tuple[str, bytes | None, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        """Create the bucket if needed (the same stream layout as a ``nats kv add`` bucket)."""
-        if await self.js.stream_info(self.stream) is None:
+        """Create the bucket if needed (the same stream layout as a ``nats kv add`` bucket).
+
+        Its ``max_bytes`` reserves room in JetStream, apart from the Memphis account's limit on
+        user data (see :meth:`BrokerConfig.nats_config`), so stations filling the store cannot
+        starve the broker's metadata; a bucket from before gets the reservation added."""
+        info = await self.js.stream_info(self.stream)
+        if info is not None:
+            config = dict(info.get("config") or {})
+            if config.get("max_bytes", -1) != self.max_bytes:
+                config["max_bytes"] = self.max_bytes
+                try:
+                    await self.js.stream_update(config)
+                except Exception as exc:
+                    log.warning("cannot set the metadata bucket's reservation: %s", exc)
+        else:
             await self.js.stream_create(
                 {
                     "name": self.stream,
@@ -46,13 +73,13 @@ class MetadataStore:
                     "retention": "limits",
                     "max_consumers": -1,
                     "max_msgs": -1,
-                    "max_bytes": -1,
+                    "max_bytes": self.max_bytes,
                     "max_age": 0,
                     "max_msgs_per_subject": 1,
                     "max_msg_size": -1,
                     "discard": "new",
                     "storage": self.storage,
-                    "num_replicas": 1,
+                    "num_replicas": self.replicas,
                     "duplicate_window": 120_000_000_000,
                     "allow_rollup_hdrs": True,
                     "deny_delete": True,
@@ -112,22 +139,32 @@ class MetadataStore:
                     fut.set_exception(exc)
 
     async def _write(self, key: str, data: bytes | None) -> None:
+        """One KV write, retried: 5 quick attempts, or (a cluster) until ``retry_for`` has passed
+        while the bucket's leader is being elected."""
         subject = self.prefix + key
-        for attempt in range(5):
+        deadline = time.monotonic() + self.retry_for
+        attempt = 0
+        while True:
+            attempt += 1
             try:
+                timeout = 5.0 if self.retry_for <= 0 else max(0.5, min(3.0, deadline - time.monotonic()))
                 if data is None:
                     headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
-                    resp = await self.nc.request(subject, b"", timeout=5, headers=headers)
+                    resp = await self.nc.request(subject, b"", timeout=timeout, headers=headers)
                 else:
-                    resp = await self.nc.request(subject, data, timeout=5)
+                    resp = await self.nc.request(subject, data, timeout=timeout)
                 ack = json.loads(resp.data)
                 if "error" in ack:
                     raise RuntimeError(ack["error"].get("description", str(ack["error"])))
                 return
             except Exception:
-                if attempt == 4:
+                delay = min(0.05 * attempt, 0.5)
+                if self.retry_for <= 0:
+                    if attempt >= 5:
+                        raise
+                elif time.monotonic() + delay >= deadline:
                     raise
-                await asyncio.sleep(0.05 * (attempt + 1))
+                await asyncio.sleep(delay)
 
     async def close(self) -> None:
         if self._writer is None:
