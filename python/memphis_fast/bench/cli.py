@@ -1,11 +1,18 @@
-"""``memphis-fast bench``: memphis-fast, memphis-py 1.3.1, nats-py and a raw-socket reference
-client on the same broker, in the same run.
+"""``memphis-fast bench``: memphis-fast, memphis-py 1.3.1, nats-py, a raw-socket reference
+client and (when ``go`` is on PATH) the official Go client memphis.go and nats.go, on the same
+broker, in the same run.
 
-Every (client, path, run) is a fresh process (see ``runner_common``) on a fresh memory-storage
-station; runs are interleaved (run 1 of every client and path, then run 2, ...) so that drift
-on a shared machine hits every client alike. After each run the bench reads the station's
-streams (and, for consume paths, the consumer group's durables) and fails the run if a single
-message is missing. Reported figures are medians over the runs.
+Every (client, path, run) is a fresh process (see ``runner_common``; the Go peers are one Go
+program, see ``runner_go``) on a fresh station (memory storage, or file storage with
+``--storage``); runs are interleaved (run 1 of every client and path, then run 2, ...) so that
+drift on a shared machine hits every client alike. After each run the bench reads the
+station's streams (and, for consume paths, the consumer group's durables) and fails the run if
+a single message is missing. Reported figures are medians over the runs.
+
+Output: the report on stdout (on stderr with ``--json -``, which puts the JSON on stdout);
+files (JSON, chart, the report as text) under ``--out-dir``, by default
+``$XDG_CACHE_HOME/memphis-fast/bench`` (``~/.cache/...``), never the current directory unless
+asked. An interrupted bench (Ctrl-C, SIGTERM) reports and saves the runs it finished.
 """
 
 from __future__ import annotations
@@ -29,11 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HELP = "benchmark memphis-fast against memphis-py, nats-py and a raw-socket client"
+from . import runner_go
+
+HELP = "benchmark memphis-fast against memphis-py, nats-py, memphis.go, nats.go and a raw-socket client"
 DESCRIPTION = """\
-Benchmark memphis-fast against memphis-py 1.3.1, nats-py and a minimal raw-socket NATS client,
-on the same broker in the same run. Without --host a local broker (nats-server with JetStream,
-memory storage) is started on a free port and stopped at the end.
+Benchmark memphis-fast against memphis-py 1.3.1, nats-py, a minimal raw-socket NATS client and,
+when `go` is on PATH, the official Go client memphis.go and nats.go (built once from
+benches/go into the user cache), on the same broker in the same run, every message checked.
+Without --host a local broker (nats-server with JetStream) is started on a free port and
+stopped at the end.
 
 Paths: produce-sync (one ack awaited at a time), produce-nonblocking (pipelined acks),
 produce-batch (memphis-fast's produce_batch), consume-ack (fetch/consume + an ack per message),
@@ -41,14 +52,25 @@ latency (produce -> consume, one message in flight), schema-json (dicts into a s
 JSON schema), connect (password mode, host localhost), memory-bound (nats-server SIGSTOPped
 while a producer keeps calling nonblocking produce).
 
+Output: the report on stdout; the JSON, the chart (PNG) and the report (.txt) are written
+to --out-dir (default: $XDG_CACHE_HOME/memphis-fast/bench, i.e. ~/.cache/memphis-fast/bench),
+their paths printed at the end. `--json -` writes the JSON to stdout and the report to stderr.
+Progress goes to stderr: a bar on a terminal, one line per run otherwise. Ctrl-C stops the
+bench and reports (and saves) the runs already done; exit status 130.
+
 examples:
-  memphis-fast bench --quick                       # ~2 minutes on 2 cores
+  memphis-fast bench --quick                       # a few minutes on 2 cores
   memphis-fast bench                               # the full suite (medians of 3 runs)
   memphis-fast bench --clients memphis-fast,raw --paths produce-nonblocking --runs 5
+  memphis-fast bench --storage memory,file --paths produce-sync,consume-ack
+  memphis-fast bench --quick --json - | jq '.targets'
+  memphis-fast bench --out-dir bench-results       # files into ./bench-results
   memphis-fast bench --host broker.example --port 6666 --password memphis
 """
 
-CLIENTS = ("memphis-fast", "memphis-py", "nats-py", "raw")
+PY_CLIENTS = ("memphis-fast", "memphis-py", "nats-py", "raw")
+CLIENTS = PY_CLIENTS + runner_go.CLIENTS
+STORAGES = ("memory", "file")
 PATHS = (
     "produce-sync",
     "produce-nonblocking",
@@ -61,6 +83,8 @@ PATHS = (
 )
 #: The paths also run with the other payload sizes and partition counts.
 THROUGHPUT_PATHS = ("produce-sync", "produce-nonblocking", "produce-batch", "consume-ack")
+#: The paths that also run on the other storage types.
+STORAGE_PATHS = (*THROUGHPUT_PATHS, "latency")
 RUNNERS = {
     "memphis-fast": "runner_memphis_fast.py",
     "memphis-py": "runner_memphis_py.py",
@@ -96,6 +120,7 @@ VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("raw", "consume-ack"): ("",),
     ("raw", "latency"): ("",),
     ("raw", "connect"): ("",),
+    **runner_go.VARIANTS,
 }
 PRODUCE_PATHS = ("produce-sync", "produce-nonblocking", "produce-batch", "schema-json", "memory-bound")
 SCHEMA_NAME = "bench-orders"
@@ -115,7 +140,29 @@ JSON_SCHEMA = """{
 DEFAULT_MESSAGES = 100_000
 QUICK_MESSAGES = 50_000
 LIMIT_VARIANT_TASKS = 1000  # memphis-py's concurrent_task_limit in the "limit" variant
-MEMPHIS_PY_CONNECTS = 5  # memphis-py sleeps 1 s in every connect to "localhost"
+MEMPHIS_PY_CONNECTS = 5  # memphis-py (and memphis.go) sleep 1 s in every connect to "localhost"
+SLOW_CONNECT_CLIENTS = ("memphis-py", "memphis-go")
+
+
+def has_async_for() -> bool:
+    """memphis-fast's consumer supports ``async for msg in consumer``."""
+    from ..consumer import Consumer
+
+    return hasattr(Consumer, "__aiter__")
+
+
+def variants(client: str, path: str) -> tuple[str, ...]:
+    """The variants the bench runs of (client, path); empty when the client lacks the path."""
+    out = VARIANTS.get((client, path), ())
+    if (client, path) == ("memphis-fast", "consume-ack") and has_async_for():
+        out = (*out, "async-for")
+    return out
+
+
+def default_out_dir() -> Path:
+    """Where the bench's files go without --out-dir: the user cache, not the current directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "memphis-fast" / "bench"
 
 
 class UsageError(Exception):
@@ -169,7 +216,7 @@ def _positive(lo: int) -> Callable[[str], int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("broker (default: start a local broker with memory storage on a free port)")
+    g = p.add_argument_group("broker (default: start a local broker on a free port)")
     g.add_argument("--host", help="an existing broker's host (no host: a local broker is started)")
     g.add_argument("--port", type=_positive(1), default=None, help="its port (default 6666)")
     g.add_argument("--user", default="root", help="Memphis user (default root)")
@@ -180,7 +227,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --host: the pid of a local nats-server, for its CPU and the memory-bound path")
     w = p.add_argument_group("workload")
     w.add_argument("--clients", type=_csv(CLIENTS), default=None,
-                   help=f"comma-separated clients (default: {','.join(CLIENTS)})")
+                   help=f"comma-separated clients (default: {','.join(CLIENTS)}; memphis-go and nats-go need `go` "
+                   "on PATH and are skipped, with the reason, without it)")
     w.add_argument("--paths", type=_csv(PATHS), default=None,
                    help=f"comma-separated paths (default: all: {','.join(PATHS)})")
     w.add_argument("--messages", type=_positive(100), default=None,
@@ -191,20 +239,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="payload sizes in bytes; the first is the base (default 128,1024; --quick 128)")
     w.add_argument("--partitions", type=_int_list(1, 64), default=None,
                    help="partition counts; the first is the base (default 1,3; --quick 1)")
+    w.add_argument("--storage", type=_csv(STORAGES), default=None,
+                   help="station storage types; the first is the base, the others run "
+                   f"{','.join(STORAGE_PATHS)} with the base payload on every partition count (default memory)")
+    w.add_argument("--data-dir", type=Path, default=None,
+                   help="the local broker's JetStream directory for file storage (default: a temporary directory, "
+                   "removed at the end; put it on the disk you want to measure)")
     w.add_argument("--runs", type=_positive(1), default=None,
-                   help="runs per client and path; medians are reported (default 3; the targets need >= 3)")
+                   help="runs per client and path; medians are reported (default 3; the goals are meant for >= 3)")
     w.add_argument("--batch", type=_positive(1), default=1000, help="produce_batch / fetch / consume batch size (default 1000)")
     w.add_argument("--quick", action="store_true",
-                   help="a small variant (~1.5 minutes on 2 cores): 50k messages, 128 B, 1 partition, 3 runs")
+                   help="a small variant: 50k messages, 128 B, 1 partition, 3 runs")
     w.add_argument("--timeout", type=_positive(5), default=None, help="seconds before a run is killed (default: by size)")
-    o = p.add_argument_group("output")
-    o.add_argument("--json", dest="json_path", type=Path, default=None, help="write the results here (default bench-results/bench-<time>.json)")
-    o.add_argument("--png", dest="png_path", type=Path, default=None, help="write the chart here (default next to the JSON)")
+    o = p.add_argument_group("output (default: the report on stdout; bench-<time>.json/.png/.txt in --out-dir)")
+    o.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                   help="directory of the JSON, chart and text report (default $XDG_CACHE_HOME/memphis-fast/bench)")
+    o.add_argument("--json", dest="json_path", default=None, metavar="PATH",
+                   help="write the results here instead (`-`: to stdout, and the report to stderr)")
+    o.add_argument("--png", dest="png_path", type=Path, default=None, metavar="PATH", help="write the chart here instead")
     o.add_argument("--no-json", action="store_true", help="do not write JSON")
     o.add_argument("--no-png", action="store_true", help="do not draw the chart")
-    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--no-files", action="store_true", help="write no files at all (only the report)")
+    o.add_argument("--no-progress", action="store_true",
+                   help="no progress (default: a bar on a terminal, one line per run otherwise)")
     o.add_argument("--from-json", type=Path, default=None, metavar="PATH",
-                   help="do not run: print the report of an earlier run's JSON (and draw --png)")
+                   help="do not run: print the report of an earlier run's JSON (and draw --png, write --json)")
 
 
 # -- plan ---------------------------------------------------------------------------------------
@@ -219,6 +278,9 @@ class Settings:
     batch: int
     timeout: float | None
     quick: bool
+    storages: list[str] = field(default_factory=lambda: ["memory"])
+    #: clients left out, and why (the Go peers without go)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,11 +292,13 @@ class Job:
     client: str
     variant: str
     messages: int
+    storage: str = "memory"
 
     @property
     def name(self) -> str:
         v = f"/{self.variant}" if self.variant else ""
-        return f"{self.path} {self.client}{v} {self.payload}B/{self.partitions}p run {self.run}"
+        st = "" if self.storage == "memory" else f"/{self.storage}"
+        return f"{self.path} {self.client}{v} {self.payload}B/{self.partitions}p{st} run {self.run}"
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -249,6 +313,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         batch=args.batch,
         timeout=args.timeout,
         quick=quick,
+        storages=list(args.storage or ["memory"]),
     )
     return s
 
@@ -268,17 +333,26 @@ def messages_for(path: str, client: str, n: int) -> int:
 
 
 def plan(s: Settings) -> list[Job]:
-    configs = [(s.payloads[0], s.partitions[0])]
-    configs += [(p, s.partitions[0]) for p in s.payloads[1:]]
-    configs += [(s.payloads[0], k) for k in s.partitions[1:]]
+    """Every (configuration, run, path, client, variant). The base configuration (first payload,
+    partition count and storage) runs every path; the other payloads and partition counts the
+    throughput paths; the other storage types the throughput paths and latency, with the base
+    payload on every partition count. Runs are interleaved: run 1 of everything, then run 2."""
+    st0 = s.storages[0]
+    configs = [(s.payloads[0], s.partitions[0], st0, list(s.paths))]
+    tp = [p for p in s.paths if p in THROUGHPUT_PATHS]
+    configs += [(p, s.partitions[0], st0, tp) for p in s.payloads[1:]]
+    configs += [(s.payloads[0], k, st0, tp) for k in s.partitions[1:]]
+    sp = [p for p in s.paths if p in STORAGE_PATHS]
+    configs += [(s.payloads[0], k, st, sp) for st in s.storages[1:] for k in s.partitions]
     jobs = []
-    for ci, (payload, parts) in enumerate(configs):
-        paths = s.paths if ci == 0 else [p for p in s.paths if p in THROUGHPUT_PATHS]
+    for payload, parts, storage, paths in configs:
         for run in range(1, s.runs + 1):
             for path in paths:
                 for client in s.clients:
-                    for variant in VARIANTS.get((client, path), ()):
-                        jobs.append(Job(payload, parts, run, path, client, variant, messages_for(path, client, s.messages)))
+                    for variant in variants(client, path):
+                        jobs.append(Job(
+                            payload, parts, run, path, client, variant, messages_for(path, client, s.messages), storage,
+                        ))
     return jobs
 
 
@@ -335,7 +409,13 @@ def broker_target(args: argparse.Namespace) -> Iterator[Target]:
     from ..broker.local import BrokerStartError
 
     auth = "token" if args.token else "password"
-    kw: dict[str, Any] = {"memory": True, "auth": auth, "username": args.user, "log_level": "warning"}
+    # Memory-storage stations only: a throw-away store. File storage: a data directory (given, or
+    # the broker's temporary one) that the file-storage streams are written to.
+    file_storage = "file" in (args.storage or ["memory"])
+    kw: dict[str, Any] = {"memory": not file_storage, "auth": auth, "username": args.user, "log_level": "warning"}
+    if file_storage and args.data_dir is not None:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        kw["data_dir"] = args.data_dir
     if args.password:
         kw["password"] = args.password
     if args.token:
@@ -346,10 +426,13 @@ def broker_target(args: argparse.Namespace) -> Iterator[Target]:
             broker.start()
         except (BrokerStartError, OSError) as exc:
             raise BenchError(f"could not start the local broker: {exc}") from None
-        yield Target(
+        target = Target(
             broker.host, broker.port, broker.username, broker.password if auth == "password" else "",
             broker.token or "", 1, broker.nats_pid, local=broker,
         )
+        if file_storage:
+            target.extra["data_dir"] = str(broker.data_dir or "")
+        yield target
     finally:
         broker.cleanup()
 
@@ -405,14 +488,14 @@ class Bench:
         station = f"bench-{job.path}-{job.client}-{job.variant or 'x'}-{job.run}-{secrets.token_hex(3)}"
         base: dict[str, Any] = {
             "client": job.client, "path": job.path, "variant": job.variant, "payload": job.payload,
-            "partitions": job.partitions, "run": job.run, "messages": job.messages,
+            "partitions": job.partitions, "run": job.run, "messages": job.messages, "storage": job.storage,
         }
         needs_station = job.path != "connect"
         try:
             if needs_station:
                 self.setup(job, station)
             res = self.spawn(job, station)
-            res.update({"run": job.run})
+            res.update({"run": job.run, "storage": job.storage, "client": job.client, "variant": job.variant})
             if res.get("ok") and needs_station:
                 err = self.verify(job, station, res)
                 if err:
@@ -437,7 +520,7 @@ class Bench:
                 self.loop.run(c.create_schema(SCHEMA_NAME, "json", JSON_SCHEMA))
                 self.schema_ready = True
             schema = SCHEMA_NAME
-        self.loop.run(c.create_station(station, job.partitions, schema))
+        self.loop.run(c.create_station(station, job.partitions, schema, job.storage))
         if job.path in ("consume-ack", "latency"):
             self.loop.run(c.create_consumer_group(station, CONSUMER_GROUP))
         if job.path == "consume-ack":
@@ -454,9 +537,14 @@ class Bench:
 
         out = self.workdir / f"result-{os.getpid()}-{secrets.token_hex(4)}.json"
         err_path = self.workdir / "runner-stderr.txt"
-        runner = Path(__file__).with_name(RUNNERS[job.client])
+        if job.client in runner_go.CLIENTS:
+            prefix = runner_go.command(job.client)  # built and checked before the first job
+            if isinstance(prefix, runner_go.Skipped):
+                raise BenchError(str(prefix))
+        else:
+            prefix = [sys.executable, str(Path(__file__).with_name(RUNNERS[job.client]))]
         cmd = [
-            sys.executable, str(runner), "--path", job.path, "--json-out", str(out),
+            *prefix, "--path", job.path, "--json-out", str(out),
             *self.target.runner_args(), "--connect-host", "localhost" if self.target.local else self.target.host,
             "--station", station, "--partitions", str(job.partitions), "--payload", str(job.payload),
             "--messages", str(job.messages), "--batch", str(self.s.batch),
@@ -465,7 +553,7 @@ class Bench:
             cmd += ["--variant", job.variant]
         if job.client == "memphis-py" and job.variant == "limit":
             cmd[cmd.index("--batch") + 1] = str(LIMIT_VARIANT_TASKS)
-        if job.path == "connect" and job.client == "memphis-py":
+        if job.path == "connect" and job.client in SLOW_CONNECT_CLIENTS:
             cmd += ["--connects", str(MEMPHIS_PY_CONNECTS)]
         timeout = self.s.timeout or (60 + job.messages / 500)
         with open(err_path, "wb") as errf:
@@ -489,6 +577,7 @@ class Bench:
                     "partitions": job.partitions, "ok": False, "error": f"runner exited with {code}: {tail.strip()[-600:]}"}
         res: dict[str, Any] = json.loads(out.read_text())
         out.unlink()
+        res.setdefault("storage", job.storage)
         if not res.get("ok") and res.get("traceback"):
             res["error"] = f"{res.get('error')}\n{res['traceback'][-1500:]}"
         return res
@@ -579,6 +668,24 @@ def metadata(s: Settings, target: Target, argv: list[str]) -> dict[str, Any]:
                 commit += " (+ uncommitted changes)"
     from .. import __version__
 
+    versions: dict[str, Any] = {
+        "python": platform.python_version(),
+        "nats-server": nats_version,
+        "memphis-fast": __version__,
+        "memphis-fast commit": commit,
+        "memphis-py": version("memphis-py"),
+        "nats-py": version("nats-py"),
+    }
+    if any(c in runner_go.CLIENTS for c in s.clients) or any(c in runner_go.CLIENTS for c in s.skipped):
+        versions.update(runner_go.versions())
+    storage = ", ".join(s.storages)
+    if target.local:
+        broker = f"local nats-server (stations: {storage} storage"
+        if target.extra.get("data_dir"):
+            broker += f"; file store in {target.extra['data_dir']}"
+        broker += ")"
+    else:
+        broker = f"{target.host}:{target.port} (stations: {storage} storage)"
     return {
         "command": "memphis-fast bench " + " ".join(shlex.quote(a) for a in argv),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -589,19 +696,13 @@ def metadata(s: Settings, target: Target, argv: list[str]) -> dict[str, Any]:
             "kernel": platform.release(),
             "loadavg_start": list(os.getloadavg()),
         },
-        "versions": {
-            "python": platform.python_version(),
-            "nats-server": nats_version,
-            "memphis-fast": __version__,
-            "memphis-fast commit": commit,
-            "memphis-py": version("memphis-py"),
-            "nats-py": version("nats-py"),
-        },
-        "broker": "local (memory storage)" if target.local else f"{target.host}:{target.port}",
+        "versions": versions,
+        "broker": broker,
+        "skipped": dict(s.skipped),
         "settings": {
             "clients": s.clients, "paths": s.paths, "messages": s.messages, "payloads": s.payloads,
-            "partitions": s.partitions, "runs": s.runs, "batch": s.batch, "quick": s.quick,
-            "stations": "memory storage, fresh station per run",
+            "partitions": s.partitions, "storages": s.storages, "runs": s.runs, "batch": s.batch, "quick": s.quick,
+            "stations": f"{storage} storage, a fresh station per run",
         },
     }
 
@@ -631,37 +732,104 @@ CLIENT_MODULES = {
 
 
 def check_clients(s: Settings, explicit: bool, note: Callable[[str], None]) -> None:
-    """Drop clients that are not installed (an error when asked for by name)."""
+    """Drop clients that are not installed (an error when asked for by name); build the Go
+    peers, or say why they are skipped."""
     import importlib.util
 
     if importlib.util.find_spec("nats") is None:
         raise BenchError("nats-py is needed for the broker and the bench's checks: pip install 'memphis-fast[broker]'")
     keep = []
+    go_clients = [c for c in s.clients if c in runner_go.CLIENTS]
+    go_ready: Path | runner_go.Skipped | None = None
+    if go_clients:
+        note("building the Go peers (memphis.go, nats.go) if they are not cached yet ...")
+        go_ready = runner_go.build()
     for c in s.clients:
+        if c in runner_go.CLIENTS:
+            if isinstance(go_ready, runner_go.Skipped):
+                s.skipped[c] = go_ready.reason
+                note(f"note: {runner_go_name(c)} skipped: {go_ready.reason}")
+            else:
+                keep.append(c)
+            continue
         module, hint = CLIENT_MODULES[c]
         if module is None or importlib.util.find_spec(module) is not None:
             keep.append(c)
         elif explicit:
             raise UsageError(f"client {c} is not installed ({hint})")
         else:
+            s.skipped[c] = f"not installed ({hint})"
             note(f"note: {c} is not installed, skipped ({hint})")
     s.clients = keep
+
+
+def runner_go_name(client: str) -> str:
+    return {"memphis-go": "memphis.go (memphis-go)", "nats-go": "nats.go (nats-go)"}.get(client, client)
+
+
+@dataclass
+class Outputs:
+    """Where the report and the files go."""
+
+    json_path: Path | None
+    json_stdout: bool
+    png_path: Path | None
+    txt_path: Path | None
+
+
+def outputs(args: argparse.Namespace, stamp: str) -> Outputs:
+    json_stdout = args.json_path == "-"
+    if args.no_files:
+        return Outputs(None, json_stdout, None, None)
+    out_dir: Path = args.out_dir or default_out_dir()
+    stem = out_dir / f"bench-{stamp}"
+    json_path = None
+    if not args.no_json and not json_stdout:
+        json_path = Path(args.json_path) if args.json_path else stem.with_suffix(".json")
+    png_path = None if args.no_png else (args.png_path or (json_path.with_suffix(".png") if args.json_path and json_path else stem.with_suffix(".png")))
+    txt_path = json_path.with_suffix(".txt") if json_path is not None else stem.with_suffix(".txt")
+    return Outputs(json_path, json_stdout, png_path, txt_path)
+
+
+def _outcome(res: dict[str, Any]) -> str:
+    """A run's result in a few words, for the progress lines."""
+    if not res.get("ok"):
+        return "FAILED"
+    if res.get("path") in ("latency", "connect") and res.get("lat_p50_us") is not None:
+        v = float(res["lat_p50_us"])
+        return f"p50 {v / 1000:,.2f} ms" if v >= 10_000 else f"p50 {v:,.1f} us"
+    if res.get("msgs_per_s"):
+        rate = float(res["msgs_per_s"])
+        return f"{rate / 1000:,.1f}k msgs/s" if rate >= 1000 else f"{rate:,.0f} msgs/s"
+    if res.get("path") == "memory-bound":
+        extra = res.get("extra") or {}
+        return f"RSS +{float(extra.get('rss_growth_mb') or 0):.1f} MB while the broker was stopped"
+    return "ok"
 
 
 def _run(args: argparse.Namespace) -> int:
     from .progress import Progress
 
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     if args.from_json is not None:
         import json
 
         try:
             doc = json.loads(args.from_json.read_text())
-            saved_meta, saved_runs, st = doc["meta"], doc["runs"], doc["meta"]["settings"]
+            saved_meta, saved_runs = doc["meta"], doc["runs"]
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"cannot read {args.from_json}: {exc}") from None
-        return render(saved_meta, saved_runs, st["payloads"][0], st["partitions"][0], None, None if args.no_png else args.png_path)
+        out = Outputs(
+            Path(args.json_path) if args.json_path and args.json_path != "-" else None, args.json_path == "-",
+            None if args.no_png else args.png_path, None,
+        )
+        return render(saved_meta, saved_runs, out)
 
     s = settings_from(args)
+    if args.data_dir is not None and "file" not in s.storages:
+        raise UsageError("--data-dir is for file storage: add --storage file (or memory,file)")
+    if args.data_dir is not None and args.host:
+        raise UsageError("--data-dir is for the local broker (not with --host)")
 
     def note(text: str) -> None:
         sys.stderr.write(text + "\n")
@@ -676,16 +844,15 @@ def _run(args: argparse.Namespace) -> int:
     jobs = plan(s)
     if not jobs:
         raise UsageError("nothing to run: no client implements the selected paths")
+    out = outputs(args, stamp)
     argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else sys.argv[1:]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    json_path = None if args.no_json else (args.json_path or Path("bench-results") / f"bench-{stamp}.json")
-    png_path = None if args.no_png else (args.png_path or (json_path.with_suffix(".png") if json_path else Path("bench-results") / f"bench-{stamp}.png"))
     progress = Progress(len(jobs), enabled=not args.no_progress)
     runs: list[dict[str, Any]] = []
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="memphis-fast-bench-") as tmp, broker_target(args) as target:
         meta = metadata(s, target, argv)
         if s.runs < 3:
-            progress.message("note: fewer than 3 runs; the issue's targets are judged on medians of at least 3")
+            progress.message("note: fewer than 3 runs: the goals are meant for medians of at least 3")
         bench = Bench(s, target, progress, Path(tmp))
         bench.open()
         old_term = signal.getsignal(signal.SIGTERM)
@@ -702,55 +869,85 @@ def _run(args: argparse.Namespace) -> int:
                 runs.append(res)
                 if not res.get("ok"):
                     progress.message(f"FAILED {job.name}: {str(res.get('error')).splitlines()[0][:300]}")
-                progress.advance(job.name)
+                progress.advance(job.name, _outcome(res))
+        except KeyboardInterrupt:
+            # Keep what is done: the report and the files show the finished runs.
+            interrupted = True
         finally:
             bench.kill_child()
-            bench.close()
+            with contextlib.suppress(KeyboardInterrupt):
+                bench.close()
             signal.signal(signal.SIGTERM, old_term)
             progress.close()
         meta["machine"]["loadavg_end"] = list(os.getloadavg())
         meta["seconds"] = round(time.monotonic() - started, 1)
-    return render(meta, runs, s.payloads[0], s.partitions[0], json_path, png_path)
+        if interrupted:
+            meta["interrupted"] = f"after {len(runs)} of {len(jobs)} runs"
+    if interrupted:
+        sys.stderr.write(f"\nmemphis-fast bench: interrupted after {len(runs)} of {len(jobs)} runs; reporting those\n")
+        if not runs:
+            return 130
+    code = render(meta, runs, out)
+    return 130 if interrupted else code
 
 
-def render(
-    meta: dict[str, Any], runs: list[dict[str, Any]], payload: int, partitions: int,
-    json_path: Path | None, png_path: Path | None,
-) -> int:
-    """Print the table, the memory figures and the targets; write the JSON and the chart."""
+def render(meta: dict[str, Any], runs: list[dict[str, Any]], out: Outputs) -> int:
+    """Print the table, the memory figures and the goals; write the JSON, the chart and the text."""
     from . import report
 
-    n_runs = meta["settings"]["runs"]
+    st = meta["settings"]
+    n_runs = st["runs"]
+    storages = st.get("storages") or ["memory"]
     rows = report.aggregate(runs)
-    base = report.config_key(payload, partitions)
+    base = report.config_key(st["payloads"][0], st["partitions"][0], storages[0])
     ts = report.targets(rows, base)
-    out = sys.stdout
-    out.write(
-        f"memphis-fast bench: {meta['versions']['memphis-fast']} ({meta['versions']['memphis-fast commit']}), "
-        f"memphis-py {meta['versions']['memphis-py']}, nats-py {meta['versions']['nats-py']}, "
-        f"{meta['versions']['nats-server']}, Python {meta['versions']['python']}\n"
-        f"machine: {meta['machine']['nproc']} CPUs, {meta['machine']['cpu']}; broker: {meta['broker']}; "
-        f"{n_runs} run(s), medians; {meta['seconds']} s; load average {meta['machine']['loadavg_start'][0]:.2f} -> "
-        f"{meta['machine']['loadavg_end'][0]:.2f}\n"
-        "x m-py / x raw: rate (latency paths: 1/p50) relative to memphis-py's best variant and to the raw client "
-        "(produce-batch: to their pipelined produce)\n\n"
-    )
-    out.write(report.table(rows) + "\n")
+    v = meta["versions"]
+    lines = [
+        f"memphis-fast bench: memphis-fast {v['memphis-fast']} ({v['memphis-fast commit']}), "
+        f"memphis-py {v['memphis-py']}, nats-py {v['nats-py']}"
+        + (f", memphis.go {v['memphis.go']}, nats.go {v['nats.go']} ({v['go']})" if v.get("memphis.go") and v.get("go") else "")
+        + f", {v['nats-server']}, Python {v['python']}",
+        f"machine: {meta['machine']['nproc']} CPUs, {meta['machine']['cpu']}; broker: {meta['broker']}",
+        f"{n_runs} run(s) per client and path, medians; {meta['seconds']} s; load average "
+        f"{meta['machine']['loadavg_start'][0]:.2f} -> {meta['machine']['loadavg_end'][0]:.2f}",
+    ]
+    if meta.get("interrupted"):
+        lines.append(f"INTERRUPTED {meta['interrupted']}: the figures below are of the finished runs only")
+    for client, why in (meta.get("skipped") or {}).items():
+        lines.append(f"skipped: {client}: {why}")
+    text = "\n".join(lines) + "\n" + report.legend_text(rows) + "\n"
+    text += report.table(rows) + "\n"
     mem = report.memory_text(rows)
     if mem:
-        out.write(mem + "\n\n")
-    out.write(report.targets_text(ts) + "\n")
+        text += mem + "\n\n"
+    text += report.targets_text(ts, base) + "\n"
     fails = report.failures_text(rows)
     if fails:
-        out.write("\n" + fails + "\n")
-    if json_path is not None:
-        report.write_json(json_path, meta, rows, ts, runs)
-        out.write(f"\nJSON: {json_path}\n")
-    if png_path is not None:
+        text += "\n" + fails + "\n"
+    stream = sys.stderr if out.json_stdout else sys.stdout
+    stream.write(text)
+    files: list[str] = []
+    if out.json_path is not None:
+        report.write_json(out.json_path, meta, rows, ts, runs)
+        files.append(f"JSON: {out.json_path}")
+    if out.png_path is not None:
+        title = (
+            f"memphis-fast bench, {meta['date']}, {meta['machine']['nproc']} CPUs, load {meta['machine']['loadavg_start'][0]:.1f}"
+            f"; medians of {n_runs} run(s)"
+        )
         try:
-            report.chart(png_path, rows, f"memphis-fast bench ({meta['date']}, {meta['machine']['nproc']} CPUs, medians of {n_runs})")
-            out.write(f"chart: {png_path}\n")
+            report.chart(out.png_path, rows, title, n_runs)
+            files.append(f"chart: {out.png_path}")
         except ImportError:
-            out.write("chart: skipped (matplotlib is not installed)\n")
-    out.flush()
+            files.append("chart: skipped (matplotlib is not installed: pip install matplotlib)")
+    if out.txt_path is not None:
+        out.txt_path.parent.mkdir(parents=True, exist_ok=True)
+        out.txt_path.write_text(text)
+        files.append(f"report: {out.txt_path}")
+    if files:
+        stream.write("\n" + "\n".join(files) + "\n")
+    stream.flush()
+    if out.json_stdout:
+        sys.stdout.write(report.json_text(meta, rows, ts, runs) + "\n")
+        sys.stdout.flush()
     return 0 if all(r["ok"] for r in rows) else 1

@@ -75,11 +75,12 @@ class Control:
         if err and "already exist" not in err:
             raise ControlError(f"{subject}: {err}")
 
-    async def create_station(self, name: str, partitions: int = 1, schema: str = "") -> None:
+    async def create_station(self, name: str, partitions: int = 1, schema: str = "", storage: str = "memory") -> None:
+        """A station with ``partitions`` streams on ``storage`` (``memory`` or ``file``)."""
         req = StationCreation(
             name=name,
             username=self.username,
-            storage_type="memory",
+            storage_type=storage,
             schema_name=schema,
             partitions_number=partitions,
         )

@@ -183,6 +183,7 @@ def make(api: Api) -> dict[str, rc.Handler]:
         n = args.messages
         received = 0
         nbytes = 0
+        extra: dict[str, Any] = {}
         meter = rc.Meter(args.nats_pid)
         if args.variant == "consume":
             done = asyncio.Event()
@@ -201,21 +202,63 @@ def make(api: Api) -> dict[str, rc.Handler]:
             await done.wait()
             await _flush(api, m)
             meter.stop()
+        elif args.variant == "async-for":
+            # memphis-fast's ``async for msg in consumer`` (batches pulled behind the iterator).
+            meter.start()
+            async for msg in consumer:
+                nbytes += len(msg.get_data())
+                await msg.ack()
+                received += 1
+                if received >= n:
+                    break
+            await _flush(api, m)
+            meter.stop()
         else:
+            # fetch(): one batch per call. On several partitions the runner names the partition
+            # and asks for at most what is left on it (the preload fills them round-robin), as the
+            # Go peers do: a pull for more than a partition holds waits its full expiry
+            # (batch_max_time_to_wait_ms) before it returns the rest. The variant "fetch-rr" keeps
+            # the client's own round-robin with a fixed batch size, to measure exactly that wait.
+            parts = args.partitions
+            left = [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+            sized = parts > 1 and args.variant != "fetch-rr"
+            clock = time.perf_counter
+            short = 0
+            short_s = 0.0
+            calls = 0
+            p = 0
             meter.start()
             while received < n:
-                msgs = await consumer.fetch(batch_size=args.batch)
+                t0 = clock()
+                if sized:
+                    while left[p] == 0:
+                        p = (p + 1) % parts
+                    want = min(args.batch, left[p])
+                    msgs = await consumer.fetch(batch_size=want, consumer_partition_number=p + 1)
+                    left[p] -= len(msgs)
+                    p = (p + 1) % parts
+                else:
+                    want = args.batch
+                    msgs = await consumer.fetch(batch_size=want)
+                calls += 1
+                if len(msgs) < want:
+                    short += 1
+                    short_s += clock() - t0
                 for msg in msgs:
                     nbytes += len(msg.get_data())
                     await msg.ack()
                 received += len(msgs)
             await _flush(api, m)
             meter.stop()
+            extra["fetch_calls"] = calls
+            extra["short_fetches"] = short  # calls that returned fewer messages than asked for
+            extra["short_fetch_s"] = round(short_s, 4)  # wall time spent in them
+            extra["partition_sized"] = sized
         await _close_consumer(api, consumer)
         await m.close()
         ok = received == n and nbytes == n * args.payload
         return rc.result(
-            args, client, messages=n, meter=meter, ok=ok, acked=received,
+            args, client, messages=n, meter=meter, ok=ok, acked=received, extra=extra,
             error=None if ok else f"received {received} messages / {nbytes} bytes, expected {n}",
         )
 
