@@ -374,6 +374,14 @@ def add_command_arguments(name: str, p: argparse.ArgumentParser) -> None:
             help="messages per fetch (default 100)",
         )
         p.add_argument(
+            "--ack-wait",
+            type=_positive_float,
+            default=30.0,
+            metavar="SECONDS",
+            help="the group's ack wait (each member that joins sets it): an unacknowledged message is "
+            "redelivered after it (default 30)",
+        )
+        p.add_argument(
             "--max-deliveries",
             type=_positive_int,
             default=2,
@@ -648,6 +656,7 @@ def run_sub(args: argparse.Namespace) -> int:
             consumer_group=group,
             batch_size=min(args.batch_size, 5000),
             batch_max_time_to_wait_ms=wait_ms,
+            max_ack_time_ms=int(args.ack_wait * 1000),
             max_msg_deliveries=args.max_deliveries,
             last_messages=args.last if args.last is not None else -1,
         )
