@@ -282,3 +282,68 @@ class AckMonitor:
                 return ts
         return None
 
+
+
+class NonblockingStream:
+    """A nonblocking producer at a steady rate, keeping a :class:`Ledger`; failures come
+    through the producer's ``failure_callback`` (:meth:`on_failure`)."""
+
+    def __init__(self, ledger: Ledger, *, rate: int = 2000, ack_wait: int = 10) -> None:
+        self.ledger = ledger
+        self.rate = rate
+        self.ack_wait = ack_wait
+        self.producer: Any = None
+        self.monitor: AckMonitor | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def on_failure(self, f: Any) -> None:
+        led = self.ledger
+        i = led.index_of_msg_id(f.msg_id) if led.with_msg_id else f.index
+        assert i is not None, f
+        led.report(i, f.kind, f.reason)
+
+    async def start(self, conn: Any, station: str) -> NonblockingStream:
+        await conn.station(station)
+        self.station = station
+        self.producer = await conn.producer(station, "p", failure_callback=self.on_failure)
+        self.monitor = AckMonitor(self.producer).start()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def acked(self) -> int:
+        assert self.monitor is not None
+        return self.monitor.stats()["acked"]
+
+    async def wait_acked(self, n: int, timeout: float = 20.0) -> None:
+        await eventually(lambda: self.acked() >= n or (self._task is not None and self._task.done()), timeout, what=f"{n} acks")
+        if self._task is not None and self._task.done():
+            self._task.result()
+
+    async def _run(self) -> None:
+        led = self.ledger
+        t0 = time.monotonic()
+        i = len(led.sent)
+        while not self._stop.is_set():
+            led.sent.append(i)
+            try:
+                await self.producer.produce(
+                    payload(led.run, i), ack_wait_sec=self.ack_wait, nonblocking=True, msg_id=led.msg_id(i)
+                )
+            except MemphisError as err:
+                led.report_error(i, err)
+            i += 1
+            ahead = i / self.rate - (time.monotonic() - t0)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+    async def finish(self, broker: LocalBroker) -> dict[str, Any]:
+        """Stop producing, flush, read the station back and check the ledger."""
+        self._stop.set()
+        assert self._task is not None and self.monitor is not None
+        await asyncio.wait_for(self._task, self.ack_wait + 30)
+        await self.producer.flush(timeout=self.ack_wait + 30)
+        await self.monitor.stop()
+        self.ledger.finish_nonblocking()
+        self.ledger.add_stored(await read_station(broker, self.station, self.producer._partitions))
+        return self.ledger.check()
