@@ -576,17 +576,16 @@ class Consumer:
             # Given back to the group: what this iteration took and did not hand out.
             left = [m for m in rest if not m._done]
             rest.clear()
-            if left and not self._conn.is_closed:
-                self._give_back(left)
             if self._iter_token is token:
                 # Left by break/exception (not by stop_consume): stop as stop_consume does.
                 self._iter_token = None
                 self._current = None
                 self._consuming = False
-                self._nak_buffered()
-                self._drop_waiting_pulls()
+                self._release(left)
                 while self._dls_queue:
                     self.dls_messages.append(self._dls_queue.popleft())
+            elif left and not self._conn.is_closed:
+                self._give_back(left)
 
     def _give_back(self, msgs: list[Message]) -> None:
         js = [m._m for m in msgs if not m._dls]
@@ -608,12 +607,12 @@ class Consumer:
         if isinstance(msgs, Message):
             return [msgs]
         if isinstance(msgs, (str, bytes, bytearray, memoryview)) or not isinstance(msgs, Iterable):
-            raise MemphisArgumentTypeError(f"{what}() takes a list of messages, not {type(msgs).__name__}")
+            raise MemphisArgumentTypeError(f"{what}(msgs): msgs must be a list of messages, not {type(msgs).__name__}")
         out = list(msgs)
         for m in out:
             if not isinstance(m, Message):
                 raise MemphisArgumentTypeError(
-                    f"{what}() takes a list of messages; found a {type(m).__name__} in it"
+                    f"{what}(msgs): msgs must be a list of messages; found a {type(m).__name__} in it"
                 )
         return out
 
@@ -656,13 +655,12 @@ class Consumer:
         messages are nacked so the group gets them again; ``consume()`` may be called again.
         Also ends an ``async for`` over the consumer."""
         self._consuming = False
+        left: list[Message] = []
         if self._iter_token is not None:
             self._iter_token = None
             left = [m for m in self._iter_rest if not m._done]
             self._iter_rest.clear()
             self._current = None
-            if left and not self._conn.is_closed:
-                self._give_back(left)
             self._wake()
         task = self.t_consume
         self.t_consume = None
@@ -672,27 +670,46 @@ class Consumer:
                 await task
             except asyncio.CancelledError:
                 pass
-        self._nak_buffered()
-        self._drop_waiting_pulls()
+        self._release(left)
         while self._dls_queue:
             self.dls_messages.append(self._dls_queue.popleft())
 
-    def _drop_waiting_pulls(self) -> None:
+    def _release(self, left: list[Message]) -> None:
+        """Stop pulling and give back what is held (``left``: taken, not handed out; the
+        prefetch buffers). The pulls still waiting at the server are ended FIRST (their
+        unsubscribe is written before the nacks), so the server cannot redeliver the nacked
+        messages into an inbox that is going away (they would wait out the ack wait)."""
+        old = self._drop_waiting_pulls()
+        if self._conn.is_closed:
+            return
+        if left:
+            self._give_back(left)
+        try:
+            for f in old:
+                self.stats["naks"] += f.nak_all()
+        except MemphisError as exc:
+            log.debug("could not nak buffered messages: %s", exc)
+        self._nak_buffered()
+
+    def _drop_waiting_pulls(self) -> list[_Fetcher]:
         """End the pulls still waiting at the server by replacing their inbox (the server
         forgets pull requests whose reply subject lost its interest). Otherwise they take new
         messages only to nack them, each nack a delivery: two pipelined pulls could make a
         message poison (max_msg_deliveries 2) before any callback saw it."""
+        old: list[_Fetcher] = []
         if self._conn.is_closed or self._destroyed:
-            return
+            return old
         try:
             for p, f in list(self._fetchers.items()):
                 if f.outstanding()[0]:
                     fresh = _Fetcher(self, p, f.stream)
-                    fresh.naking = f.naking
+                    fresh.naking = True
                     f.close()
                     self._fetchers[p] = fresh
+                    old.append(f)
         except MemphisError as exc:  # the connection is closing: nothing more will be pulled
             log.debug("could not renew the pull inboxes: %s", exc)
+        return old
 
     def _nak_buffered(self) -> None:
         if self._conn.is_closed:

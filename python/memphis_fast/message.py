@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _subjects as subjects
 from ._connection import ACK, IN_PROGRESS, NAK, NAK_DELAY, TERM, Msg
-from .exceptions import MemphisConnectError, MemphisError
+from .exceptions import MemphisArgumentError, MemphisArgumentTypeError, MemphisConnectError, MemphisError
 
 if TYPE_CHECKING:
     from .memphis import Memphis
@@ -265,18 +265,21 @@ class Message:
         """Redeliver after ``delay`` seconds (counts as a delivery)."""
         if self._pm_headers() is not None or self._is_dls():
             raise MemphisError("cannot delay DLS message")
-        try:
-            ns = int(float(delay) * 1_000_000_000)
-        except (TypeError, ValueError) as exc:
-            raise MemphisError(f"delay must be a number of seconds, not {delay!r}") from exc
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+            raise MemphisArgumentTypeError(f"delay must be a number of seconds, not {type(delay).__name__} {delay!r}")
+        if delay != delay or delay in (float("inf"), float("-inf")):
+            raise MemphisArgumentError(f"delay must be a finite number of seconds, not {delay!r}")
+        ns = int(float(delay) * 1_000_000_000)
         if ns < 0:
-            raise MemphisError("delay can not be negative")
+            raise MemphisArgumentError(f"delay can not be negative (delay={delay!r})")
         self._ack(_NAK_DELAY, ns)
 
     async def dead_letter(self, reason: str) -> None:
         """Send the message to the dead-letter station with ``reason``: never redelivered to
         this group (``+TERM``), recorded by the broker (``$memphis_nacked_dls``); other groups
         are unaffected. memphis-py terminated the message but never sent the record (B13)."""
+        if not isinstance(reason, str):
+            raise MemphisArgumentTypeError(f"reason must be a str, not {type(reason).__name__} {reason!r}")
         if self._is_dls():
             log.debug("dead_letter() on a DLS message is a no-op")
             return

@@ -83,6 +83,8 @@ __all__ = [
 log = logging.getLogger("memphis_fast")
 
 _BYTES_TYPES = (bytes, bytearray, memoryview)
+#: payload types every station takes in some form (others are checked by encoding them)
+_PLAIN_TYPES = frozenset((bytes, bytearray, memoryview, str, dict, list))
 #: nonblocking produce yields to the event loop after this many messages of a producer
 _YIELD_EVERY = 128
 
@@ -157,6 +159,8 @@ def check_produce_args(
     """Every argument of :meth:`Producer.produce` (before anything is created or sent)."""
     if message is None:
         raise MemphisArgumentTypeError("message can not be None")
+    if type(message) not in _PLAIN_TYPES:
+        encode_plain(message)  # raises MemphisSchemaError("Unsupported message type")
     check_seconds("ack_wait_sec", ack_wait_sec)
     if headers is not None:
         user_headers(headers)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._subjects import StationDestruction, internal_name, parse_functions_update, reply_text
 from .exceptions import MemphisError
 from .schemaverse import StationSchema
+from .utils import check_int
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -74,7 +75,9 @@ class Station:
         """Destroy the station, its partitions' streams and its consumer groups. A station that
         does not exist is not an error. Producers and consumers of this station cached by this
         connection are dropped (only this station's: memphis-py matched by substring, B14)."""
+        check_int("timeout_retries", timeout_retries, minimum=0)
         conn = self.connection
+        conn._require_conn()
         req = StationDestruction(station_name=self.name, username=conn.username)
         res = await conn._request(req.subject, req.to_json(), 5, timeout_retries)
         error = reply_text(res.data)
@@ -83,11 +86,13 @@ class Station:
         conn._forget_station(self.internal_station_name)
 
     async def create_producer(self, producer_name: str, **kwargs: Any) -> Producer:
-        """Create a producer on this station (Go: ``station.CreateProducer``)."""
+        """Create a producer on this station (Go: ``station.CreateProducer``); the keyword
+        arguments are :meth:`Memphis.producer`'s."""
         return await self.connection.producer(self.name, producer_name, **kwargs)
 
     async def create_consumer(self, consumer_name: str, **kwargs: Any) -> Consumer:
-        """Create a consumer on this station (Go: ``station.CreateConsumer``)."""
+        """Create a consumer on this station (Go: ``station.CreateConsumer``); the keyword
+        arguments are :meth:`Memphis.consumer`'s."""
         return await self.connection.consumer(self.name, consumer_name, **kwargs)
 
     async def validate_msg(self, message: Any) -> bytes:
