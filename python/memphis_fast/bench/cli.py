@@ -151,11 +151,19 @@ def has_async_for() -> bool:
     return hasattr(Consumer, "__aiter__")
 
 
-def variants(client: str, path: str) -> tuple[str, ...]:
-    """The variants the bench runs of (client, path); empty when the client lacks the path."""
+def variants(client: str, path: str, partitions: int = 1) -> tuple[str, ...]:
+    """The variants the bench runs of (client, path); empty when the client lacks the path.
+
+    memphis-fast's consume-ack adds ``async-for`` (``async for msg in consumer``) and, on
+    several partitions, ``fetch-rr``: fetch() with the client's own partition round-robin and a
+    fixed batch size, where ``fetch`` names the partition and asks for at most what is left on
+    it, as the Go peers do."""
     out = VARIANTS.get((client, path), ())
-    if (client, path) == ("memphis-fast", "consume-ack") and has_async_for():
-        out = (*out, "async-for")
+    if (client, path) == ("memphis-fast", "consume-ack"):
+        if has_async_for():
+            out = (*out, "async-for")
+        if partitions > 1:
+            out = (*out, "fetch-rr")
     return out
 
 
@@ -349,7 +357,7 @@ def plan(s: Settings) -> list[Job]:
         for run in range(1, s.runs + 1):
             for path in paths:
                 for client in s.clients:
-                    for variant in variants(client, path):
+                    for variant in variants(client, path, parts):
                         jobs.append(Job(
                             payload, parts, run, path, client, variant, messages_for(path, client, s.messages), storage,
                         ))
