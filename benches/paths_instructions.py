@@ -57,8 +57,10 @@ A tree that is edited while it is measured gives garbage (byte code recompiled i
 not the other, or different code in N and N0): before each (N, N0) pair the byte-code cache is
 re-warmed by an un-instrumented run, and the pair is repeated (up to 3 times) unless the
 measured package's files (path, mtime, size) are unchanged across it; if runs measured
-different code, the figure is the minimum per-run figure and ``same_package_in_all_runs`` is
-false in the JSON. Measure a committed tree (or a worktree of it) for a final comparison.
+different code, the figure (and the spread) comes only from the valid runs of the latest
+package (``runs_used``) and ``same_package_in_all_runs`` is false in the JSON; a pair whose
+package changed in all 3 attempts is not used. Measure a committed tree (or a worktree of it)
+for a final comparison.
 
 Usage::
 
@@ -503,16 +505,23 @@ class Harness:
         for s in specs:
             n, n0 = sizes[s.name]
             rs = runs[s.name]
-            per_runs = [r["per_msg"] for r in rs]
+            valid = [r for r in rs if not r["package_changed_during_run"]]
+            if not valid:
+                raise HarnessError(
+                    f"{s.name}: the measured package changed during every attempt of every run; "
+                    "measure a tree nobody is editing"
+                )
+            # Runs of the same code only: the valid runs of the latest package measured.
+            used = [r for r in valid if r["package"] == valid[-1]["package"]]
+            same = len(used) == len(rs)
+            headline = (min(r["ir_n"] for r in used) - min(r["ir_n0"] for r in used)) / (n - n0)
+            if not same:
+                say(
+                    f"  warning: {s.name}: the measured package changed during or between runs; the figure "
+                    f"comes from the {len(used)} of {len(rs)} run(s) of the latest package"
+                )
+            per_runs = [r["per_msg"] for r in used]
             lo, hi = min(per_runs), max(per_runs)
-            same = len({r["package"] for r in rs}) == 1 and not any(
-                r["package_changed_during_run"] for r in rs
-            )
-            if same:
-                headline = (min(r["ir_n"] for r in rs) - min(r["ir_n0"] for r in rs)) / (n - n0)
-            else:  # runs measured different code: only each run's own difference is meaningful
-                headline = lo
-                say(f"  warning: {s.name}: the measured package changed between runs; reporting the min run")
             out[s.name] = {
                 "instructions_per_message": round(headline, 1),
                 "n": n,
@@ -522,6 +531,7 @@ class Harness:
                 "per_msg_max": hi,
                 "spread_pct": round(100 * (hi - lo) / lo, 2) if lo > 0 else None,
                 "same_package_in_all_runs": same,
+                "runs_used": len(used),
             }
         return out
 
