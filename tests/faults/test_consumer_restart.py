@@ -61,6 +61,9 @@ async def test_consumer_group_across_a_broker_restart(
                 per_consumer[name] += 1
                 delivered_at.append(time.monotonic())
                 await m.ack()
+            # A worker that takes its time (about 400 messages/s each), so the crash lands
+            # in the middle of the run.
+            await asyncio.sleep(0.05)
 
         return handle
 
@@ -72,7 +75,7 @@ async def test_consumer_group_across_a_broker_restart(
             station,
             f"worker-{k}",
             consumer_group=group,
-            batch_size=50,
+            batch_size=20,
             pull_interval_ms=20,
             batch_max_time_to_wait_ms=200,
             max_ack_time_ms=3000,
@@ -82,6 +85,14 @@ async def test_consumer_group_across_a_broker_restart(
         consumers.append(consumer)
 
     await eventually(lambda: len(deliveries) >= N // 3, 30, what="a third delivered before the kill")
+    stream = subjects.stream_name(station, producer._partitions[0]) if producer._partitions else station
+    # What the broker knew just before the crash: how far the group's acks had got.
+    nc = await nats.connect(**fresh_broker.nats_kwargs(), allow_reconnect=False)
+    try:
+        info = await nc.jetstream().consumer_info(stream, subjects.durable_name(group))
+        ack_floor_before_kill = info.ack_floor.stream_seq if info.ack_floor else 0
+    finally:
+        await nc.close()
     before_kill = len(deliveries)
     t_kill = time.monotonic()
     await asyncio.to_thread(fresh_broker.kill)
@@ -100,7 +111,6 @@ async def test_consumer_group_across_a_broker_restart(
     nc = await nats.connect(**fresh_broker.nats_kwargs(), allow_reconnect=False)
     try:
         js = nc.jetstream()
-        stream = subjects.stream_name(station, producer._partitions[0]) if producer._partitions else station
 
         async def settled() -> bool:
             info = await js.consumer_info(stream, subjects.durable_name(group))
@@ -120,6 +130,7 @@ async def test_consumer_group_across_a_broker_restart(
         "redelivered": redelivered,
         "delivered_before_kill": before_kill,
         "delivered_when_killed": when_killed,
+        "server_ack_floor_before_kill": ack_floor_before_kill,
         "per_consumer": dict(per_consumer),
         "downtime_s": round(t_ready - t_kill, 3),
         "time_to_recover_s": round((first_after or t_ready) - t_ready, 3),
