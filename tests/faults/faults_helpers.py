@@ -156,7 +156,9 @@ class Ledger:
         reasons = collections.Counter(f"{k}/{r}" for k, r in self.reported.values())
         # A message reported "not sent" or "not stored" must not be in the stream.
         contradicted = sorted(
-            i for i, (k, _) in self.reported.items() if k in ("not_sent", "not_stored", "raised") and i in stored
+            i
+            for i, (k, _) in self.reported.items()
+            if k in ("not_sent", "not_stored", "raised") and i in stored
         )
         return {
             "sent": len(sent),
@@ -169,7 +171,9 @@ class Ledger:
             "lost": len([i for i in self.acked if i not in stored]),
             "unreported": len(sent - stored - set(self.reported)),
             "duplicates": sum(n - 1 for n in self.stored.values() if n > 1),
-            "reported_unknown_but_stored": len([i for i, (k, _) in self.reported.items() if k == "unknown" and i in stored]),
+            "reported_unknown_but_stored": len(
+                [i for i, (k, _) in self.reported.items() if k == "unknown" and i in stored]
+            ),
             "reported_failed_but_stored": len(contradicted),
             "double_outcomes": len(self.double_outcomes),
             "foreign": self.foreign,
@@ -235,7 +239,12 @@ def record(name: str, figures: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
     path = RESULTS_DIR / f"{safe}.json"
-    doc = {"test": name, "full": FULL, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures}
+    doc = {
+        "test": name,
+        "full": FULL,
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **figures,
+    }
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -283,7 +292,6 @@ class AckMonitor:
         return None
 
 
-
 class NonblockingStream:
     """A nonblocking producer at a steady rate, keeping a :class:`Ledger`; failures come
     through the producer's ``failure_callback`` (:meth:`on_failure`)."""
@@ -316,7 +324,11 @@ class NonblockingStream:
         return self.monitor.stats()["acked"]
 
     async def wait_acked(self, n: int, timeout: float = 20.0) -> None:
-        await eventually(lambda: self.acked() >= n or (self._task is not None and self._task.done()), timeout, what=f"{n} acks")
+        await eventually(
+            lambda: self.acked() >= n or (self._task is not None and self._task.done()),
+            timeout,
+            what=f"{n} acks",
+        )
         if self._task is not None and self._task.done():
             self._task.result()
 

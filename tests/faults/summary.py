@@ -34,7 +34,11 @@ def reported(d: dict[str, Any]) -> str:
 
 def command(test: str) -> str:
     module, _, name = test.partition(".")
-    return f"`pytest {FILES.get(module, module)}::{name}`" if "[" not in name else f'`pytest "{FILES.get(module, module)}::{name}"`'
+    return (
+        f"`pytest {FILES.get(module, module)}::{name}`"
+        if "[" not in name
+        else f'`pytest "{FILES.get(module, module)}::{name}"`'
+    )
 
 
 def recover(d: dict[str, Any]) -> str:

@@ -100,7 +100,13 @@ async def test_connect_to_a_hostile_server(
 
 
 async def _takeover(
-    broker: LocalBroker, connect: Any, proxy_factory: Any, hostile: Any, uid: Any, behaviour: Behaviour, with_id: bool
+    broker: LocalBroker,
+    connect: Any,
+    proxy_factory: Any,
+    hostile: Any,
+    uid: Any,
+    behaviour: Behaviour,
+    with_id: bool,
 ) -> dict[str, Any]:
     srv = await hostile(behaviour)
     proxy = await proxy_factory(broker.port)

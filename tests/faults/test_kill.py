@@ -106,7 +106,9 @@ async def run_kill(
     stop = asyncio.Event()
     task = asyncio.get_running_loop().create_task(_produce(mode, producer, ledger, ack_wait, stop))
     try:
-        await eventually(lambda: monitor.stats()["acked"] >= 200 or task.done(), 20, what="200 acks before the kill")
+        await eventually(
+            lambda: monitor.stats()["acked"] >= 200 or task.done(), 20, what="200 acks before the kill"
+        )
         sent_before = len(ledger.sent)
         t_kill = time.monotonic()
         await asyncio.to_thread(broker.kill)
@@ -121,11 +123,17 @@ async def run_kill(
         else:
             assert downtime > ack_wait, f"the broker was down {downtime:.1f} s, not more than the ack wait"
         await events.wait("reconnected", timeout=20)
-        await eventually(lambda: monitor.first_ack_after(t_ready) is not None or task.done(), 20, what="an ack after the restart")
+        await eventually(
+            lambda: monitor.first_ack_after(t_ready) is not None or task.done(),
+            20,
+            what="an ack after the restart",
+        )
         t_first_ack = monitor.first_ack_after(t_ready)
         acked_at_recovery = monitor.stats()["acked"]
         await eventually(
-            lambda: monitor.stats()["acked"] >= acked_at_recovery + 200 or task.done(), 20, what="200 acks after"
+            lambda: monitor.stats()["acked"] >= acked_at_recovery + 200 or task.done(),
+            20,
+            what="200 acks after",
         )
     finally:
         stop.set()

@@ -119,7 +119,9 @@ async def test_err_flood_from_a_hostile_server_is_summarised(
             # The client has read everything once a PING of ours is answered after it... the
             # impostor never answers, so wait for the events (or a quiet second) instead.
             await eventually(
-                lambda: events.count("server_error") >= n or time.monotonic() - t0 > 3, 10, what="the flood read"
+                lambda: events.count("server_error") >= n or time.monotonic() - t0 > 3,
+                10,
+                what="the flood read",
             )
             took = time.monotonic() - t0
             records = [r for r in caplog.records if r.levelno >= logging.WARNING]

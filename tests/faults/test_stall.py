@@ -29,7 +29,11 @@ async def test_stalled_link_is_detected_and_recovered(
     proxy = await proxy_factory(broker.port)
     events = Events()
     conn = await connect(
-        None, port=proxy.port, ping_interval_ms=int(PING_S * 1000), connection_event_callback=events, **FAST_RECONNECT
+        None,
+        port=proxy.port,
+        ping_interval_ms=int(PING_S * 1000),
+        connection_event_callback=events,
+        **FAST_RECONNECT,
     )
     stream = await NonblockingStream(Ledger(secrets.token_hex(4), with_msg_id=with_id), ack_wait=10).start(
         conn, uid("stall")
@@ -85,7 +89,11 @@ async def test_link_that_heals_before_detection_costs_nothing(
     proxy = await proxy_factory(broker.port)
     events = Events()
     conn = await connect(
-        None, port=proxy.port, ping_interval_ms=int(ping * 1000), connection_event_callback=events, **FAST_RECONNECT
+        None,
+        port=proxy.port,
+        ping_interval_ms=int(ping * 1000),
+        connection_event_callback=events,
+        **FAST_RECONNECT,
     )
     stream = await NonblockingStream(Ledger(secrets.token_hex(4)), ack_wait=10).start(conn, uid("heal"))
     await stream.wait_acked(300)
