@@ -146,8 +146,11 @@ fn valid_op(rng: &mut Rng, mux: &str, mux_sid: u64) -> Vec<u8> {
                 br#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#
                     .to_vec()
             } else {
-                format!(r#"{{"stream":"s$1","seq":{},"duplicate":false}}"#, rng.below(1000))
-                    .into_bytes()
+                format!(
+                    r#"{{"stream":"s$1","seq":{},"duplicate":false}}"#,
+                    rng.below(1000)
+                )
+                .into_bytes()
             };
             let mut out = format!("MSG {mux}{id} {mux_sid} {}\r\n", body.len()).into_bytes();
             out.extend_from_slice(&body);
@@ -156,11 +159,16 @@ fn valid_op(rng: &mut Rng, mux: &str, mux_sid: u64) -> Vec<u8> {
         }
         7 => {
             // A status message (no responders, timeout, heartbeat) with headers.
-            let status = *rng.pick(&["503", "408 Request Timeout", "100 Idle Heartbeat", "404 No Messages"]);
+            let status = *rng.pick(&[
+                "503",
+                "408 Request Timeout",
+                "100 Idle Heartbeat",
+                "404 No Messages",
+            ]);
             let id = 1 + rng.below(PUBLISHES as usize);
             let hdr = format!("NATS/1.0 {status}\r\n\r\n");
-            let mut out = format!("HMSG {mux}{id} {mux_sid} {} {}\r\n", hdr.len(), hdr.len())
-                .into_bytes();
+            let mut out =
+                format!("HMSG {mux}{id} {mux_sid} {} {}\r\n", hdr.len(), hdr.len()).into_bytes();
             out.extend_from_slice(hdr.as_bytes());
             out.extend_from_slice(b"\r\n");
             out
@@ -357,7 +365,10 @@ fn run_case(stream: &[u8], step: usize) {
             seen.get(&id)
         );
     }
-    assert!(seen.keys().all(|id| (1..=PUBLISHES).contains(id)), "{seen:?}");
+    assert!(
+        seen.keys().all(|id| (1..=PUBLISHES).contains(id)),
+        "{seen:?}"
+    );
 }
 
 fn hex(data: &[u8]) -> String {
@@ -367,7 +378,7 @@ fn hex(data: &[u8]) -> String {
 #[test]
 fn feed_survives_random_and_mutated_streams() {
     let cases = env_u64("MEMPHIS_FUZZ_CASES", 50_000);
-    let seed = env_u64("MEMPHIS_FUZZ_SEED", 0x6d65_6d70_6869_73);
+    let seed = env_u64("MEMPHIS_FUZZ_SEED", 0x006d_656d_7068_6973);
     let probe = core();
     let mux = String::from_utf8(probe.inbox_prefix().to_vec()).unwrap();
     let mux_sid = probe.mux_sid();
@@ -401,7 +412,10 @@ fn feed_survives_random_and_mutated_streams() {
     );
     // The generator must reach both sides: streams that parse and streams that do not.
     if cases >= 1000 {
-        assert!(errors > cases / 20, "only {errors} of {cases} inputs were rejected");
+        assert!(
+            errors > cases / 20,
+            "only {errors} of {cases} inputs were rejected"
+        );
         assert!(errors < cases, "every input was rejected");
     }
 }
