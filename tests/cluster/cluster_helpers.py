@@ -165,7 +165,15 @@ async def produce_loop(
             await p.destroy(timeout_retries=0)
 
 
-async def read_stream(broker: LocalBroker, station: str) -> Counter[str]:
+class Stored(Counter[str]):
+    """The stream's messages counted by payload, with when each was first stored (wall clock)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored_at: dict[str, float] = {}
+
+
+async def read_stream(broker: LocalBroker, station: str) -> Stored:
     """Every message stored in the station's (one) stream, counted by payload."""
     stream = subjects.stream_name(station, 1)
     nc = await nats.connect(**broker.nats_kwargs(), max_reconnect_attempts=10, error_cb=quiet)
@@ -178,13 +186,16 @@ async def read_stream(broker: LocalBroker, station: str) -> Counter[str]:
             stream=stream,
             config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
         )
-        seen: Counter[str] = Counter()
+        seen = Stored()
         got = 0
         deadline = time.monotonic() + 60
         while got < total and time.monotonic() < deadline:
             with contextlib.suppress(nats.errors.TimeoutError):
                 for msg in await sub.fetch(1000, timeout=2):
-                    seen[msg.data.decode()] += 1
+                    key = msg.data.decode()
+                    seen[key] += 1
+                    if key not in seen.stored_at:
+                        seen.stored_at[key] = msg.metadata.timestamp.timestamp()
                     got += 1
         await sub.unsubscribe()
         assert got >= total, f"read {got} of {total} messages of {stream}"
@@ -193,16 +204,23 @@ async def read_stream(broker: LocalBroker, station: str) -> Counter[str]:
         await nc.close()
 
 
-def account(t: Tally, stored: Counter[str], fault_at: float | None) -> dict[str, Any]:
+def account(t: Tally, stored: Stored, fault_at: float | None, fault_wall: float | None = None) -> dict[str, Any]:
     copies = {int(k.split(":", 1)[1]): c for k, c in stored.items() if k.startswith(f"{t.variant}:")}
     sent = set(t.sent_at)
     stored_ids = set(copies)
     failed = set(t.failed)
     recovery = None
+    stored_recovery = None
+    stored_after = 0
     if fault_at is not None:
-        after = [i for i in sorted(t.sent_at) if t.sent_at[i] >= fault_at and i in t.acked_at]
-        if after:
-            recovery = round(t.acked_at[after[0]] - fault_at, 3)
+        after = [i for i in sorted(t.sent_at) if t.sent_at[i] >= fault_at]
+        stored_after = sum(1 for i in after if i in stored_ids)
+        acked_after = [i for i in after if i in t.acked_at]
+        if acked_after:
+            recovery = round(t.acked_at[acked_after[0]] - fault_at, 3)
+        first = next((i for i in after if i in stored_ids), None)
+        if first is not None and fault_wall is not None:
+            stored_recovery = round(stored.stored_at[f"{t.variant}:{first}"] - fault_wall, 3)
     return {
         "variant": t.variant,
         "mode": t.mode,
@@ -222,7 +240,12 @@ def account(t: Tally, stored: Counter[str], fault_at: float | None) -> dict[str,
             {i for i in failed & stored_ids if t.failed[i] != "unknown"}
         ),
         "stray": len(stored_ids - sent),
+        # From the fault to the acknowledgement of the first message produced after it (None
+        # when this build reports no per-message success for nonblocking produces), and to the
+        # time the stream stored it (from the stored message's timestamp).
         "recovery_s": recovery,
+        "stored_recovery_s": stored_recovery,
+        "stored_after_fault": stored_after,
         "errors": t.errors[:3],
     }
 

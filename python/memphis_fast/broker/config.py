@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 6666
+MIB = 1024 * 1024
 DEFAULT_PASSWORD = "memphis"  # the broker's ROOT_PASSWORD default (docs/protocol.md §2.3)
 # The broker has no default connection token (docs/protocol.md §13.1); its development configurations use
 # "memphis", and so does this broker when token mode is chosen without a token.
@@ -209,7 +210,8 @@ class BrokerConfig:
             if limits is not None:
                 memory, file = limits
                 reserve = self.metadata_reserve_mb
-                js = f"jetstream: {{max_mem: {memory - reserve}M, max_file: {file - reserve}M}}"
+                # In bytes: nats-server reads "M" as 10^6, the options are MiB.
+                js = f"jetstream: {{max_mem: {(memory - reserve) * MIB}, max_file: {(file - reserve) * MIB}}}"
             lines.append(
                 "accounts {\n"
                 f"  {_q(ACCOUNT)}: {{\n"

@@ -119,8 +119,8 @@ class NodeSet:
                 binary=self.binary,
                 log_file=self.data_dir / "nats-server.log",
                 workdir=self.data_dir / "run",
-                max_memory_store=f"{memory}M",
-                max_file_store=f"{file}M",
+                max_memory_store=str(memory * 1024 * 1024),
+                max_file_store=str(file * 1024 * 1024),
             )
             self.nodes = [Node(1, "memphis-fast", server)]
             return
@@ -152,8 +152,8 @@ class NodeSet:
                 binary=self.binary,
                 log_file=node_dir / "nats-server.log",
                 workdir=node_dir / "run",
-                max_memory_store=f"{memory}M",
-                max_file_store=f"{file}M",
+                max_memory_store=str(memory * 1024 * 1024),
+                max_file_store=str(file * 1024 * 1024),
             )
             self.nodes.append(Node(i + 1, name, server, route_ports[i]))
 
