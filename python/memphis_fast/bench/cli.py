@@ -579,10 +579,13 @@ class Bench:
                 self.proc = None
                 if job.path == "memory-bound":
                     self.resume_nats()  # whatever happened to the runner
-        tail = err_path.read_text(errors="replace")[-2000:]
+        tail = err_path.read_text(errors="replace")[-2000:].strip()
         if code != 0 or not out.exists():
+            # the last line first (a traceback's exception), then the end of the output
+            last = tail.splitlines()[-1] if tail else "(no output)"
             return {"client": job.client, "path": job.path, "variant": job.variant, "payload": job.payload,
-                    "partitions": job.partitions, "ok": False, "error": f"runner exited with {code}: {tail.strip()[-600:]}"}
+                    "partitions": job.partitions, "ok": False,
+                    "error": f"runner exited with {code}: {last[:300]}\n{tail[-600:]}"}
         res: dict[str, Any] = json.loads(out.read_text())
         out.unlink()
         res.setdefault("storage", job.storage)

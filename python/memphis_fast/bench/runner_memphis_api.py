@@ -221,7 +221,11 @@ def make(api: Api) -> dict[str, rc.Handler]:
             # the client's own round-robin with a fixed batch size, to measure exactly that wait.
             parts = args.partitions
             left = [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
-            sized = parts > 1 and args.variant != "fetch-rr"
+            sized = parts > 1 and args.variant not in ("fetch-rr", "fetch-wait")
+            if args.variant == "fetch-wait" and hasattr(consumer, "fetch_idle_ms"):
+                # (an experiment, not in the bench's plan) memphis-fast's fetch() without its
+                # early return on a pause: wait for the full batch up to the pull's expiry
+                consumer.fetch_idle_ms = consumer.batch_max_time_to_wait_ms
             clock = time.perf_counter
             short = 0
             short_s = 0.0
