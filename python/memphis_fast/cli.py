@@ -59,7 +59,7 @@ pub and sub find a local broker started with `memphis-fast broker` by themselves
 `memphis-fast pub --help` for the connection options and environment variables.
 
 exit status: 0 success, 1 error (broker unreachable, message not stored, timeout...),
-2 usage error (bad arguments), 130 interrupted (Ctrl-C).
+2 usage error (bad arguments), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 

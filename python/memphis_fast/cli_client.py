@@ -7,7 +7,7 @@ CLI's (``--server``, ``--user``, ``--password``, ``--token``, ``--tlscert``/``--
 ``broker.json`` that ``memphis-fast broker`` writes into its data directory, and else
 ``127.0.0.1:6666`` as user ``root`` with password ``memphis`` (the broker's defaults).
 
-Exit status: 0 success, 1 error, 2 usage error, 130 interrupted.
+Exit status: 0 success, 1 error, 2 usage error, 130 interrupted, 143 terminated.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +44,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6666
@@ -60,12 +63,14 @@ connection (as the nats CLI; options override environment variables):
                                    MEMPHIS_TLS_CA (all three or none)
   --account-id / MEMPHIS_ACCOUNT_ID  the account id (default 1)
 Without --server and MEMPHIS_SERVER, the broker started by `memphis-fast broker` is found
-through broker.json in its data directory (--data-dir, else $MEMPHIS_FAST_BROKER_DATA, else
-{data_dir}): its address, user, password or token and TLS files. Without that file:
-127.0.0.1:6666, user root, password memphis.
+through the broker.json it writes into its data directory (--data-dir, else
+$MEMPHIS_FAST_BROKER_DATA, else {data_dir}):
+its address, user, password or token and TLS files. Without that file: 127.0.0.1:6666, user
+root, password memphis (the broker's defaults).
 
-exit status: 0 success, 1 error (broker unreachable, connection refused, message not stored,
-timeout before --count messages), 2 usage error (bad arguments), 130 interrupted (Ctrl-C).
+exit status: 0 success, 1 error (broker unreachable, authentication failed, message not
+stored, fewer than --count messages within --timeout), 2 usage error (bad arguments),
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 PUB_DESCRIPTION = """\
@@ -437,6 +442,11 @@ def _run(command: str, args: argparse.Namespace, body: Callable[[Any], Any]) -> 
     async def go() -> int:
         from .memphis import Memphis
 
+        # SIGTERM cancels the command, so that it cleans up (its own consumer group) and exits 143.
+        task = asyncio.current_task()
+        if task is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         memphis = Memphis()
         try:
             await memphis.connect(**settings.connect_kwargs())
@@ -482,6 +492,9 @@ def _run(command: str, args: argparse.Namespace, body: Callable[[Any], Any]) -> 
     except KeyboardInterrupt:
         sys.stderr.write(f"memphis-fast {command}: interrupted\n")
         return EXIT_INTERRUPTED
+    except asyncio.CancelledError:
+        sys.stderr.write(f"memphis-fast {command}: terminated\n")
+        return EXIT_TERMINATED
 
 
 # -- pub ------------------------------------------------------------------------------------------

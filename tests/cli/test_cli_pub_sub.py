@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -282,3 +285,69 @@ def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert r.stdout == ""
     assert "usage" in r.stderr
+
+
+# -- signals and pipes ----------------------------------------------------------------------------
+def _start_sub(broker: LocalBroker, *args: str) -> subprocess.Popen[bytes]:
+    assert broker.data_dir is not None
+    env = clean_env(MEMPHIS_FAST_BROKER_DATA=str(broker.data_dir))
+    return subprocess.Popen(
+        [sys.executable, "-m", "memphis_fast", "sub", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["int", "term"])
+def test_sub_stopped_by_a_signal_cleans_up(
+    broker: LocalBroker, cli: Cli, uid: Callable[[str], str], sig: int, code: int
+) -> None:
+    st = uid("cli-sig")
+    pub(cli, st, "first")
+    proc = _start_sub(broker, st, "--raw", "--name", "sig-reader")
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"first\n"  # it runs (and would wait forever)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    # Its own consumer group was removed on the way out.
+    clients = broker.list_clients_sync(st)
+    assert [c["name"] for c in clients["consumers"]] == []
+
+
+def test_sub_into_a_closed_pipe(broker: LocalBroker, cli: Cli, uid: Callable[[str], str]) -> None:
+    """``memphis-fast sub ... | head -1``: the reader goes away; no traceback, exit 1, and what
+    could not be written is not acknowledged: the group gets it again."""
+    st = uid("cli-pipe")
+    pad = "x" * 100  # 300 KB in all: more than a pipe buffer holds
+    pub(cli, st, "--nonblocking", "-q", input="".join(f"{i} {pad}\n" for i in range(3000)))
+    proc = _start_sub(broker, st, "--raw", "--group", "piped", "--batch-size", "500", "--ack-wait", "1")
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"0 {pad}\n".encode()
+        proc.stdout.close()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    rest = sub(cli, st, "--group", "piped", "--timeout", "5", "--ack-wait", "1", "--raw").stdout
+    numbers = sorted({int(line.split()[0]) for line in rest.splitlines()})
+    assert numbers, "nothing came again"
+    assert numbers == list(range(numbers[0], 3000)), "a message that was not written was acknowledged"
