@@ -96,6 +96,7 @@ F_OUTCOMES = _core.F_OUTCOMES
 F_FAILURES = _core.F_FAILURES
 F_PROGRESS = _core.F_PROGRESS
 F_EVENTS = _core.F_EVENTS
+F_TIMER = _core.F_TIMER
 EV_INFO = _core.EV_INFO
 EV_ERR = _core.EV_ERR
 EV_PONG = _core.EV_PONG
@@ -172,6 +173,7 @@ class NatsConnection:
         self._swept_ack_ms = -1
         self._closing = False
         self._closed = False
+        self._leaving: asyncio.Task[None] | None = None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -291,11 +293,34 @@ class NatsConnection:
         if info.get("headers") is False:
             log.error("server %s does not support headers; Memphis needs them", self._connector.server)
         self._connector.add_connect_urls(info.get("connect_urls") or [])
+        # A clustered server answers "no responders" while a stream leader is being elected:
+        # publishes are then retried until their ack wait runs out (docs/protocol.md §7.7).
+        self.core.retry_unavailable = bool(info.get("cluster"))
         if info.get("ldm"):
             self.event("lame_duck", str(self._connector.server))
+            if self._leaving is None and self._handshake is None and not self.closing:
+                self._leaving = self._loop.create_task(self._leave_lame_duck())
         hs = self._handshake
         if hs is not None:
             hs.on_info(info)
+
+    async def _leave_lame_duck(self) -> None:
+        """The server announced it is shutting down (lame-duck mode): let what is in flight
+        finish on it (bounded), then move to another server before it goes away."""
+        try:
+            protocol = self._protocol
+            if protocol is None or len(self._connector.servers) < 2:
+                return  # nowhere else to go: stay until the server closes the connection
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(self.opts.drain_timeout, 5.0)):
+                    while self.core.inflight > 0 and self._protocol is protocol and not self.closing:
+                        await self.wait_progress()
+            if self._protocol is protocol and not self.closing:
+                log.info("leaving %s (lame-duck mode) for another server", self._connector.server)
+                self.last_error = "the server entered lame-duck mode"
+                protocol.close()
+        finally:
+            self._leaving = None
 
     # -- incoming (the protocol's owner) -----------------------------------------------------
     def on_flags(self, flags: int) -> None:
@@ -348,6 +373,8 @@ class NatsConnection:
                     handler_f(result)
                 except Exception:
                     log.exception("publish failure handler failed")
+        if flags & F_TIMER:
+            self._arm_sweeper()
         if flags & F_PROGRESS and self._progress:
             waiting, self._progress = self._progress, []
             for f in waiting:
@@ -841,6 +868,9 @@ class NatsConnection:
             if h is not None:
                 h.cancel()
         self._keepalive = self._sweeper = None
+        leaving = self._leaving
+        if leaving is not None and leaving is not asyncio.current_task():
+            leaving.cancel()
         task = self._reconnect_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()

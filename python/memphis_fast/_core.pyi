@@ -29,6 +29,7 @@ __all__ = [
     "F_PROGRESS",
     "F_EVENTS",
     "F_WRITE",
+    "F_TIMER",
     "EV_INFO",
     "EV_ERR",
     "EV_PONG",
@@ -84,6 +85,9 @@ F_EVENTS: Final = 16
 """Control events are ready: :meth:`Core.take_events`."""
 F_WRITE: Final = 32
 """Bytes are waiting in the write buffer: :meth:`Core.take_out`."""
+F_TIMER: Final = 64
+"""A deadline earlier than the scheduled sweep may exist (a retry was scheduled):
+re-arm the sweep timer from :meth:`Core.next_deadline`."""
 
 # Event kinds of take_events().
 EV_INFO: Final = 1
@@ -269,6 +273,14 @@ class Core:
     @max_payload.setter
     def max_payload(self, n: int) -> None: ...
     @property
+    def retry_unavailable(self) -> bool:
+        """Retry publishes answered "unavailable" (503 no responders, JetStream cluster not
+        available: a stream leader is being elected) until their ack wait runs out, re-sending
+        the same frame with backoff (25 ms doubling, at most 500 ms). Set for clustered
+        servers; frames are then kept for every publish."""
+    @retry_unavailable.setter
+    def retry_unavailable(self, on: bool) -> None: ...
+    @property
     def inbox_prefix(self) -> str:
         """``<inbox_prefix>.``; publish-ack inboxes are ``<prefix><id>`` (all digits)."""
     @property
@@ -421,6 +433,9 @@ class OutcomeReason:
     """Not stored: JetStream refused it (``code``, ``err_code``, ``error``)."""
     REJECTED: OutcomeReason
     """Refused before sending."""
+    EXPIRED_BEFORE_SENDING: OutcomeReason
+    """Not sent: its ack wait ran out while the connection was down; it was taken out of the
+    buffer and will never be sent (safe to retry)."""
     @property
     def value(self) -> str: ...
     def __eq__(self, other: object, /) -> bool: ...

@@ -34,6 +34,8 @@ pub const F_PROGRESS: u32 = 8;
 pub const F_EVENTS: u32 = 16;
 
 pub const F_WRITE: u32 = 32;
+/// A deadline earlier than the scheduled sweep may exist (a retry was scheduled): re-arm.
+pub const F_TIMER: u32 = 64;
 
 pub const EV_INFO: u32 = 1;
 pub const EV_ERR: u32 = 2;
@@ -422,6 +424,9 @@ impl Core {
         if !self.core.out().is_empty() {
             flags |= F_WRITE;
         }
+        if self.core.take_timer_changed() {
+            flags |= F_TIMER;
+        }
         Ok(flags)
     }
 
@@ -673,6 +678,18 @@ impl Core {
     #[setter]
     fn set_max_payload(&mut self, n: usize) {
         self.core.set_server_max_payload(n);
+    }
+
+    /// Retry publishes answered "unavailable" (503 no responders, JetStream cluster not
+    /// available) until their ack wait runs out; set for clustered servers.
+    #[getter]
+    fn retry_unavailable(&self) -> bool {
+        self.core.retry_unavailable()
+    }
+
+    #[setter]
+    fn set_retry_unavailable(&mut self, on: bool) {
+        self.core.set_retry_unavailable(on);
     }
 
     #[getter]

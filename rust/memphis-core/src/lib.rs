@@ -26,6 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("F_PROGRESS", core::F_PROGRESS),
         ("F_EVENTS", core::F_EVENTS),
         ("F_WRITE", core::F_WRITE),
+        ("F_TIMER", core::F_TIMER),
         ("EV_INFO", core::EV_INFO),
         ("EV_ERR", core::EV_ERR),
         ("EV_PONG", core::EV_PONG),

@@ -124,9 +124,13 @@ pub enum OutcomeReason {
     /// Rejected before sending.
     #[pyo3(name = "REJECTED")]
     Rejected = 6,
+    /// Not sent: its ack wait ran out while no live connection had taken it (the connection
+    /// was down); it was taken out of the buffer and will never be sent. Safe to retry.
+    #[pyo3(name = "EXPIRED_BEFORE_SENDING")]
+    ExpiredBeforeSending = 7,
 }
 
-const REASON_NAMES: [&str; 7] = [
+const REASON_NAMES: [&str; 8] = [
     "none",
     "ack_timeout",
     "connection_lost",
@@ -134,6 +138,7 @@ const REASON_NAMES: [&str; 7] = [
     "no_responders",
     "jetstream_error",
     "rejected",
+    "expired_before_sending",
 ];
 
 #[pymethods]
@@ -211,6 +216,7 @@ pub struct ProduceResult {
 }
 
 pub(crate) const NOT_SENT: &str = "the connection was closed before the message was sent";
+const EXPIRED_UNSENT: &str = "its ack wait ran out before a live connection took it (the connection was down); it was never sent and never will be";
 
 fn unknown_text(r: UnknownReason) -> &'static str {
     match r {
@@ -275,6 +281,11 @@ impl ProduceResult {
                 r.kind = OutcomeKind::NotSent;
                 r.reason = OutcomeReason::ClosedBeforeSending;
                 r.error = Some(NOT_SENT.to_owned());
+            }
+            Outcome::NotSent(NotSentReason::Expired) => {
+                r.kind = OutcomeKind::NotSent;
+                r.reason = OutcomeReason::ExpiredBeforeSending;
+                r.error = Some(EXPIRED_UNSENT.to_owned());
             }
         }
         r

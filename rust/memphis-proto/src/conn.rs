@@ -26,7 +26,10 @@ use std::hash::BuildHasherDefault;
 use crate::encode::{self, AckKind};
 use crate::error::ProtoError;
 use crate::header;
-use crate::inflight::{Completed, GroupId, GroupStats, IdHasher, Inflight, MsgId, Outcome};
+use crate::inflight::{
+    Completed, GroupId, GroupStats, IdHasher, Inflight, MsgId, NotSentReason, Outcome,
+    UnknownReason,
+};
 
 /// Sids are small sequential integers: a multiplicative hash is plenty (one lookup per message).
 type SidMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
@@ -310,10 +313,39 @@ pub struct JsPublish<'a> {
     pub keep_frame: bool,
 }
 
+/// Where the frame of a JetStream publish that has not been handed to the transport yet lies,
+/// so that it can be taken back when its ack wait runs out first (it is then "not sent", and
+/// must never be sent later).
+#[derive(Debug, Clone, Copy)]
+struct Unsent {
+    id: MsgId,
+    start: usize,
+    len: usize,
+}
+
+/// Remove the frame of `id` from `buf`, fixing the entries behind it; false when `id` is not
+/// there. Linear: it runs only when an ack wait ran out before the message left, and the
+/// `drain` costs as much.
+fn take_back(buf: &mut Vec<u8>, unsent: &mut Vec<Unsent>, id: MsgId) -> bool {
+    let Some(pos) = unsent.iter().position(|u| u.id == id) else {
+        return false;
+    };
+    let u = unsent.remove(pos);
+    buf.drain(u.start..u.start + u.len);
+    for later in unsent.iter_mut().filter(|l| l.start > u.start) {
+        later.start -= u.len;
+    }
+    true
+}
+
 pub struct Core {
     recv: RecvBuffer,
     out: Vec<u8>,
     pending: Vec<u8>,
+    /// JetStream frames in `out` not yet handed to the transport.
+    unsent_out: Vec<Unsent>,
+    /// JetStream frames in `pending`.
+    unsent_pending: Vec<Unsent>,
     state: State,
     opts: Options,
     server_max_payload: usize,
@@ -328,6 +360,38 @@ pub struct Core {
     completed_buf: Vec<Completed>,
     pull_subs: SidMap<PullSub>,
     next_pull_sub: u64,
+    /// Retry publishes answered "unavailable" (503 no responders, JetStream cluster not
+    /// available) until their ack wait runs out: set for clustered servers, where that answer
+    /// means a stream leader is being elected (docs/protocol.md §7.7).
+    retry_unavailable: bool,
+    /// A deadline earlier than the scheduled sweep may exist (a retry was scheduled).
+    timer_changed: bool,
+}
+
+/// JetStream's "temporarily unavailable" answers: no responders (no stream leader took the
+/// subject) and JSClusterNotAvailErr (10008). Not "insufficient resources" (10047), which is
+/// a full store and final.
+/// The outcome of a message whose every try was answered "unavailable" until its ack wait
+/// ran out.
+fn summarize_unavailable(last: Outcome, tries: u32) -> Outcome {
+    match last {
+        Outcome::NotStored {
+            code,
+            err_code,
+            description,
+        } => Outcome::NotStored {
+            code,
+            err_code,
+            description: format!(
+                "no stream leader answered within the ack wait ({tries} tries; last answer: {description})"
+            ),
+        },
+        other => other,
+    }
+}
+
+pub fn is_unavailable(o: &Outcome) -> bool {
+    matches!(o, Outcome::NotStored { code: 503, err_code, .. } if *err_code == 0 || *err_code == 10008)
 }
 
 impl Core {
@@ -343,6 +407,8 @@ impl Core {
             recv: RecvBuffer::new(recv_limit),
             out: Vec::with_capacity(64 * 1024),
             pending: Vec::new(),
+            unsent_out: Vec::new(),
+            unsent_pending: Vec::new(),
             state: State::Disconnected,
             opts,
             server_max_payload: 1024 * 1024,
@@ -357,6 +423,8 @@ impl Core {
             completed_buf: Vec::new(),
             pull_subs: SidMap::default(),
             next_pull_sub: 1,
+            retry_unavailable: false,
+            timer_changed: false,
         };
         let mut mux = core.inbox_prefix.to_vec();
         mux.push(b'*');
@@ -583,6 +651,17 @@ impl Core {
         if m.sid == self.mux_sid {
             if let Some(id) = self.ack_id(m.subject) {
                 let outcome = pub_ack_outcome(m, self.inflight.is_waiter(id));
+                let mut outcome = outcome;
+                if self.retry_unavailable && is_unavailable(&outcome) {
+                    if self.inflight.retry_later(id, outcome.clone(), now_ms) {
+                        self.timer_changed = true;
+                        return;
+                    }
+                    let tries = self.inflight.attempts(id);
+                    if tries > 0 {
+                        outcome = summarize_unavailable(outcome, tries + 1);
+                    }
+                }
                 match self.inflight.complete(id, outcome) {
                     Some(c) => sink.completed(c),
                     None => self.stats.late_acks += 1,
@@ -615,6 +694,7 @@ impl Core {
     pub fn out_taken(&mut self) {
         self.stats.bytes_out += self.out.len() as u64;
         self.out.clear();
+        self.unsent_out.clear();
         if self.out.capacity() > 4 * 1024 * 1024 {
             self.out.shrink_to(64 * 1024);
         }
@@ -700,11 +780,17 @@ impl Core {
         let res = self.data_buf(estimate).map(|buf| {
             let start = buf.len();
             write_js_frame(buf, p, &prefix, id, hdr_len, payload);
-            start
+            (start, buf.len() - start)
         });
         self.inbox_prefix = prefix;
-        let start = res?;
-        let frame = if p.keep_frame {
+        let (start, len) = res?;
+        let u = Unsent { id, start, len };
+        if state == State::Connected {
+            self.unsent_out.push(u);
+        } else {
+            self.unsent_pending.push(u);
+        }
+        let frame = if p.keep_frame || self.retry_unavailable {
             let buf = if state == State::Connected {
                 &self.out
             } else {
@@ -722,6 +808,7 @@ impl Core {
             now_ms.saturating_add(p.ack_wait_ms),
             p.waiter,
             frame,
+            p.keep_frame,
         );
         debug_assert_eq!(got, id);
         self.stats.msgs_out += 1;
@@ -992,6 +1079,11 @@ impl Core {
         let wait = self.last_ack_wait_ms;
         self.inflight
             .take_resends(now_ms, Some(wait), &mut self.out);
+        let base = self.out.len();
+        for mut u in self.unsent_pending.drain(..) {
+            u.start += base;
+            self.unsent_out.push(u);
+        }
         if !self.pending.is_empty() {
             self.out.extend_from_slice(&self.pending);
             self.pending.clear();
@@ -1006,13 +1098,23 @@ impl Core {
             State::Connected => {
                 // Whatever was not yet handed to the transport is still ours to send.
                 let mut unsent = std::mem::take(&mut self.out);
+                let base = unsent.len();
                 if !self.pending.is_empty() {
                     unsent.extend_from_slice(&self.pending);
                 }
                 self.pending = unsent;
                 self.out = Vec::with_capacity(64 * 1024);
+                let mut frames = std::mem::take(&mut self.unsent_out);
+                frames.extend(self.unsent_pending.drain(..).map(|mut u| {
+                    u.start += base;
+                    u
+                }));
+                self.unsent_pending = frames;
             }
-            State::Handshaking => self.out.clear(),
+            State::Handshaking => {
+                self.out.clear();
+                self.unsent_out.clear();
+            }
             State::Disconnected | State::Closed => {}
         }
         if self.state != State::Closed {
@@ -1034,6 +1136,8 @@ impl Core {
     pub fn close(&mut self, sink: &mut impl Sink) {
         self.state = State::Closed;
         self.pending = Vec::new();
+        self.unsent_out.clear();
+        self.unsent_pending.clear();
         self.recv.clear();
         self.pings.clear();
         let mut done = Vec::new();
@@ -1043,15 +1147,53 @@ impl Core {
         }
     }
 
-    /// Finish publishes whose ack wait expired.
+    /// Finish publishes whose ack wait expired: "unknown" if they were handed to a live
+    /// connection, "not sent" (and taken out of the buffer, never to be sent) otherwise.
     pub fn sweep(&mut self, now_ms: u64, sink: &mut impl Sink) {
         self.end_pulls(Some(now_ms), sink);
-        let mut done = std::mem::take(&mut self.completed_buf);
-        self.inflight.expire(now_ms, &mut done);
-        for c in done.drain(..) {
-            sink.completed(c);
+        for id in self.inflight.expired_ids(now_ms) {
+            let never_left = take_back(&mut self.out, &mut self.unsent_out, id)
+                || take_back(&mut self.pending, &mut self.unsent_pending, id);
+            let outcome = if never_left {
+                Outcome::NotSent(NotSentReason::Expired)
+            } else if let Some((last, tries)) = self.inflight.unavailable_outcome(id) {
+                summarize_unavailable(last, tries)
+            } else {
+                Outcome::Unknown(UnknownReason::AckTimeout)
+            };
+            if let Some(c) = self.inflight.complete(id, outcome) {
+                sink.completed(c);
+            }
         }
-        self.completed_buf = done;
+        if self.state != State::Closed {
+            let mut due = Vec::new();
+            let (buf, unsent) = if self.state == State::Connected {
+                (&mut self.out, &mut self.unsent_out)
+            } else {
+                (&mut self.pending, &mut self.unsent_pending)
+            };
+            self.inflight.take_retries(now_ms, buf, &mut due);
+            for (id, start, len) in due {
+                unsent.push(Unsent { id, start, len });
+                self.stats.msgs_out += 1;
+            }
+        }
+    }
+
+    /// Retry publishes answered "unavailable" until their ack wait runs out (clustered
+    /// servers: docs/protocol.md §7.7). Takes effect for publishes made from now on.
+    pub fn set_retry_unavailable(&mut self, on: bool) {
+        self.retry_unavailable = on;
+    }
+
+    pub fn retry_unavailable(&self) -> bool {
+        self.retry_unavailable
+    }
+
+    /// True (once) when a retry was scheduled since the last call: the next deadline may be
+    /// earlier than the sweep the caller scheduled.
+    pub fn take_timer_changed(&mut self) -> bool {
+        std::mem::take(&mut self.timer_changed)
     }
 }
 

@@ -26,6 +26,9 @@ pub enum UnknownReason {
 pub enum NotSentReason {
     /// The connection was closed while the message was still buffered.
     Closed,
+    /// Its ack wait ran out while it was still buffered (no live connection took it); it was
+    /// taken out of the buffer and will never be sent.
+    Expired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +75,19 @@ struct Entry {
     bytes: u32,
     deadline_ms: u64,
     waiter: bool,
-    /// The encoded frame, kept when the message carries a message id so that it can be sent
-    /// again after a reconnect (the server de-duplicates it).
+    /// The encoded frame, kept when the message carries a message id (so that it can be sent
+    /// again after a reconnect: the server de-duplicates it) or when publishes answered "no
+    /// stream leader" are retried (clustered servers).
     frame: Option<Box<[u8]>>,
+    /// The frame may be re-sent after a reconnect (it carries a message id).
+    dedup: bool,
     resend: bool,
+    /// Answered "unavailable" (no responders / no leader): sent again at this instant.
+    retry_at: Option<u64>,
+    attempts: u32,
+    /// The last "unavailable" answer: what the message ends with if its ack wait runs out
+    /// before another try is answered.
+    last_unavailable: Option<Outcome>,
 }
 
 /// Counters of one group (or of the whole connection).
@@ -163,6 +175,7 @@ impl Inflight {
         deadline_ms: u64,
         waiter: bool,
         frame: Option<Box<[u8]>>,
+        dedup: bool,
     ) -> MsgId {
         let id = self.next_id;
         self.next_id += 1;
@@ -176,7 +189,11 @@ impl Inflight {
                 deadline_ms,
                 waiter,
                 frame,
+                dedup,
                 resend: false,
+                retry_at: None,
+                attempts: 0,
+                last_unavailable: None,
             },
         );
         let g = self.groups.entry(group).or_default();
@@ -220,20 +237,96 @@ impl Inflight {
         self.sent_below = self.next_id;
     }
 
-    /// Expire messages whose deadline passed.
+    /// Expire messages whose deadline passed (all as unknown: see [`Inflight::expired_ids`]
+    /// for callers that know which never left).
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Completed>) {
-        let expired: Vec<MsgId> = self
+        let expired = self.expired_ids(now_ms);
+        self.finish_ids(expired, Outcome::Unknown(UnknownReason::AckTimeout), out);
+    }
+
+    /// The ids whose deadline passed, oldest first.
+    pub fn expired_ids(&self, now_ms: u64) -> Vec<MsgId> {
+        let mut ids: Vec<MsgId> = self
             .entries
             .iter()
             .filter(|(_, e)| e.deadline_ms <= now_ms)
             .map(|(&id, _)| id)
             .collect();
-        self.finish_ids(expired, Outcome::Unknown(UnknownReason::AckTimeout), out);
+        ids.sort_unstable();
+        ids
     }
 
-    /// The earliest deadline, for scheduling the next sweep.
+    /// The earliest deadline (an ack wait, or a retry), for scheduling the next sweep.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.entries.values().map(|e| e.deadline_ms).min()
+        self.entries
+            .values()
+            .map(|e| e.retry_at.map_or(e.deadline_ms, |r| r.min(e.deadline_ms)))
+            .min()
+    }
+
+    /// A try of `id` was answered "unavailable" (`outcome`): if its frame is kept and its ack
+    /// wait leaves room, schedule another try after a backoff (25 ms doubling, at most 500 ms)
+    /// and return true; otherwise false (the caller completes it with `outcome`).
+    pub fn retry_later(&mut self, id: MsgId, outcome: Outcome, now_ms: u64) -> bool {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        if e.frame.is_none() {
+            return false;
+        }
+        let backoff = (25u64 << e.attempts.min(5)).min(500);
+        if now_ms.saturating_add(backoff) >= e.deadline_ms {
+            return false;
+        }
+        e.retry_at = Some(now_ms + backoff);
+        e.attempts += 1;
+        e.last_unavailable = Some(outcome);
+        true
+    }
+
+    /// How many times `id` was sent again after an "unavailable" answer.
+    pub fn attempts(&self, id: MsgId) -> u32 {
+        self.entries.get(&id).map_or(0, |e| e.attempts)
+    }
+
+    /// Frames whose retry is due, oldest first (appended to `buf`); returns their ids.
+    pub fn take_retries(
+        &mut self,
+        now_ms: u64,
+        buf: &mut Vec<u8>,
+        ids: &mut Vec<(MsgId, usize, usize)>,
+    ) {
+        let mut due: Vec<MsgId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.retry_at.is_some_and(|r| r <= now_ms))
+            .map(|(&id, _)| id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.retry_at = None;
+                if let Some(f) = &e.frame {
+                    let start = buf.len();
+                    buf.extend_from_slice(f);
+                    ids.push((id, start, f.len()));
+                }
+                let g = self.groups.entry(e.group).or_default();
+                g.retried += 1;
+                self.totals.retried += 1;
+            }
+        }
+    }
+
+    /// What an expired message ends with when it was waiting for another try (nothing of it
+    /// is in flight): its last "unavailable" answer and the number of tries; `None` otherwise.
+    pub fn unavailable_outcome(&self, id: MsgId) -> Option<(Outcome, u32)> {
+        let e = self.entries.get(&id)?;
+        if e.retry_at.is_some() {
+            e.last_unavailable.clone().map(|o| (o, e.attempts))
+        } else {
+            None
+        }
     }
 
     fn finish_ids(&mut self, mut ids: Vec<MsgId>, outcome: Outcome, out: &mut Vec<Completed>) {
@@ -253,8 +346,8 @@ impl Inflight {
         let sent_below = self.sent_below;
         let mut lost = Vec::new();
         for (&id, e) in self.entries.iter_mut() {
-            if id < sent_below {
-                if e.frame.is_some() {
+            if id < sent_below && e.retry_at.is_none() {
+                if e.frame.is_some() && e.dedup {
                     e.resend = true;
                 } else {
                     lost.push(id);
@@ -291,6 +384,19 @@ impl Inflight {
 
     /// The connection is closed for good: everything still in flight ends now.
     pub fn close(&mut self, out: &mut Vec<Completed>) {
+        // Waiting for another try: nothing of it is in flight, its last answer stands.
+        let mut waiting: Vec<(MsgId, Outcome)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.retry_at.is_some())
+            .filter_map(|(&id, e)| e.last_unavailable.clone().map(|o| (id, o)))
+            .collect();
+        waiting.sort_unstable_by_key(|(id, _)| *id);
+        for (id, o) in waiting {
+            if let Some(e) = self.entries.remove(&id) {
+                out.push(self.finish(id, e, o));
+            }
+        }
         let sent_below = self.sent_below;
         let (sent, unsent): (Vec<MsgId>, Vec<MsgId>) = self
             .entries
@@ -332,9 +438,9 @@ mod tests {
     #[test]
     fn lifecycle_and_counters() {
         let mut t = Inflight::new();
-        let a = t.register(1, 0, 10, 100, true, None);
-        let b = t.register(1, 0, 20, 200, false, None);
-        let c = t.register(2, 0, 5, 50, false, Some(b"frame".to_vec().into()));
+        let a = t.register(1, 0, 10, 100, true, None, false);
+        let b = t.register(1, 0, 20, 200, false, None, false);
+        let c = t.register(2, 0, 5, 50, false, Some(b"frame".to_vec().into()), true);
         assert_eq!((a, b, c), (1, 2, 3));
         assert_eq!(t.group(1).inflight, 2);
         assert_eq!(t.group(1).inflight_bytes, 30);
@@ -355,10 +461,10 @@ mod tests {
     #[test]
     fn disconnect_resend_and_close() {
         let mut t = Inflight::new();
-        let a = t.register(1, 0, 1, 1000, false, None);
-        let b = t.register(1, 0, 1, 1000, false, Some(b"B".to_vec().into()));
+        let a = t.register(1, 0, 1, 1000, false, None, false);
+        let b = t.register(1, 0, 1, 1000, false, Some(b"B".to_vec().into()), true);
         t.mark_sent();
-        let c = t.register(1, 0, 1, 1000, false, None);
+        let c = t.register(1, 0, 1, 1000, false, None, false);
         let mut out = Vec::new();
         t.on_disconnect(&mut out);
         assert_eq!(out.len(), 1);

@@ -524,3 +524,176 @@ fn pulls_end_on_expiry_heartbeat_loss_and_disconnect() {
     core.unsubscribe(a, None);
     assert!(core.pull(a, &pull_req(1, 1, 0), 0).is_err());
 }
+
+/// A message whose ack wait runs out before any live connection took it is "not sent", is
+/// taken out of the buffer, and never goes out later; one that had left is "unknown".
+#[test]
+fn unsent_messages_expire_as_not_sent_and_are_never_sent() {
+    let (mut core, mut rec) = connected();
+    let sent = core
+        .js_publish(&js(b"", b"", 1, true, true), b"left", 0)
+        .unwrap();
+    take(&mut core);
+    // Written but not yet handed to the transport (a paused transport keeps it in `out`).
+    let held = core
+        .js_publish(&js(b"", b"", 1, true, false), b"held", 0)
+        .unwrap();
+    core.on_disconnect(&mut rec);
+    rec.events.clear();
+    // Buffered while disconnected, around a core NATS publish that must survive.
+    let buffered = core
+        .js_publish(&js(b"", b"", 1, true, true), b"order-42", 10)
+        .unwrap();
+    core.publish(b"plain", None, None, b"p").unwrap();
+    let late = core
+        .js_publish(&js(b"", b"", 1, true, false), b"late", 900)
+        .unwrap();
+    core.sweep(1000, &mut rec);
+    let outcomes: Vec<(u64, Outcome)> = rec
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Done(c) => Some((c.id, c.outcome.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (sent, Outcome::Unknown(UnknownReason::AckTimeout)),
+            (held, Outcome::NotSent(NotSentReason::Expired)),
+        ],
+        "only the ack waits that ran out"
+    );
+    rec.events.clear();
+    core.sweep(1010, &mut rec);
+    assert!(matches!(
+        rec.events[..],
+        [Ev::Done(Completed { id, outcome: Outcome::NotSent(NotSentReason::Expired), .. })] if id == buffered
+    ));
+    // The reconnect sends what is left: the core publish and the late message, nothing else.
+    core.start_session(CONNECT, 0).unwrap();
+    take(&mut core);
+    core.feed_bytes(b"PONG\r\n", 5, &mut rec).unwrap();
+    core.session_ready(1020);
+    let out = take(&mut core);
+    assert!(
+        !out.contains("left") && !out.contains("held") && !out.contains("order-42"),
+        "{out}"
+    );
+    assert_eq!(
+        out,
+        format!("PUB plain 1\r\np\r\nPUB orders#eu$1.final _INBOX.abc.{late} 4\r\nlate\r\n")
+    );
+}
+
+/// Clustered servers: a publish answered "no responders" (a stream leader is being elected)
+/// is sent again, with the same reply inbox, until it is stored or its ack wait runs out; a
+/// final error ("insufficient resources") is not retried.
+#[test]
+fn unavailable_answers_are_retried_until_the_ack_wait() {
+    let (mut core, mut rec) = connected();
+    core.set_retry_unavailable(true);
+    let a = core
+        .js_publish(&js(b"", b"", 1, true, false), b"a", 0)
+        .unwrap();
+    let b = core
+        .js_publish(&js(b"", b"", 1, true, false), b"b", 0)
+        .unwrap();
+    let c = core
+        .js_publish(&js(b"", b"", 1, true, false), b"c", 0)
+        .unwrap();
+    take(&mut core);
+    let full = br#"{"error":{"code":503,"err_code":10047,"description":"insufficient resources"}}"#;
+    let input = format!(
+        "HMSG _INBOX.abc.{a} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nHMSG _INBOX.abc.{b} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nMSG _INBOX.abc.{c} 1 {}\r\n{}\r\n",
+        full.len(),
+        s(full)
+    );
+    core.feed_bytes(input.as_bytes(), 0, &mut rec).unwrap();
+    assert!(core.take_timer_changed());
+    // Only the full store is final.
+    assert!(matches!(
+        &rec.events[..],
+        [Ev::Done(Completed { id, outcome: Outcome::NotStored { err_code: 10047, .. }, .. })] if *id == c
+    ));
+    rec.events.clear();
+    assert_eq!(core.next_deadline_ms(), Some(25));
+    core.sweep(25, &mut rec);
+    assert_eq!(
+        take(&mut core),
+        format!(
+            "PUB orders#eu$1.final _INBOX.abc.{a} 1\r\na\r\nPUB orders#eu$1.final _INBOX.abc.{b} 1\r\nb\r\n"
+        )
+    );
+    assert_eq!(core.group_stats(1).retried, 2);
+    // `a` is stored by its second try; `b` keeps being unavailable until its ack wait ends.
+    let stored = br#"{"stream":"orders#eu$1","seq":7}"#;
+    let input = format!(
+        "MSG _INBOX.abc.{a} 1 {}\r\n{}\r\nHMSG _INBOX.abc.{b} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n",
+        stored.len(),
+        s(stored)
+    );
+    core.feed_bytes(input.as_bytes(), 30_000, &mut rec).unwrap();
+    assert!(matches!(
+        &rec.events[..],
+        [Ev::Done(Completed { id, outcome: Outcome::Stored { seq: 7, .. }, .. })] if *id == a
+    ));
+    rec.events.clear();
+    let mut now = 30;
+    while rec.events.is_empty() {
+        now = core.next_deadline_ms().unwrap();
+        core.sweep(now, &mut rec);
+        let out = take(&mut core);
+        if !out.is_empty() {
+            let nak = format!("HMSG _INBOX.abc.{b} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
+            core.feed_bytes(nak.as_bytes(), now * 1000, &mut rec)
+                .unwrap();
+        }
+        assert!(now <= 1000, "the ack wait bounds the retries");
+    }
+    match &rec.events[..] {
+        [Ev::Done(Completed {
+            id,
+            outcome:
+                Outcome::NotStored {
+                    code: 503,
+                    description,
+                    ..
+                },
+            ..
+        })] => {
+            assert_eq!(*id, b);
+            assert!(
+                description.starts_with("no stream leader answered within the ack wait"),
+                "{description}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!((500..=1000).contains(&now), "{now}");
+}
+
+/// Without retries (a single server: no responders means no stream), the answer is final.
+#[test]
+fn unavailable_is_final_without_retries() {
+    let (mut core, mut rec) = connected();
+    let a = core
+        .js_publish(&js(b"", b"", 1, true, false), b"a", 0)
+        .unwrap();
+    take(&mut core);
+    let input = format!("HMSG _INBOX.abc.{a} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
+    core.feed_bytes(input.as_bytes(), 0, &mut rec).unwrap();
+    assert!(matches!(
+        &rec.events[..],
+        [Ev::Done(Completed {
+            outcome: Outcome::NotStored {
+                code: 503,
+                err_code: 0,
+                ..
+            },
+            ..
+        })]
+    ));
+    assert!(!core.take_timer_changed());
+}
