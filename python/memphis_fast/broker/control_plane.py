@@ -112,7 +112,10 @@ class ControlPlane(DeadLetterStation):
         self.nc = await self._connect(
             self.cfg.user, self.cfg.password, self.cfg.token, "memphis-fast control plane"
         )
-        self.js = JsApi(self.nc, retry_for=self.cfg.retry_for)
+        # A cluster that just became healthy may still refuse placements for a moment ("no
+        # suitable peers for placement, peer offline") until the meta leader has every peer's
+        # statistics: the start-up calls get a longer window than requests do.
+        self.js = JsApi(self.nc, retry_for=30.0 if self.cfg.nodes > 1 else 0.0)
         self.store = MetadataStore(
             self.nc,
             self.js,
@@ -152,6 +155,7 @@ class ControlPlane(DeadLetterStation):
             task.add_done_callback(self._background_done)
             self._background.append(task)
         await self._confirm_subscriptions()
+        self.js.retry_for = self.cfg.retry_for
         log.info(
             "control plane ready: %d stations, %d schemas, %d DLS records",
             len(self.stations),

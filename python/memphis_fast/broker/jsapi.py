@@ -102,7 +102,7 @@ class JsApi:
     """
 
     def __init__(
-        self, nc: NATS, timeout: float = 10.0, *, retry_for: float = 0.0, attempt_timeout: float = 3.0
+        self, nc: NATS, timeout: float = 10.0, *, retry_for: float = 0.0, attempt_timeout: float = 2.0
     ) -> None:
         self.nc = nc
         self.timeout = timeout

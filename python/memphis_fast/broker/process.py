@@ -301,7 +301,7 @@ async def _run(
         servers=servers,
         nodes=nodes.count,
         internal_replicas=min(3, nodes.count),
-        retry_for=12.0 if nodes.clustered else 0.0,
+        retry_for=8.0 if nodes.clustered else 0.0,
         # Token mode has no account to cap, so no reservation is needed (or possible) there.
         metadata_max_bytes=reserve * 3 // 4 if cfg.auth == "password" else None,
         dls_max_bytes=reserve // 4 if cfg.auth == "password" else None,

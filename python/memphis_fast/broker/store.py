@@ -147,7 +147,7 @@ class MetadataStore:
         while True:
             attempt += 1
             try:
-                timeout = 5.0 if self.retry_for <= 0 else max(0.5, min(3.0, deadline - time.monotonic()))
+                timeout = 5.0 if self.retry_for <= 0 else max(0.5, min(2.0, deadline - time.monotonic()))
                 if data is None:
                     headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
                     resp = await self.nc.request(subject, b"", timeout=timeout, headers=headers)
