@@ -80,7 +80,8 @@ DOES = [
     ),
     (
         "kill.test_kill_and_restart_mid_stream[",
-        "ack wait runs out while down: reported unknown (ack timeout); see the known bug below",
+        "waited out its ack wait in the buffer: not sent (expired before sending), never sent later; "
+        "written before the crash: unknown",
     ),
     (
         "consumer_restart.",
