@@ -12,7 +12,8 @@
 #
 # Knobs (environment): MEMPHIS_FUZZ_CASES and MEMPHIS_FUZZ_SEED (fuzz_feed: a failing case
 # prints its seed, number and bytes; re-run with that seed to reproduce), PROPTEST_CASES (the
-# property tests; proptest reads it itself), FUZZ_SECONDS (nightly: seconds per target).
+# property tests; proptest applies it over the tests' own `cases: 200`), FUZZ_SECONDS (nightly:
+# seconds per target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
