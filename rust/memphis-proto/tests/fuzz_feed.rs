@@ -1,7 +1,7 @@
 //! A bounded, deterministic fuzz run of `Core::feed` / `Core::feed_bytes` on the stable
 //! toolchain (the cargo-fuzz targets in `fuzz/` need nightly; `scripts/fuzz.sh` runs both).
 //!
-//! Feeds `MEMPHIS_FUZZ_CASES` inputs (default 50,000: about 6 s in a debug build) from a
+//! Feeds `MEMPHIS_FUZZ_CASES` inputs (default 50,000: about 5 s of CPU in a debug build) from a
 //! seeded generator (`MEMPHIS_FUZZ_SEED`, default fixed): pure random bytes, valid server
 //! streams (INFO, PING, PONG, +OK, -ERR, MSG, HMSG with status lines, publish acks of the
 //! in-flight publishes), and those valid streams mutated (bytes flipped, inserted, deleted,
