@@ -255,6 +255,13 @@ class Connector:
         self.server: Server | None = None
         self.user = opts.user
         self.reconnects = 0
+        #: server -> loop time until which it is tried only when nothing else answers
+        #: (it announced lame-duck mode)
+        self._avoid: dict[Server, float] = {}
+
+    def avoid(self, server: Server, seconds: float) -> None:
+        """Try ``server`` last for ``seconds`` (it is shutting down)."""
+        self._avoid[server] = self._loop.time() + seconds
 
     def add_connect_urls(self, urls: Sequence[Any]) -> None:
         """Servers the cluster announced in INFO (``connect_urls``)."""
@@ -365,6 +372,10 @@ class Connector:
             if last in servers:
                 i = servers.index(last)
                 servers = servers[i + 1 :] + servers[: i + 1]
+            now = self._loop.time()
+            avoided = [s for s in servers if self._avoid.get(s, 0.0) > now]
+            if avoided and len(avoided) < len(servers):
+                servers = [s for s in servers if s not in avoided] + avoided
             for server in servers:
                 if opts.max_reconnect >= 0 and attempts >= opts.max_reconnect:
                     await link.shutdown(

@@ -174,6 +174,8 @@ class NatsConnection:
         self._closing = False
         self._closed = False
         self._leaving: asyncio.Task[None] | None = None
+        #: the transport whose server announced lame-duck mode
+        self._lame_duck: NatsProtocol | None = None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -297,19 +299,24 @@ class NatsConnection:
         # publishes are then retried until their ack wait runs out (docs/protocol.md §7.7).
         self.core.retry_unavailable = bool(info.get("cluster"))
         if info.get("ldm"):
-            self.event("lame_duck", str(self._connector.server))
-            if self._leaving is None and self._handshake is None and not self.closing:
-                self._leaving = self._loop.create_task(self._leave_lame_duck())
+            protocol = self._protocol
+            server = self._connector.server
+            if protocol is not None and server is not None and self._lame_duck is not protocol:
+                self._lame_duck = protocol
+                self.event("lame_duck", str(server))
+                # Do not come back to it while it shuts down (unless nothing else answers).
+                self._connector.avoid(server, 120.0)
+                if self._handshake is None and not self.closing:
+                    self._leaving = self._loop.create_task(self._leave_lame_duck(protocol))
         hs = self._handshake
         if hs is not None:
             hs.on_info(info)
 
-    async def _leave_lame_duck(self) -> None:
+    async def _leave_lame_duck(self, protocol: NatsProtocol) -> None:
         """The server announced it is shutting down (lame-duck mode): let what is in flight
         finish on it (bounded), then move to another server before it goes away."""
         try:
-            protocol = self._protocol
-            if protocol is None or len(self._connector.servers) < 2:
+            if len(self._connector.servers) < 2:
                 return  # nowhere else to go: stay until the server closes the connection
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(self.opts.drain_timeout, 5.0)):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 from typing import Any
 
 import pytest
-from wire_helpers import Connect, create_stream, ms, stream_info
+from wire_helpers import Connect, Events, create_stream, ms, stream_info
 
 from memphis_fast._connection import OutcomeKind, OutcomeReason
 from memphis_fast._server import NatsServer
@@ -81,15 +82,15 @@ async def test_not_sent_while_transport_is_backed_up_is_taken_back(
 
 
 @pytest.fixture
-async def clustered_server(nats_server_factory: Any, connect: Connect) -> NatsServer:
-    """A three-node JetStream cluster on loopback (routes between all); returns the first
-    node once the cluster has a JetStream meta leader. Its INFO carries ``cluster``."""
+async def cluster(nats_server_factory: Any, connect: Connect) -> list[NatsServer]:
+    """A three-node JetStream cluster on loopback (routes between all), once it has a
+    JetStream meta leader. Its INFO carries ``cluster``."""
     ports = [_free_port() for _ in range(3)]
     routes = ", ".join(f'"nats://127.0.0.1:{p}"' for p in ports)
     nodes: list[NatsServer] = []
     for i, p in enumerate(ports):
         cfg = (
-            f"server_name: n{i}\n"
+            f"server_name: n{i}\nlame_duck_duration: 30s\nlame_duck_grace_period: 10s\n"
             f'cluster {{ name: c1, listen: "127.0.0.1:{p}", routes: [{routes}], no_advertise: true }}'
         )
         nodes.append(nats_server_factory(cfg))
@@ -104,7 +105,12 @@ async def clustered_server(nats_server_factory: Any, connect: Connect) -> NatsSe
             if "error" not in json.loads(reply.data):
                 break
             await asyncio.sleep(0.1)
-    return nodes[0]
+    return nodes
+
+
+@pytest.fixture
+def clustered_server(cluster: list[NatsServer]) -> NatsServer:
+    return cluster[0]
 
 
 async def test_no_responders_is_retried_on_a_clustered_server(
@@ -152,3 +158,40 @@ async def test_insufficient_resources_is_not_retried(clustered_server: NatsServe
         assert r.code != 0 and r.err_code != 0
         assert r.error is not None and "no stream leader" not in r.error
     assert json.dumps(results[0].stored)
+
+
+async def test_lame_duck_moves_the_client_before_the_server_goes_away(
+    cluster: list[NatsServer], connect: Connect
+) -> None:
+    """A node entering lame-duck mode (SIGUSR2) tells its clients in INFO; the client lets its
+    in-flight publishes finish there and moves to another node at once, long before the
+    node's grace period (10 s here) would have closed it; nothing is lost. (The node chosen
+    is not the stream's leader: a leader in lame-duck mode keeps its leadership until it
+    exits, which is the broker's business, not the client's.)"""
+    setup = await connect(*cluster)
+    await create_stream(setup, "ldm", ["ldm.>"], replicas=3)
+    leader = (await stream_info(setup, "ldm"))["cluster"]["leader"]
+    node = next(n for i, n in enumerate(cluster) if f"n{i}" != leader)
+    others = [n for n in cluster if n is not node]
+    events = Events()
+    conn = await connect(node, *others, on_event=events)
+    assert conn.connected_server is not None and conn.connected_server.port == node.port
+    g = conn.new_group("ldm")
+    results = [await conn.publish_awaited("ldm.a", f"{i}".encode(), g, i, ms(15)) for i in range(10)]
+    t0 = time.monotonic()
+    node.signal(signal.SIGUSR2)
+    await events.wait("lame_duck", timeout=5)
+    # Keep producing while the client moves.
+    more = [
+        conn.publish_awaited("ldm.a", f"{i}".encode(), g, i, ms(15), None, None, f"id-{i}")
+        for i in range(10, 30)
+    ]
+    await events.wait("reconnected", timeout=8)
+    moved_after = time.monotonic() - t0
+    assert moved_after < 8, moved_after
+    assert conn.connected_server is not None and conn.connected_server.port != node.port
+    results += [await asyncio.wait_for(f, 20) for f in more]
+    assert all(r.stored for r in results), [r for r in results if not r.stored]
+    info = await stream_info(conn, "ldm")
+    assert info["state"]["messages"] == 30
+    assert events.count("lame_duck") == 1, events.items
