@@ -161,7 +161,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )
             module.add_command_arguments(name, p)
-            p.set_defaults(_run=module.command_runner(name))
+            p.set_defaults(_run=module.command_runner(name), _extra=module.take_extra_arguments)
         else:
             p = sub.add_parser(
                 name,
@@ -181,7 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _MissingExtra as exc:
         sys.stderr.write(f"{exc}\n")
         return EXIT_ERROR
-    args = parser.parse_args(args_list)
+    # argparse leaves an optional positional given after an option (`pub st -q msg`) unparsed;
+    # the command module may take such arguments, everything else is a usage error.
+    args, extras = parser.parse_known_args(args_list)
+    if extras:
+        take = getattr(args, "_extra", None)
+        if take is None or not take(args, extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     run = getattr(args, "_run", None)
     if run is None:  # pragma: no cover - a stub parser only exists for unselected commands
         parser.error(f"unknown command {args.command!r}")

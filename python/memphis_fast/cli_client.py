@@ -22,8 +22,9 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +37,7 @@ __all__ = [
     "command_description",
     "command_runner",
     "resolve_connection",
+    "take_extra_arguments",
 ]
 
 log = logging.getLogger("memphis_fast.cli")
@@ -396,6 +398,18 @@ def add_command_arguments(name: str, p: argparse.ArgumentParser) -> None:
     _add_connection_arguments(p)
 
 
+def take_extra_arguments(args: argparse.Namespace, extras: list[str]) -> bool:
+    """``pub STATION -q MESSAGE``: argparse leaves MESSAGE unparsed when an option comes
+    between it and STATION; take it (one, not an option). False: a usage error."""
+    if args.command != "pub" or args.message is not None or len(extras) != 1:
+        return False
+    value = extras[0]
+    if value != "-" and value.startswith("-"):
+        return False
+    args.message = value
+    return True
+
+
 def command_runner(name: str) -> Callable[[argparse.Namespace], int]:
     return run_pub if name == "pub" else run_sub
 
@@ -510,17 +524,71 @@ def _parse_headers(specs: list[str]) -> dict[str, str]:
     return headers
 
 
-def _stdin_messages(whole: bool, stream: IO[bytes]) -> Iterator[bytes]:
+class _StdinReader:
+    """Reads a binary stream in a daemon thread, a bounded number of chunks ahead, so that the
+    event loop (and with it the connection: pings, acknowledgements) keeps running while stdin
+    is idle (``tail -f log | memphis-fast pub st``), and a stop never waits for it."""
+
+    CHUNK = 1 << 16
+    AHEAD = 8
+
+    def __init__(self, stream: IO[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._stream = stream
+        self._loop = loop
+        self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self._room = threading.Semaphore(self.AHEAD)
+        threading.Thread(target=self._run, name="memphis-fast-stdin", daemon=True).start()
+
+    def _run(self) -> None:
+        read = getattr(self._stream, "read1", self._stream.read)
+        while True:
+            self._room.acquire()
+            try:
+                chunk: bytes | BaseException = read(self.CHUNK)
+            except BaseException as exc:  # handed to the loop, which reports it
+                chunk = exc
+            try:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, chunk)
+            except RuntimeError:  # the loop is closed: the command is over
+                return
+            if not isinstance(chunk, bytes) or not chunk:
+                return
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            item = await self._queue.get()
+            self._room.release()
+            if isinstance(item, BaseException):
+                raise CommandError(f"cannot read stdin: {item}")
+            if not item:
+                return
+            yield item
+
+
+async def _stdin_messages(whole: bool, stream: IO[bytes]) -> AsyncIterator[bytes]:
+    """Messages from stdin: all of it as one (``whole``), or one per line (an empty line is
+    skipped; ``\\n`` and ``\\r\\n`` are stripped)."""
+    reader = _StdinReader(stream, asyncio.get_running_loop())
     if whole:
-        yield stream.read()
+        yield b"".join([chunk async for chunk in reader.chunks()])
         return
-    for line in stream:
-        if line.endswith(b"\n"):
-            line = line[:-1]
+    rest = b""
+    async for chunk in reader.chunks():
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]
-        if line:
-            yield line
+            if line:
+                yield line
+    if rest.endswith(b"\r"):
+        rest = rest[:-1]
+    if rest:
+        yield rest
+
+
+async def _one(payload: bytes) -> AsyncIterator[bytes]:
+    yield payload
 
 
 def _fill(template: str | None, n: int) -> str | None:
@@ -542,10 +610,10 @@ def run_pub(args: argparse.Namespace) -> int:
     if from_stdin and sys.stdin.isatty() and not args.quiet:
         sys.stderr.write("memphis-fast pub: reading messages from stdin (one per line; Ctrl-D ends)\n")
 
-    def source() -> Iterator[bytes]:
+    def source() -> AsyncIterator[bytes]:
         if from_stdin:
             return _stdin_messages(args.stdin_mode == "whole", sys.stdin.buffer)
-        return iter([str(args.message).encode("utf-8", "surrogateescape")])
+        return _one(str(args.message).encode("utf-8", "surrogateescape"))
 
     async def body(memphis: Any) -> int:
         producer = await memphis.producer(args.station, args.producer)
@@ -553,7 +621,7 @@ def run_pub(args: argparse.Namespace) -> int:
         produced = duplicates = 0
         n = 0
         try:
-            for payload in source():
+            async for payload in source():
                 for _ in range(args.count):
                     n += 1
                     data: bytes = payload

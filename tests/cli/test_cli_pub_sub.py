@@ -31,6 +31,9 @@ def test_pub_argument_then_sub_raw(cli: Cli, uid: Callable[[str], str]) -> None:
     assert r.stdout == ""
     assert f"produced 1 message(s) to station {st}" in r.stderr
     assert sub(cli, st, "--count", "1", "--raw").stdout == "hello world\n"
+    # MESSAGE after an option
+    assert pub(cli, st, "--quiet", "second").stderr == ""
+    assert sub(cli, st, "--count", "2", "--raw").stdout == "hello world\nsecond\n"
 
 
 def test_pub_stdin_one_message_per_line(cli: Cli, uid: Callable[[str], str]) -> None:
@@ -270,6 +273,8 @@ def test_broker_not_running(tmp_path: Path, uid: Callable[[str], str]) -> None:
         ["pub", "st", "x", "--count", "many"],
         ["pub", "st", "x", "--partition-key", "k", "--partition-number", "1"],
         ["pub", "st", "x", "--whole"],  # --whole is about stdin
+        ["pub", "st", "-q", "x", "y"],  # two messages
+        ["pub", "st", "x", "y"],
         ["pub", "st", "x", "--header", "novalue"],
         ["pub", "st", "x", "--token", "t", "--password", "p"],
         ["pub", "st", "x", "--tlscert", "/nonexistent/cert.pem"],
@@ -351,3 +356,33 @@ def test_sub_into_a_closed_pipe(broker: LocalBroker, cli: Cli, uid: Callable[[st
     numbers = sorted({int(line.split()[0]) for line in rest.splitlines()})
     assert numbers, "nothing came again"
     assert numbers == list(range(numbers[0], 3000)), "a message that was not written was acknowledged"
+
+
+def test_pub_streams_stdin(broker: LocalBroker, cli: Cli, uid: Callable[[str], str]) -> None:
+    """``tail -f log | memphis-fast pub st``: each line is produced when it arrives, not at EOF,
+    and an option before MESSAGE's place ("-") is fine."""
+    st = uid("cli-stream")
+    assert broker.data_dir is not None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memphis_fast", "pub", st, "--json", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(MEMPHIS_FAST_BROKER_DATA=str(broker.data_dir)),
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        for n in (1, 2):
+            proc.stdin.write(f"line {n}\n".encode())
+            proc.stdin.flush()
+            assert json.loads(proc.stdout.readline())["sequence"] == n  # stored while stdin is open
+            assert sub(cli, st, "--last", "1", "--count", "1", "--raw").stdout == f"line {n}\n"
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
