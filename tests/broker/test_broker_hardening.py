@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nats
 import pytest
+
 import memphis_fast
 from memphis_fast import _server
 from memphis_fast.broker import LocalBroker
@@ -148,7 +149,7 @@ async def test_user_data_can_not_starve_the_metadata() -> None:
             p = await m.producer("full", "filler", timeout_retries=0)
             chunk = b"x" * 200_000
             failure = None
-            for i in range(200):  # 40 MB, more than the 24 MB store
+            for _i in range(200):  # 40 MB, more than the 24 MB store
                 try:
                     await p.produce(chunk, ack_wait_sec=5)
                 except memphis_fast.MemphisProduceError as exc:

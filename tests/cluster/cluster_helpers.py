@@ -122,7 +122,7 @@ async def produce_loop(
                     t.sent_at[i] = time.monotonic()
                 t.sent += len(nums)
                 results = await p.produce_batch(msgs, msg_ids=ids)
-                for i, r in zip(nums, results):
+                for i, r in zip(nums, results, strict=False):
                     if r.stored:
                         t.ack(i)
                     else:

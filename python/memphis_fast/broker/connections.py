@@ -239,7 +239,7 @@ class ConnectionTracker:
                     break
                 try:
                     payload = await asyncio.wait_for(answers.get(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 got += 1
                 if "error" in payload:

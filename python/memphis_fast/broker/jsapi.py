@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from .._subjects import (
     JS_STREAM_NAMES,
@@ -125,7 +126,7 @@ class JsApi:
                 if exc.err_code not in RETRYABLE or time.monotonic() + delay >= deadline:
                     raise
                 reason: str = exc.text
-            except (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError) as exc:
+            except (TimeoutError, NoRespondersError, NatsTimeoutError, ConnectionClosedError) as exc:
                 if isinstance(exc, ConnectionClosedError) or time.monotonic() + delay >= deadline:
                     raise
                 reason = type(exc).__name__

@@ -337,7 +337,7 @@ class LocalBroker:
 
         deadline = time.monotonic() + timeout
         nodes = self.nodes()
-        for i, node in enumerate(nodes):
+        for i, _node in enumerate(nodes):
             if only is not None and i not in only:
                 continue
             last = ""
