@@ -113,6 +113,40 @@ FailureHandler = Callable[[_core.ProduceResult], None]
 PullEndHandler = Callable[[_core.PullEnd], None]
 
 
+class _RateLimit:
+    """At most ``burst`` log lines per ``period`` seconds; what was held back is summarised
+    in one line when the next period starts."""
+
+    __slots__ = ("_loop", "burst", "period", "what", "_start", "_count", "_dropped")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, burst: int, period: float, what: str) -> None:
+        self._loop = loop
+        self.burst = burst
+        self.period = period
+        self.what = what
+        self._start = -period
+        self._count = 0
+        self._dropped = 0
+
+    def allow(self) -> bool:
+        now = self._loop.time()
+        if now - self._start >= self.period:
+            self._summarise()
+            self._start, self._count = now, 0
+        self._count += 1
+        if self._count <= self.burst:
+            return True
+        if not self._dropped:
+            self._loop.call_at(self._start + self.period, self._summarise)
+        self._dropped += 1
+        return False
+
+    def _summarise(self) -> None:
+        if self._dropped:
+            log.warning("%d more %s in the last %g s were not logged", self._dropped, self.what, self.period)
+            self._dropped = 0
+
+
 class PullSubscription:
     """A JetStream pull inbox. The core counts deliveries against the pulls in wire order and
     ends a pull that expired, lost its heartbeats or died with the connection; this object is
@@ -174,6 +208,8 @@ class NatsConnection:
         self._closing = False
         self._closed = False
         self._leaving: asyncio.Task[None] | None = None
+        #: ``-ERR`` lines are logged at most this often (a hostile server may send thousands)
+        self._error_log = _RateLimit(loop, burst=5, period=10.0, what="-ERR lines from the server")
         #: the transport whose server announced lame-duck mode
         self._lame_duck: NatsProtocol | None = None
 
@@ -229,7 +265,8 @@ class NatsConnection:
 
     def event(self, name: str, detail: Any = None) -> None:
         level = logging.INFO if name in ("connected", "reconnected", "closed") else logging.WARNING
-        log.log(level, "memphis connection %s%s", name, f": {detail}" if detail else "")
+        if name != "server_error" or self._error_log.allow():
+            log.log(level, "memphis connection %s%s", name, f": {detail}" if detail else "")
         cb = self.opts.on_event
         if cb is not None:
             try:

@@ -297,3 +297,47 @@ async def test_a_failing_callback_does_not_break_the_connection(
             await conn.close()
     assert conn.is_closed
     assert any("event callback failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_err_lines_are_rate_limited_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A hostile server sending thousands of -ERR lines gets a handful of log lines plus one
+    summary, not one line each."""
+    import logging
+
+    from memphis_fast._connect import ConnectOptions, Server
+    from memphis_fast._connection import NatsConnection
+
+    done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'INFO {"server_id":"x","headers":true,"max_payload":1048576}\r\n')
+        await reader.readline()  # CONNECT
+        await reader.readline()  # PING
+        writer.write(b"PONG\r\n")
+        writer.write(b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n" * 5000)
+        await writer.drain()
+        await done.wait()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="memphis_fast.connection")
+    try:
+        conn = await NatsConnection.connect(ConnectOptions(servers=[Server("127.0.0.1", port)]))
+        try:
+            async with asyncio.timeout(10):
+                while conn.last_error is None:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)
+            lines = [r for r in caplog.records if "server_error" in r.getMessage()]
+            assert 1 <= len(lines) <= 5, len(lines)
+            conn._error_log.period = 0.0  # make the summary due now
+            conn._error_log.allow()
+            summary = [r for r in caplog.records if "were not logged" in r.getMessage()]
+            assert len(summary) == 1 and summary[0].getMessage().startswith("4995 more"), summary
+        finally:
+            await conn.close(timeout=1)
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
