@@ -23,7 +23,8 @@ from memphis_fast import _subjects as subjects
 from memphis_fast.broker import LocalBroker
 from memphis_fast.exceptions import MemphisError, MemphisProduceError
 
-RESULTS_DIR = Path(__file__).parent / "results"
+#: where each test writes its figures (``MEMPHIS_FAST_FAULTS_RESULTS`` overrides it, e.g. for CI)
+RESULTS_DIR = Path(os.environ.get("MEMPHIS_FAST_FAULTS_RESULTS") or Path(__file__).parent / "results")
 FULL = os.environ.get("MEMPHIS_FAST_FULL") == "1"
 
 #: Client options of the fault suite: reconnect fast and forever, connect attempts bounded.

@@ -4,11 +4,12 @@ docs/RELIABILITY.md: ``.venv/bin/python tests/faults/summary.py``."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("MEMPHIS_FAST_FAULTS_RESULTS") or Path(__file__).parent / "results")
 
 FILES = {
     "kill": "tests/faults/test_kill.py",
