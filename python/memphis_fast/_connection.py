@@ -708,9 +708,12 @@ class NatsConnection:
         mid = self.core.js_publish(subject, payload, group, index, ack_wait_ms, True, header_lines, headers, msg_id)
         fut: asyncio.Future[_core.ProduceResult] = _Future(loop=self._loop)
         self._waiters[mid] = fut
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        # Written at once, not at the end of the tick: the round trip starts one loop
+        # iteration earlier (measured: p50 83 -> 72 us, 7.3k -> 10.9k msg/s for one-at-a-time
+        # awaited produce; benches/RESULTS.md). Pipelined paths keep one write per tick.
+        p = self._protocol
+        if p is not None:
+            p.flush_now()
         if self._swept_ack_ms != ack_wait_ms:
             self._sweep_within(ack_wait_ms / 1000)
             self._swept_ack_ms = ack_wait_ms
