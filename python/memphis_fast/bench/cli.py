@@ -47,10 +47,13 @@ Without --host a local broker (nats-server with JetStream) is started on a free 
 stopped at the end.
 
 Paths: produce-sync (one ack awaited at a time), produce-nonblocking (pipelined acks),
-produce-batch (memphis-fast's produce_batch), consume-ack (fetch/consume + an ack per message),
-latency (produce -> consume, one message in flight), schema-json (dicts into a station with a
-JSON schema), connect (password mode, host localhost), memory-bound (nats-server SIGSTOPped
-while a producer keeps calling nonblocking produce).
+produce-batch (memphis-fast's produce_batch), consume-ack (an ack per message; memphis-fast by
+consume(), fetch(), `async for`, and on several partitions fetch-rr: fetch() with the client's
+own partition round-robin), latency (produce -> consume, one message in flight), schema-json
+(dicts into a station with a JSON schema), connect (password mode, host localhost),
+memory-bound (nats-server SIGSTOPped while a producer keeps calling nonblocking produce).
+Stations use memory storage; --storage memory,file adds file-storage stations (the broker's
+store in a temporary directory, or --data-dir) for the throughput paths and latency.
 
 Output: the report on stdout; the JSON, the chart (PNG) and the report (.txt) are written
 to --out-dir (default: $XDG_CACHE_HOME/memphis-fast/bench, i.e. ~/.cache/memphis-fast/bench),
@@ -499,6 +502,7 @@ class Bench:
             "partitions": job.partitions, "run": job.run, "messages": job.messages, "storage": job.storage,
         }
         needs_station = job.path != "connect"
+        t0 = time.monotonic()
         try:
             if needs_station:
                 self.setup(job, station)
@@ -509,6 +513,7 @@ class Bench:
                 if err:
                     res["ok"] = False
                     res["error"] = f"verification: {err}"
+            res["job_wall_s"] = round(time.monotonic() - t0, 2)  # setup + run + checks
             return res
         except Exception as exc:
             return {**base, "ok": False, "error": f"{type(exc).__name__}: {_why(exc)}"}

@@ -580,8 +580,14 @@ def chart(path: Path, rows: list[dict[str, Any]], title: str, n_runs: int = 1) -
             line.append((p, sel, cfg) if sel else None)
         if any(line):
             grid.append(line)
+    line = []
+    for cfg in configs:
+        sel = [r for r in rows if r["config"] == cfg and r["path"] == "latency" and r.get("lat_p50_us")]
+        line.append(("latency", sel, cfg) if sel else None)
+    if any(line):
+        grid.append(line)
     extras: list[tuple[str, list[dict[str, Any]], str] | None] = []
-    for p in ("latency", "connect", "memory-bound"):
+    for p in ("connect", "memory-bound"):
         key = "rss" if p == "memory-bound" else "lat_p50_us"
         sel = [r for r in rows if r["config"] == base and r["path"] == p and (r.get("memory") if key == "rss" else r.get(key))]
         if sel:
@@ -611,7 +617,11 @@ def chart(path: Path, rows: list[dict[str, Any]], title: str, n_runs: int = 1) -
                 ax.axis("off")
                 continue
             p, sel, cfg = cell
-            _panel(ax, sel, f"{p} · {_short_config(cfg)}", "msgs_per_s", "messages/s", 1.0, False, n_runs)
+            if p == "latency":
+                ptitle = f"latency produce -> consume, p50 · {_short_config(cfg)}"
+                _panel(ax, sel, ptitle, "lat_p50_us", "µs", 1.0, True, n_runs)
+            else:
+                _panel(ax, sel, f"{p} · {_short_config(cfg)}", "msgs_per_s", "messages/s", 1.0, False, n_runs)
     if extras:
         for j in range(ncols):
             ax = axes[-1][j]
@@ -622,10 +632,8 @@ def chart(path: Path, rows: list[dict[str, Any]], title: str, n_runs: int = 1) -
             p, sel, cfg = cell
             if p == "memory-bound":
                 _memory_panel(ax, sel)
-            elif p == "connect":
-                _panel(ax, sel, "connect + close, p50 (password, host localhost)", "lat_p50_us", "ms", 1e-3, True, n_runs)
             else:
-                _panel(ax, sel, f"latency produce -> consume, p50 · {_short_config(cfg)}", "lat_p50_us", "µs", 1.0, True, n_runs)
+                _panel(ax, sel, "connect + close, p50 (password, host localhost)", "lat_p50_us", "ms", 1e-3, True, n_runs)
     clients = [c for c in CLIENT_ORDER if any(r["client"] == c for r in rows)]
     handles = [Patch(color=COLORS[c], label=CLIENT_NAMES[c]) for c in clients]
     fig.legend(
