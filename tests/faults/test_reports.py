@@ -103,12 +103,6 @@ async def test_failures_taken_by_a_callback_are_not_logged_one_by_one(
     assert len(records) <= 5, f"{len(records)} WARNING lines for {n} failures a callback took"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: every -ERR line from the server is logged (WARNING 'memphis connection "
-    "server_error: ...' in _connection.NatsConnection.event); 10,000 lines for 10,000 -ERR, "
-    "wanted at most 10 (rate-limited or summarised)",
-)
 async def test_err_flood_from_a_hostile_server_is_summarised(
     connect: Any, results: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
