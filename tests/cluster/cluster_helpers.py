@@ -221,6 +221,11 @@ def account(t: Tally, stored: Stored, fault_at: float | None, fault_wall: float 
         first = next((i for i in after if i in stored_ids), None)
         if first is not None and fault_wall is not None:
             stored_recovery = round(stored.stored_at[f"{t.variant}:{first}"] - fault_wall, 3)
+    # The outage as the stream saw it: the longest pause between two of this variant's stored
+    # messages that ends after the fault (normal pauses: 1/rate, a batch interval).
+    times = sorted(stored.stored_at[f"{t.variant}:{i}"] for i in stored_ids)
+    gaps = [b - a for a, b in zip(times, times[1:]) if fault_wall is None or b >= fault_wall]
+    max_gap = round(max(gaps), 3) if gaps else None
     return {
         "variant": t.variant,
         "mode": t.mode,
@@ -246,6 +251,7 @@ def account(t: Tally, stored: Stored, fault_at: float | None, fault_wall: float 
         "recovery_s": recovery,
         "stored_recovery_s": stored_recovery,
         "stored_after_fault": stored_after,
+        "max_store_gap_s": max_gap,
         "errors": t.errors[:3],
     }
 

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from .._subjects import (
     CONSUMER_CREATIONS,
@@ -81,7 +83,7 @@ from .base import (
 )
 from .connections import ConnectionTracker
 from .dls import DeadLetterStation
-from .jsapi import REPLICAS_NOT_SUPPORTED, JsApi, JsApiError
+from .jsapi import REPLICAS_NOT_SUPPORTED, STREAM_NAME_IN_USE, JsApi, JsApiError
 from .models import (
     Consumer,
     Producer,
@@ -331,6 +333,13 @@ class ControlPlane(DeadLetterStation):
             body = self._error_body(fmt, str(exc))
         except JsApiError as exc:
             body = self._error_body(fmt, exc.text)
+        except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
+            # A cluster that lost a node answers again once its leaders are elected again.
+            log.warning("request on %s: JetStream did not answer (%s)", msg.subject, type(exc).__name__)
+            body = self._error_body(
+                fmt,
+                "JetStream did not answer in time (a node is down or a leader is being elected); try again",
+            )
         except Exception as exc:
             log.exception("request on %s failed", msg.subject)
             body = self._error_body(fmt, f"internal error: {exc}")
@@ -489,7 +498,16 @@ class ControlPlane(DeadLetterStation):
         try:
             for p in st.partitions:
                 config = self._stream_config(st, p)
-                await self._js.stream_create(config)
+                try:
+                    await self._js.stream_create(config)
+                except JsApiError as exc:
+                    if exc.err_code != STREAM_NAME_IN_USE:
+                        raise
+                    # Left by a creation that failed after its stream was made (an answer lost
+                    # in a failover, a metadata write that did not get through): the station is
+                    # not registered, so its stream takes this request's configuration.
+                    log.warning("stream %s exists without its station; updating it", config["name"])
+                    await self._js.stream_update(config)
                 created.append(config["name"])
         except JsApiError as exc:
             for s in created:

@@ -38,6 +38,7 @@ CONSUMER_NOT_FOUND = 10014
 NO_MESSAGE_FOUND = 10037
 REPLICAS_NOT_SUPPORTED = 10074  # "replicas > 1 not supported in non-clustered mode"
 INSUFFICIENT_RESOURCES = 10023
+STREAM_NAME_IN_USE = 10058  # "stream name already in use with a different configuration"
 # Answers that mean "no leader right now" in a cluster (an election, a node going away): worth
 # retrying for a while. 10008: JetStream system temporarily unavailable; 10009: cluster can not
 # handle the request (not the leader); 10005: no suitable peers for placement (a node is down

@@ -53,6 +53,13 @@ class LocalBroker:
     ``port=-1`` (the default here) picks a free port; ``data_dir=None`` uses a temporary
     directory that survives :meth:`restart` and is removed by :meth:`cleanup` (or on leaving
     the context manager). ``auth="token"`` switches to connection-token mode.
+
+    ``cluster=3`` (or 5) runs that many nats-server nodes as one JetStream cluster under one
+    control plane: :attr:`hosts`/:meth:`connect_kwargs` then list every node,
+    :meth:`nodes` describes them, :meth:`kill_node` / :meth:`wait_node_restarted` /
+    :meth:`wait_healthy` inject and await node faults (the broker restarts a node that dies
+    after ``node_restart_delay`` seconds). ``max_msg_size_mb``, ``max_memory_store_mb``,
+    ``max_file_store_mb`` and ``metadata_reserve_mb`` are the CLI's options of those names.
     """
 
     def __init__(

@@ -118,6 +118,19 @@ def _warn_other_mode(cfg: BrokerConfig, data_dir: Path) -> None:
         )
 
 
+def _warn_other_layout(cfg: BrokerConfig, data_dir: Path) -> None:
+    """A single node keeps its store in the data directory, a cluster's nodes in node-<i>/:
+    data of the other layout is not seen (and not touched)."""
+    single = (data_dir / "jetstream").is_dir()
+    nodes = sorted(p.name for p in data_dir.glob("node-*") if (p / "jetstream").is_dir())
+    if cfg.cluster > 1 and single:
+        log.warning("%s holds the data of a single-node broker, which this %d-node cluster does not see", data_dir, cfg.cluster)
+    elif cfg.cluster == 1 and nodes:
+        log.warning("%s holds the data of a %d-node cluster, which this single-node broker does not see", data_dir, len(nodes))
+    elif cfg.cluster > 1 and nodes and len(nodes) != cfg.cluster:
+        log.warning("%s holds the data of a %d-node cluster; starting %d nodes", data_dir, len(nodes), cfg.cluster)
+
+
 def _monitor_url(server: NatsServer) -> str:
     for f in (server.workdir / "ports").glob("*.ports"):
         info = json.loads(f.read_text())
@@ -187,6 +200,7 @@ def serve(
         raise _Stop()
 
     _warn_other_mode(cfg, data_dir)
+    _warn_other_layout(cfg, data_dir)
     previous = signal.signal(signal.SIGTERM, on_term)
     lock = _DataDirLock(data_dir)
     nodes: NodeSet | None = None
@@ -301,7 +315,7 @@ async def _run(
         servers=servers,
         nodes=nodes.count,
         internal_replicas=min(3, nodes.count),
-        retry_for=8.0 if nodes.clustered else 0.0,
+        retry_for=11.0 if nodes.clustered else 0.0,
         # Token mode has no account to cap, so no reservation is needed (or possible) there.
         metadata_max_bytes=reserve * 3 // 4 if cfg.auth == "password" else None,
         dls_max_bytes=reserve // 4 if cfg.auth == "password" else None,
