@@ -105,6 +105,8 @@ EV_PULL_END = _core.EV_PULL_END
 STATE_HANDSHAKING = _core.STATE_HANDSHAKING
 STATE_CONNECTED = _core.STATE_CONNECTED
 
+#: nats-server refuses a max_payload above 64 MiB; a server announcing more is not believed
+MAX_PAYLOAD_CAP = 64 * 1024 * 1024
 #: the C future directly (loop.create_future() is a Python-level call per awaited publish)
 _Future = asyncio.Future
 
@@ -328,7 +330,14 @@ class NatsConnection:
         self.server_info = info
         mp = info.get("max_payload")
         if isinstance(mp, int) and mp > 0:
-            self.core.max_payload = mp
+            if mp > MAX_PAYLOAD_CAP:
+                log.warning(
+                    "server %s announces max_payload %d; capped at %d (nats-server's own limit)",
+                    self._connector.server,
+                    mp,
+                    MAX_PAYLOAD_CAP,
+                )
+            self.core.max_payload = min(mp, MAX_PAYLOAD_CAP)
         if info.get("headers") is False:
             log.error("server %s does not support headers; Memphis needs them", self._connector.server)
         self._connector.add_connect_urls(info.get("connect_urls") or [])
@@ -477,8 +486,11 @@ class NatsConnection:
         if self._connecting or self._closing or self._closed:
             return
         # The reason: the transport's error, or why we aborted it ("stale connection", a
-        # protocol error), or None when the server closed the connection.
-        self.event("disconnected", str(exc) if exc else self.last_error)
+        # protocol error), or that the server closed the connection.
+        reason = str(exc) if exc else self.last_error
+        if reason is None:
+            reason = "connection closed by the server"
+        self.event("disconnected", reason)
         if self.opts.allow_reconnect and self.opts.max_reconnect != 0:
             self._reconnect_task = self._loop.create_task(self._connector.reconnect_loop())
         else:
@@ -671,10 +683,13 @@ class NatsConnection:
         return msg
 
     # -- JetStream publishing ----------------------------------------------------------------
-    def new_group(self, label: str | None = None) -> int:
+    def new_group(self, label: str | None = None, report_stored: bool = False) -> int:
         """A producer's group: its window, counters and failure handler. ``label`` (the
-        station) is copied into its results."""
-        return int(self.core.new_group(label))
+        station) is copied into its results. With ``report_stored`` the handler set by
+        :meth:`set_failure_handler` gets every outcome of the group's windowed publishes,
+        stored ones included, in the order they are matched (a delivery callback); without
+        it (the default, free) only failures."""
+        return int(self.core.new_group(label, report_stored))
 
     def set_failure_handler(self, group: int, handler: FailureHandler | None) -> None:
         """Where the failures of the group's windowed publishes go."""
@@ -898,11 +913,16 @@ class NatsConnection:
                             else:
                                 await self.wait_progress()
                         if self.is_connected:
+                            # The last PING proves the server processed everything; a stalled
+                            # server would otherwise hold close() for the whole drain timeout
+                            # (keepalive is off while closing): bound it like keepalive would.
                             fut: asyncio.Future[None] = self._loop.create_future()
                             if self.core.ping():
                                 self._pings.append(fut)
                                 self._schedule_flush()
-                                await fut
+                                bound = self.opts.ping_interval * max(self.opts.max_outstanding_pings, 1)
+                                async with asyncio.timeout(min(bound, 5.0) if bound > 0 else 5.0):
+                                    await fut
         finally:
             await self._shutdown(MemphisConnectionClosedError("the connection is closed"))
 

@@ -386,9 +386,10 @@ class Core:
         """``(messages, bytes)`` in flight for a group."""
     def group_stats(self, group: int) -> dict[str, int]:
         """``{inflight, inflight_bytes, published, acked, failed, retried}`` of a group."""
-    def new_group(self, label: str | None = None) -> int:
+    def new_group(self, label: str | None = None, report_stored: bool = False) -> int:
         """A new group (a producer's window and counters); ``label`` (the station) is copied
-        into the ``station`` of the group's results."""
+        into the ``station`` of the group's results. With ``report_stored``, stored outcomes
+        of its unawaited publishes are reported by :meth:`take_failures` too."""
     def drop_group(self, group: int) -> None:
         """Forget a group's counters and label once nothing of it is in flight."""
     def stats(self) -> dict[str, int]:

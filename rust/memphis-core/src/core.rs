@@ -288,7 +288,7 @@ impl Sink for PySink<'_, '_> {
             self.b.flags |= F_OUTCOMES;
             return;
         }
-        if c.outcome.is_stored() {
+        if c.outcome.is_stored() && !c.report_stored {
             return;
         }
         match single_result(py, self.b, &c, msg_id) {
@@ -1059,12 +1059,18 @@ impl Core {
 
     /// A new group (a producer's window and counters); `label` (the station) is copied into
     /// the group's results.
-    #[pyo3(signature = (label = None))]
-    fn new_group(&mut self, label: Option<Bound<'_, PyString>>) -> u32 {
+    /// With `report_stored`, the group's stored outcomes of unawaited publishes are
+    /// reported by `take_failures` too (a producer's delivery callback); otherwise only
+    /// counted.
+    #[pyo3(signature = (label = None, report_stored = false))]
+    fn new_group(&mut self, label: Option<Bound<'_, PyString>>, report_stored: bool) -> u32 {
         self.b.next_group += 1;
         let g = self.b.next_group;
         if let Some(l) = label {
             self.b.labels.insert(g, l.unbind());
+        }
+        if report_stored {
+            self.core.set_report_stored(g, true);
         }
         g
     }

@@ -458,6 +458,12 @@ impl Core {
         self.inflight.group(group)
     }
 
+    /// Report the group's stored outcomes through [`Sink::completed`] as well (they are only
+    /// counted otherwise).
+    pub fn set_report_stored(&mut self, group: GroupId, on: bool) {
+        self.inflight.set_report_stored(group, on);
+    }
+
     pub fn drop_group(&mut self, group: GroupId) {
         self.inflight.drop_group(group);
     }

@@ -65,6 +65,8 @@ pub struct Completed {
     /// The caller's tag given at registration (memphis-fast: the producer's message index).
     pub tag: u64,
     pub waiter: bool,
+    /// The group reports its stored outcomes too (see [`Inflight::set_report_stored`]).
+    pub report_stored: bool,
     pub outcome: Outcome,
 }
 
@@ -129,6 +131,8 @@ type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 pub struct Inflight {
     entries: IdMap<MsgId, Entry>,
     groups: IdMap<GroupId, GroupStats>,
+    /// Groups whose stored outcomes are reported (a producer with a delivery callback).
+    reporting: IdMap<GroupId, ()>,
     totals: GroupStats,
     next_id: MsgId,
     /// Ids below this were handed to the transport.
@@ -157,9 +161,21 @@ impl Inflight {
         self.entries.is_empty()
     }
 
-    /// Whether somebody awaits this message's outcome (false for unknown ids).
+    /// Whether somebody awaits this message's outcome, or its group reports stored outcomes
+    /// (false for unknown ids): the stream name of its PubAck is then worth copying.
     pub fn is_waiter(&self, id: MsgId) -> bool {
-        self.entries.get(&id).is_some_and(|e| e.waiter)
+        self.entries.get(&id).is_some_and(|e| {
+            e.waiter || (!self.reporting.is_empty() && self.reporting.contains_key(&e.group))
+        })
+    }
+
+    /// Whether the group's stored outcomes are reported (not only counted).
+    pub fn set_report_stored(&mut self, group: GroupId, on: bool) {
+        if on {
+            self.reporting.insert(group, ());
+        } else {
+            self.reporting.remove(&group);
+        }
     }
 
     pub fn contains(&self, id: MsgId) -> bool {
@@ -228,6 +244,7 @@ impl Inflight {
             group: e.group,
             tag: e.tag,
             waiter: e.waiter,
+            report_stored: !self.reporting.is_empty() && self.reporting.contains_key(&e.group),
             outcome,
         }
     }
@@ -420,6 +437,7 @@ impl Inflight {
         if self.groups.get(&group).is_some_and(|g| g.inflight == 0) {
             self.groups.remove(&group);
         }
+        self.reporting.remove(&group);
     }
 }
 

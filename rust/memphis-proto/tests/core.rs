@@ -94,6 +94,7 @@ fn js_publish_bytes_and_stored_outcome() {
             group: 7,
             tag: 0,
             waiter: true,
+            report_stored: false,
             outcome: Outcome::Stored {
                 stream: "orders#eu$1".into(),
                 seq: 42,
@@ -293,6 +294,7 @@ fn disconnect_replays_in_order_and_reports_unknown() {
             group: 1,
             tag: 0,
             waiter: true,
+            report_stored: false,
             outcome: Outcome::Unknown(UnknownReason::ConnectionLost)
         })]
     );
@@ -375,6 +377,7 @@ fn sweep_and_close() {
             group: 1,
             tag: 0,
             waiter: false,
+            report_stored: false,
             outcome: Outcome::Unknown(UnknownReason::AckTimeout)
         })]
     );
@@ -387,6 +390,7 @@ fn sweep_and_close() {
             group: 1,
             tag: 0,
             waiter: false,
+            report_stored: false,
             outcome: Outcome::NotSent(NotSentReason::Closed)
         })]
     );
