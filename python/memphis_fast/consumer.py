@@ -38,7 +38,7 @@ import collections
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -256,7 +256,7 @@ class Consumer:
         #: the running ``async for`` iteration (a token) and the messages of its batch not
         #: yet handed out (given back to the group when it stops)
         self._iter_token: object | None = None
-        self._iter_rest: collections.deque[Message] = collections.deque()
+        self._iter_rest: Iterator[Message] = iter(())
         self._empty_reported = False
         self._rr_pos = 0
         self.fetch_idle_ms = FETCH_IDLE_MS
@@ -555,30 +555,28 @@ class Consumer:
         return self.messages()
 
     async def _iterate(self, fetchers: list[_Fetcher], batch: int, token: object) -> AsyncIterator[Message]:
-        rest = self._iter_rest = collections.deque()
-        popleft = rest.popleft
+        it: Iterator[Message] = iter(())
         try:
             while self._iter_token is token:
                 msgs = await self._next_batch(fetchers, batch, False)
+                it = iter(msgs or ())
                 if msgs is None or self._iter_token is not token:
-                    if msgs:
-                        rest.extend(msgs)
                     break
                 self._current = (time.monotonic(), msgs)
-                rest.extend(msgs)
-                while rest:
-                    # No await per message: the batch is handed out from the deque.
-                    yield popleft()
-                    if self._iter_token is not token:
-                        break
+                # The batch is handed out straight from a list iterator, no await of our own per
+                # message. stop_consume() drains the same iterator (the messages not handed out
+                # yet), which also ends this loop.
+                self._iter_rest = it
+                for m in it:
+                    yield m
                 self._current = None
         finally:
             # Given back to the group: what this iteration took and did not hand out.
-            left = [m for m in rest if not m._done]
-            rest.clear()
+            left = [m for m in it if not m._done]
             if self._iter_token is token:
                 # Left by break/exception (not by stop_consume): stop as stop_consume does.
                 self._iter_token = None
+                self._iter_rest = iter(())
                 self._current = None
                 self._consuming = False
                 self._release(left)
@@ -659,7 +657,7 @@ class Consumer:
         if self._iter_token is not None:
             self._iter_token = None
             left = [m for m in self._iter_rest if not m._done]
-            self._iter_rest.clear()
+            self._iter_rest = iter(())
             self._current = None
             self._wake()
         task = self.t_consume

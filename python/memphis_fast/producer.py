@@ -38,7 +38,6 @@ from . import _subjects as subjects
 from ._connection import (
     DEFAULT_MAX_INFLIGHT,
     DEFAULT_MAX_INFLIGHT_BYTES,
-    NatsConnection,
     OutcomeKind,
     OutcomeReason,
     Partitioner,
@@ -117,17 +116,6 @@ def _failure_text(f: ProduceResult) -> str:
     return f"{name} {str(f.kind).replace('_', ' ')}: {f.error}"
 
 
-def _new_group_reports_stored() -> bool:
-    """Whether this connection tier can report the stored outcomes of a group's windowed
-    publishes (``new_group(label, report_stored=True)``); the nonblocking delivery callback
-    needs it."""
-    try:
-        return "report_stored" in inspect.signature(NatsConnection.new_group).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-_REPORT_STORED = _new_group_reports_stored()
 #: at most one WARNING per producer in this many seconds for failed nonblocking messages
 _WARN_EVERY = 1.0
 
@@ -251,10 +239,10 @@ class Producer:
         assert state is not None
         self._state = state
         self._conn = connection._require_conn()
-        if delivery_callback is not None and _REPORT_STORED:
-            # Every outcome of a nonblocking message (stored ones too) goes to _on_outcome.
-            new_group: Callable[..., int] = self._conn.new_group
-            self._group = new_group(str(station_name), report_stored=True)
+        if delivery_callback is not None:
+            # Every outcome of a nonblocking message (stored ones too) goes to _on_outcome;
+            # without a delivery callback the group reports failures only (no cost).
+            self._group = self._conn.new_group(str(station_name), report_stored=True)
             self._conn.set_failure_handler(self._group, self._on_outcome)
         else:
             self._group = self._conn.new_group(str(station_name))

@@ -17,7 +17,6 @@ from support import js_api
 
 import memphis_fast as mf
 from memphis_fast.broker import LocalBroker
-from memphis_fast.producer import _REPORT_STORED
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -233,9 +232,6 @@ async def test_delivery_callback_for_awaited_and_batch_produces(connect: Any, ui
     assert all(x.kind == "stored" for x in seen)
 
 
-@pytest.mark.xfail(
-    not _REPORT_STORED, strict=True, reason="needs NatsConnection report_stored (requested from the lead)"
-)
 async def test_delivery_callback_for_nonblocking_produces(connect: Any, uid: Any) -> None:
     name = uid("dcb-nb")
     conn = await connect()
@@ -445,3 +441,28 @@ def test_connect_options_repr_hides_secrets() -> None:
     opts = ConnectOptions(servers=parse_servers("127.0.0.1", 6666), user="root$1", password="s3cret-pw", token="t0ken-x")
     assert "s3cret-pw" not in repr(opts) and "t0ken-x" not in repr(opts)
     assert "root$1" in repr(opts)
+
+
+async def test_failed_nonblocking_messages_are_logged_at_most_once_a_second(
+    connect: Any, uid: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 (noise): an outage used to log one WARNING per failed message. Now: one per
+    second per producer with a count of the rest; DEBUG only when a callback gets them."""
+    name = uid("noise")
+    conn = await connect()
+    await conn.station(name)
+    producer = await conn.producer(name, "p")
+    called: list[Any] = []
+    quiet = await conn.producer(name, "q", failure_callback=called.append)
+    await (await conn.station(name)).destroy()
+    with caplog.at_level(logging.WARNING, logger="memphis_fast"):
+        for i in range(100):
+            await producer.produce(f"{i}".encode(), nonblocking=True, ack_wait_sec=2)
+            await quiet.produce(f"{i}".encode(), nonblocking=True, ack_wait_sec=2)
+        with pytest.raises(mf.MemphisProduceError) as info:
+            await producer.flush()
+        await quiet.flush()
+    assert len(info.value.failures) == 100 and len(called) == 100
+    lines = [r for r in caplog.records if "memphis producer" in r.getMessage()]
+    assert 1 <= len(lines) <= 3, [r.getMessage() for r in lines]
+    assert all("memphis producer p:" in r.getMessage() for r in lines)
