@@ -103,6 +103,12 @@ def test_password_mode_config() -> None:
         ({"auth": "kerberos"}, "auth must be"),
         ({"users": {"root": "x"}}, "duplicate user name"),
         ({"password": ""}, "root password can not be empty"),
+        ({"cluster": 2}, "--cluster must be 3 or 5"),
+        ({"cluster": 3, "auth": "token"}, "--cluster needs password mode"),
+        ({"cluster": 3, "node_ports": [7000, 7000, 7001]}, "--node-ports needs 3 different ports"),
+        ({"cluster": 3, "port": 65534}, "the nodes use 3 ports from it"),
+        ({"max_msg_size_mb": 0}, "--max-msg-size-mb must be between 1 and 64"),
+        ({"metadata_reserve_mb": 0}, "--metadata-reserve-mb must be at least 1"),
     ],
 )
 def test_config_errors(kwargs: dict[str, object], error: str) -> None:

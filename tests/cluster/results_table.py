@@ -47,8 +47,10 @@ def render() -> str:
         "the variant after the fault, from the stream's timestamps (the time to recover).",
         "",
     ]
-    for key, title in TITLES.items():
-        path = RESULTS / f"{key}.json"
+    runs = [(key, "", title) for key, title in TITLES.items()]
+    runs += [(key, "-full", f"{title} — `MEMPHIS_FAST_FULL=1`") for key, title in TITLES.items()]
+    for key, suffix, title in runs:
+        path = RESULTS / f"{key}{suffix}.json"
         if not path.exists():
             continue
         data = json.loads(path.read_text())
