@@ -380,10 +380,26 @@ class Consumer:
             raise MemphisError("the consumer was destroyed")
 
     def _check_idle(self) -> None:
+        """Refuse to start while ``consume()`` runs; end a running ``async for`` iteration (a
+        loop left by ``break`` is only finalized later, by the event loop: starting again
+        right away must work)."""
         if self.t_consume is not None and not self.t_consume.done():
             raise MemphisError("this consumer is already consuming; call stop_consume() first")
-        if self._iter_token is not None:
-            raise MemphisError("this consumer is already iterated (async for); leave that loop or call stop_consume() first")
+        left = self._end_iteration()
+        if left:
+            self._give_back(left)
+
+    def _end_iteration(self) -> list[Message]:
+        """End the running iteration (it stops at its next step); returns the messages it
+        took and did not hand out yet."""
+        if self._iter_token is None:
+            return []
+        self._iter_token = None
+        left = [m for m in self._iter_rest if not m._done]
+        self._iter_rest = iter(())
+        self._current = None
+        self._wake()
+        return left
 
     # -- public API --------------------------------------------------------------------------
     def set_context(self, context: Any) -> None:
@@ -428,17 +444,20 @@ class Consumer:
         finally:
             self._current = None
 
-    async def _next_batch(self, fetchers: list[_Fetcher], batch: int, timeout_error: bool) -> list[Message] | None:
+    async def _next_batch(
+        self, fetchers: list[_Fetcher], batch: int, timeout_error: bool, token: object | None = None
+    ) -> list[Message] | None:
         """The next batch to hand out: one DLS message alone, or up to ``batch_size``
         messages of one partition (round-robin among those that have some); ``[]`` once after
         every partition's pull came back empty (when ``timeout_error``); ``None`` once
-        consuming stopped. Keeps the flow control of the module docs: at most two pulls of
+        consuming stopped (or, for an iteration, ``token`` is no longer the running one). Keeps
+        the flow control of the module docs: at most two pulls of
         ``batch_size`` per partition, the next batch travelling while this one is handled."""
         ev = self._event
         assert ev is not None
         n = len(fetchers)
         expires = self.batch_max_time_to_wait_ms
-        while self._consuming:
+        while self._consuming and (token is None or self._iter_token is token):
             if self._dls_queue:
                 return [self._dls_queue.popleft()]
             now = time.monotonic()
@@ -532,8 +551,10 @@ class Consumer:
         get in-progress acks. The loop ends (``StopAsyncIteration``) on ``stop_consume()``,
         ``destroy()`` and ``Memphis.close()``. Leaving it (``break``, an exception) stops
         consuming as ``stop_consume()`` does: messages pulled but not handed out go back to
-        the group at once. DLS (resent poison) messages are handed out too. One iteration (or
-        ``consume()``) at a time per consumer; argument errors raise here."""
+        the group at once. DLS (resent poison) messages are handed out too. One iteration at a
+        time per consumer: a new one (or ``consume()``) ends the previous one, whose loop then
+        stops at its next step; while ``consume()`` runs, this raises. Argument errors raise
+        here."""
         if batch_size is None:
             batch = self.batch_size
         else:
@@ -558,7 +579,7 @@ class Consumer:
         it: Iterator[Message] = iter(())
         try:
             while self._iter_token is token:
-                msgs = await self._next_batch(fetchers, batch, False)
+                msgs = await self._next_batch(fetchers, batch, False, token)
                 it = iter(msgs or ())
                 if msgs is None or self._iter_token is not token:
                     break
@@ -653,13 +674,7 @@ class Consumer:
         messages are nacked so the group gets them again; ``consume()`` may be called again.
         Also ends an ``async for`` over the consumer."""
         self._consuming = False
-        left: list[Message] = []
-        if self._iter_token is not None:
-            self._iter_token = None
-            left = [m for m in self._iter_rest if not m._done]
-            self._iter_rest = iter(())
-            self._current = None
-            self._wake()
+        left = self._end_iteration()
         task = self.t_consume
         self.t_consume = None
         if task is not None and not task.done():

@@ -149,15 +149,38 @@ async def test_held_messages_get_in_progress_acks_while_iterating(connect: Any, 
     await eventually(lambda: _ack_pending(nc, name, 1, "c", 0))
 
 
-async def test_iteration_and_consume_exclude_each_other(connect: Any, uid: Any) -> None:
+async def test_one_iteration_at_a_time(connect: Any, uid: Any) -> None:
+    """A new iteration (or consume()) ends the previous one; consume() running refuses a new
+    iteration; stop_consume() ends an iterator that never ran."""
     name = uid("aiter-excl")
     conn = await connect()
-    consumer = await conn.consumer(name, "c")
-    it = consumer.messages()
-    with pytest.raises(mf.MemphisError, match="already iterated"):
-        consumer.consume(lambda msgs, err, ctx: None)
-    with pytest.raises(mf.MemphisError, match="already iterated"):
+    await _fill(conn, name, 6)
+    consumer = await conn.consumer(name, "c", batch_size=6)
+    first = consumer.messages()
+    got = [await first.__anext__()]
+    second = consumer.messages()  # ends `first`: its next step stops it
+    with pytest.raises(StopAsyncIteration):
+        await first.__anext__()
+    async for msg in second:
+        got.append(msg)
+        if len(got) == 6:
+            break
+    assert sorted(m.data for m in got) == sorted(f"m{i}".encode() for i in range(6))
+    await consumer.ack(got)
+    # break, then a new loop at once (the first generator is finalized only later)
+    await (await conn.producer(name, "p")).produce_batch([b"a", b"b"])
+    async for msg in consumer:
+        await msg.ack()
+        break
+    async for msg in consumer:
+        assert msg.data in (b"a", b"b")
+        await msg.ack()
+        break
+    consumer.consume(lambda msgs, err, ctx: None)
+    with pytest.raises(mf.MemphisError, match="already consuming"):
         consumer.messages()
+    await consumer.stop_consume()
+    it = consumer.messages()
     await consumer.stop_consume()
     with pytest.raises(StopAsyncIteration):
         await it.__anext__()
