@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from support import shutdown_memphis_py
 
 import memphis_fast._core as core_module
 from memphis_fast._server import NatsServer
 from memphis_fast.broker import LocalBroker
+
+# Property tests: CI's case counts by default, 10x with MEMPHIS_FAST_FULL=1 (the longer run,
+# documented in docs/RELIABILITY.md); tests scale their own counts with support.examples(n).
+settings.register_profile("ci", deadline=None)
+settings.register_profile("full", deadline=None, max_examples=1000)
+settings.load_profile("full" if os.environ.get("MEMPHIS_FAST_FULL") == "1" else "ci")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,3 +68,8 @@ async def stream_info(nc: Any, stream: str) -> dict[str, Any]:
     info = await js_api(nc, f"STREAM.INFO.{stream}")
     assert "error" not in info, info
     return info
+
+
+def examples(n: int) -> int:
+    """A property test's case count: ``n`` in CI, ``10 * n`` with MEMPHIS_FAST_FULL=1."""
+    return n * 10 if os.environ.get("MEMPHIS_FAST_FULL") == "1" else n

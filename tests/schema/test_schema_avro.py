@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemaverse_helpers import memphis_py_station, schema_update
+from support import examples
 
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, Schema, compile_schema
@@ -252,7 +253,7 @@ def _rich_like() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(doc=st.sampled_from([ORDER, RICH, LIST_NODE]), value=values | _rich_like())
 def test_acceptor_never_accepts_what_fastavro_rejects(doc: Any, value: Any) -> None:
     named: dict[str, Any] = {}
@@ -266,7 +267,7 @@ def test_acceptor_never_accepts_what_fastavro_rejects(doc: Any, value: Any) -> N
     assert (avro(doc)._check(value) is None) == expected  # type: ignore[attr-defined]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(value=_rich_like())
 def test_json_round_trip_decisions_match_memphis_py(value: dict[str, Any]) -> None:
     station = memphis_py_station(schema_update("avro", json.dumps(RICH)))

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemaverse_helpers import memphis_py_accepts, memphis_py_station, schema_update
+from support import examples
 
 from memphis_fast.exceptions import MemphisError, MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, Schema, compile_schema
@@ -313,7 +314,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(index=st.integers(min_value=0, max_value=len(SCHEMAS) - 1), value=json_values)
 def test_same_decisions_as_memphis_py(index: int, value: Any) -> None:
     doc = SCHEMAS[index]

@@ -23,6 +23,7 @@ from schemaverse_helpers import (
     protoc_descriptor,
     schema_update,
 )
+from support import examples
 
 from memphis_fast.exceptions import MemphisSchemaError
 from memphis_fast.schemaverse import BrokenSchema, compile_schema
@@ -334,7 +335,7 @@ def _rich(depth: int = 1) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(value=_rich(2))
 def test_dict_fast_path_matches_parse_dict(value: dict[str, Any]) -> None:
     schema = proto(RICH_PROTO, name="rich")
