@@ -750,8 +750,8 @@ class Consumer:
         a pull that waits at most ``batch_max_time_to_wait_ms`` for the first message. Once at
         least one message is in, it returns as soon as no further one arrived for
         ``fetch_idle_ms`` (5 ms): a trickle is not held back for the whole wait, a busy
-        station still fills the batch (messages the pull brings after that are kept for the
-        next call). With ``prefetch=True`` the next batch is pulled in the background
+        station still fills the batch. The rest of that pull is ended (its inbox replaced), so
+        it takes no message nobody waits for. With ``prefetch=True`` the next batch is pulled in the background
         (bounded) for the next call."""
         check_int("batch_size", batch_size)
         if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
@@ -806,7 +806,22 @@ class Consumer:
                 self._report(err)
         if prefetch:
             f.ensure(batch_size, max(expires, 1000))
+        elif f.outstanding()[0] and not self._consuming:
+            # Returned before the pull ended: end it (the server forgets a pull whose inbox
+            # lost its interest), so it takes no message that nobody waits for (such a
+            # message would sit here, or go poison being redelivered into it).
+            self._renew(p)
         return self._wrap(msgs, p)
+
+    def _renew(self, partition: int) -> None:
+        """Replace a partition's pull inbox (ending its waiting pulls); what it buffered moves
+        to the new one."""
+        old = self._fetchers[partition]
+        fresh = _Fetcher(self, partition, old.stream)
+        fresh.chunks, fresh.buffered = old.chunks, old.buffered
+        old.chunks, old.buffered = collections.deque(), 0
+        old.close()
+        self._fetchers[partition] = fresh
 
     def load_messages_to_cache(self, batch_size: int, partition_number: int) -> None:
         """Pull ``batch_size`` messages of a partition into the prefetch buffer."""

@@ -489,3 +489,41 @@ async def test_failed_nonblocking_messages_are_logged_at_most_once_a_second(
     lines = [r for r in caplog.records if "memphis producer" in r.getMessage()]
     assert 1 <= len(lines) <= 3, [r.getMessage() for r in lines]
     assert all("memphis producer p:" in r.getMessage() for r in lines)
+
+
+async def test_an_early_fetch_return_ends_its_pull(connect: Any, nc: Any, uid: Any) -> None:
+    """fetch() returned early (1 of 10) while its 3 s pull still waited at the server: the pull
+    is ended, so a message produced right after goes to the group's next pull (another member
+    here), not into a pull nobody waits for (where it would sit, or turn poison being
+    redelivered into it)."""
+    name = uid("leftover")
+    conn = await connect()
+    producer = await _fill(conn, name, 1)
+    a = await conn.consumer(name, "a", consumer_group="g", batch_max_time_to_wait_ms=3000, max_ack_time_ms=1000)
+    b = await conn.consumer(name, "b", consumer_group="g", batch_max_time_to_wait_ms=3000, max_ack_time_ms=1000)
+    first = await a.fetch(10)
+    assert [m.data for m in first] == [b"m0"]
+    await a.ack(first)
+    assert a._fetchers[1].outstanding() == (0, 0)
+    await conn.broker_manager.flush()  # the UNSUB of the old inbox is processed
+    await producer.produce(b"late")
+    (late,) = await fetch_exactly(b, 1)
+    assert late.data == b"late" and late.get_delivery_count() == 1
+    assert a._fetchers[1].buffered == 0
+    await eventually(lambda: _ack_pending(nc, name, 1, "g", 0))
+
+
+async def test_prefetched_messages_are_still_held(connect: Any, nc: Any, uid: Any) -> None:
+    """fetch(prefetch=True) keeps what it pulled ahead with in-progress acks (unchanged)."""
+    name = uid("prefetch-held")
+    conn = await connect()
+    await _fill(conn, name, 4)
+    c = await conn.consumer(name, "c", batch_max_time_to_wait_ms=500, max_ack_time_ms=1000)
+    got = await c.fetch(2, prefetch=True)
+    await c.ack(got)
+    await eventually(lambda: c._fetchers[1].buffered == 2)
+    await eventually(lambda: c.stats["in_progress_acks"] >= 4, timeout=10)
+    rest = await c.fetch(2)
+    assert [m.data for m in rest] == [b"m2", b"m3"] and {m.get_delivery_count() for m in rest} == {1}
+    await c.ack(rest)
+    await eventually(lambda: _ack_pending(nc, name, 1, "c", 0))
