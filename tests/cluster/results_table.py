@@ -47,6 +47,40 @@ def render() -> str:
         "the variant after the fault, from the stream's timestamps (the time to recover).",
         "",
     ]
+    # A summary over every run on record.
+    totals = {"runs": 0, "sent": 0, "lost": 0, "unreported": 0, "dup_with_id": 0}
+    open_items = []
+    for path in sorted(RESULTS.glob("*.json")):
+        data = json.loads(path.read_text())
+        if "rows" not in data:
+            continue
+        totals["runs"] += 1
+        for r in data["rows"]:
+            totals["sent"] += r["sent"]
+            totals["lost"] += r["lost"]
+            totals["unreported"] += r["unreported"]
+            totals["dup_with_id"] += r["duplicates"] if r["msg_id"] else 0
+            if r["msg_id"] and r["mode"] in ("sync", "batch") and r["failed"]:
+                open_items.append(
+                    f"`{path.stem}`: {r['variant']} {r['failed']} of {r['sent']} reported "
+                    f"({', '.join(r['failure_texts'])})"
+                )
+    out += [
+        "## Summary",
+        "",
+        f"{totals['runs']} fault runs, {totals['sent']} messages: **{totals['lost']} acknowledged messages "
+        f"lost, {totals['unreported']} unreported, {totals['dup_with_id']} duplicates with msg_id.**",
+        "",
+    ]
+    if open_items:
+        out += [
+            "Messages with a msg_id that were reported instead of retried (the issue wants every sync",
+            "and batch message with msg_id stored across a stream-leader election; these were in flight",
+            "to the node that died, so no 503 came back to retry on):",
+            "",
+            *[f"- {item}" for item in open_items],
+            "",
+        ]
     runs = [(key, "", title) for key, title in TITLES.items()]
     runs += [(key, "-full", f"{title} — `MEMPHIS_FAST_FULL=1`") for key, title in TITLES.items()]
     for key, suffix, title in runs:
