@@ -555,15 +555,7 @@ class Consumer:
         time per consumer: a new one (or ``consume()``) ends the previous one, whose loop then
         stops at its next step; while ``consume()`` runs, this raises. Argument errors raise
         here."""
-        if batch_size is None:
-            batch = self.batch_size
-        else:
-            check_int("batch_size", batch_size)
-            if batch_size < 1 or batch_size > self.MAX_BATCH_SIZE:
-                raise MemphisArgumentError(
-                    f"batch_size must be between 1 and {self.MAX_BATCH_SIZE}, not {batch_size}"
-                )
-            batch = batch_size
+        batch = self._iter_batch_size(batch_size)
         fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
         self._check_usable()
         self._check_idle()
@@ -574,6 +566,57 @@ class Consumer:
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self.messages()
+
+    def batches(
+        self,
+        batch_size: int | None = None,
+        consumer_partition_key: str | None = None,
+        consumer_partition_number: int = -1,
+    ) -> AsyncIterator[list[Message]]:
+        """Iterate over batches: ``async for msgs in consumer.batches(): ...; await
+        consumer.ack(msgs)``. The same as :meth:`messages` (flow control, ending, one
+        iteration at a time) but one step per batch (a DLS message comes alone), so it costs
+        exactly what ``consume()`` costs; a batch handed out is yours (ack or nack it)."""
+        batch = self._iter_batch_size(batch_size)
+        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
+        self._check_usable()
+        self._check_idle()
+        token = object()
+        self._iter_token = token
+        fetchers = self._start(fixed)
+        return self._iterate_batches(fetchers, batch, token)
+
+    def _iter_batch_size(self, batch_size: int | None) -> int:
+        if batch_size is None:
+            return self.batch_size
+        check_int("batch_size", batch_size)
+        if batch_size < 1 or batch_size > self.MAX_BATCH_SIZE:
+            raise MemphisArgumentError(f"batch_size must be between 1 and {self.MAX_BATCH_SIZE}, not {batch_size}")
+        return batch_size
+
+    async def _iterate_batches(
+        self, fetchers: list[_Fetcher], batch: int, token: object
+    ) -> AsyncIterator[list[Message]]:
+        msgs: list[Message] | None = None
+        try:
+            while self._iter_token is token:
+                msgs = await self._next_batch(fetchers, batch, False, token)
+                if msgs is None or self._iter_token is not token:
+                    break
+                self._current = (time.monotonic(), msgs)
+                out, msgs = msgs, None
+                yield out
+                self._current = None
+        finally:
+            if self._iter_token is token:
+                self._iter_token = None
+                self._current = None
+                self._consuming = False
+                self._release(msgs or [])
+                while self._dls_queue:
+                    self.dls_messages.append(self._dls_queue.popleft())
+            elif msgs and not self._conn.is_closed:
+                self._give_back(msgs)
 
     async def _iterate(self, fetchers: list[_Fetcher], batch: int, token: object) -> AsyncIterator[Message]:
         it: Iterator[Message] = iter(())

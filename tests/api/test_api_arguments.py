@@ -297,6 +297,14 @@ def _rows(env: Env) -> list[tuple[str, Callable[..., Any], dict[str, Any], str, 
                 ("consumer_partition_number", [*PART_NUM, (99, ERR)]),
             ]
         ],
+        *[
+            ("Consumer.batches", c.batches, {}, arg, bad)
+            for arg, bad in [
+                ("batch_size", BATCH),
+                ("consumer_partition_key", PART_KEY),
+                ("consumer_partition_number", [*PART_NUM, (99, ERR)]),
+            ]
+        ],
         ("Consumer.ack", c.ack, {"msgs": []}, "msgs", [(None, TYPE), (5, TYPE), ("abc", TYPE), ([b"m"], TYPE)]),
         ("Consumer.nack", c.nack, {"msgs": []}, "msgs", [(None, TYPE), (5, TYPE), ([object()], TYPE)]),
         ("Consumer.destroy", c.destroy, {}, "timeout_retries", RETRIES),

@@ -527,3 +527,22 @@ async def test_prefetched_messages_are_still_held(connect: Any, nc: Any, uid: An
     assert [m.data for m in rest] == [b"m2", b"m3"] and {m.get_delivery_count() for m in rest} == {1}
     await c.ack(rest)
     await eventually(lambda: _ack_pending(nc, name, 1, "c", 0))
+
+
+async def test_batches_iterates_batches_with_the_same_flow_control(connect: Any, nc: Any, uid: Any) -> None:
+    name = uid("batches")
+    conn = await connect()
+    await _fill(conn, name, 120, partitions_number=2)
+    consumer = await conn.consumer(name, "c", batch_size=50)
+    seen: list[bytes] = []
+    async for msgs in consumer.batches(batch_size=20):
+        assert 1 <= len(msgs) <= 20
+        assert len({m.partition for m in msgs}) == 1  # one partition per batch
+        seen += [m.data for m in msgs]
+        await consumer.ack(msgs)
+        if len(seen) == 120:
+            await consumer.stop_consume()
+    assert sorted(seen) == sorted(f"m{i}".encode() for i in range(120))
+    await eventually(lambda: _ack_pending(nc, name, 2, "c", 0))
+    with pytest.raises(mf.MemphisArgumentError):
+        consumer.batches(batch_size=5001)
