@@ -182,6 +182,8 @@ class NatsConnection:
         self.opts = opts
         self._loop = loop
         self.core = _core.Core(opts.inbox_prefix, opts.pending_limit)
+        #: bound once: the publish paths call it per message
+        self._js_publish = self.core.js_publish
         self._prefix: str = self.core.inbox_prefix
         self._mux_sid = self.core.mux_sid
         self._connector = Connector(opts, self, loop)
@@ -720,7 +722,7 @@ class NatsConnection:
         """JetStream publish; returns a future of its :class:`ProduceResult` (every publish
         ends in exactly one, which also removes the future: if the caller stops waiting, the
         result is dropped). Raises before sending for bad input or a closed connection."""
-        mid = self.core.js_publish(subject, payload, group, index, ack_wait_ms, True, header_lines, headers, msg_id)
+        mid = self._js_publish(subject, payload, group, index, ack_wait_ms, True, header_lines, headers, msg_id)
         fut: asyncio.Future[_core.ProduceResult] = _Future(loop=self._loop)
         self._waiters[mid] = fut
         # Written at once, not at the end of the tick: the round trip starts one loop
@@ -751,7 +753,7 @@ class NatsConnection:
         sent) when the group already has ``max_inflight`` messages or ``max_inflight_bytes``
         in flight, or while the transport's write buffer is backed up (wait with
         :meth:`wait_room`). A failure goes to the group's failure handler, exactly once."""
-        if self._write_resumed is not None or not self.core.js_publish(
+        if self._write_resumed is not None or not self._js_publish(
             subject,
             payload,
             group,

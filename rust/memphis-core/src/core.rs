@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use memphis_proto::{
-    conn, AckKind, Completed, JsPublish, MsgId, MsgOp, Outcome, PullRequest, Sink, State,
+    conn, AckKind, Completed, IdMap, JsPublish, MsgId, MsgOp, Outcome, PullRequest, Sink, State,
 };
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -157,12 +157,12 @@ struct Buffers {
     /// `(group, result)` of unawaited publishes that were not stored
     failures: Vec<(u32, Py<ProduceResult>)>,
     /// group -> label (the producer's station), copied into its results
-    labels: HashMap<u32, Py<PyString>>,
+    labels: IdMap<u32, Py<PyString>>,
     next_group: u32,
     events: Vec<Py<PyAny>>,
     batches: Vec<Batch>,
     done_batches: HashMap<u64, Batch>,
-    msg_ids: HashMap<MsgId, Py<PyString>>,
+    msg_ids: IdMap<MsgId, Py<PyString>>,
     flags: u32,
 }
 
@@ -245,7 +245,11 @@ impl Sink for PySink<'_, '_> {
 
     fn completed(&mut self, c: Completed) {
         let py = self.py;
-        let msg_id = self.b.msg_ids.remove(&c.id);
+        let msg_id = if self.b.msg_ids.is_empty() {
+            None
+        } else {
+            self.b.msg_ids.remove(&c.id)
+        };
         self.b.flags |= F_PROGRESS;
         if c.waiter {
             // Part of a batch?

@@ -228,6 +228,7 @@ fn unknown_text(r: UnknownReason) -> &'static str {
 impl ProduceResult {
     /// The result for a finished publish. `stream` is the Python string of the stream name
     /// (callers may share one object between results).
+    #[inline]
     pub fn from_outcome(
         index: u64,
         msg_id: Option<Py<PyAny>>,

@@ -17,5 +17,7 @@ pub mod parse;
 pub use conn::{Core, JsPublish, Options, PullEnd, PullEndKind, PullRequest, Sink, State, Stats};
 pub use encode::AckKind;
 pub use error::ProtoError;
-pub use inflight::{Completed, GroupId, GroupStats, MsgId, NotSentReason, Outcome, UnknownReason};
+pub use inflight::{
+    Completed, GroupId, GroupStats, IdMap, MsgId, NotSentReason, Outcome, UnknownReason,
+};
 pub use parse::{parse_op, Limits, MsgOp, Op, Parsed};
