@@ -444,6 +444,10 @@ class Producer:
             producer_partition_number: route to this partition.
 
         Raises:
+            MemphisArgumentTypeError, MemphisArgumentError: a wrong type or a value out of
+                range (``ack_wait_sec`` > 0, ``concurrent_task_limit`` >= 1, a partition number
+                of the station, a key or a number), before anything is sent.
+            MemphisConnectionClosedError: the connection was closed.
             MemphisSchemaError: the message does not match the station's schema.
             MemphisProduceError: the message (or, first, an earlier nonblocking one) failed.
             MemphisHeaderError: a header key starts with ``$memphis``.
