@@ -866,9 +866,8 @@ class Memphis:
             schema_path: the schema file (read without blocking the event loop).
         """
         self._require_conn()
-        check_str("schema_name", schema_name)
-        check_str("schema_type", schema_type)
-        check_str("schema_path", schema_path, empty=False)
+        # schema_name, schema_type and schema_path (a str or a path) are checked with
+        # memphis-py's texts by the schemaverse helpers below.
         check_int("timeout_retries", timeout_retries, minimum=0)
         validate_schema_type(schema_type)
         validate_schema_name(schema_name)

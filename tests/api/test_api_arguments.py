@@ -196,9 +196,9 @@ def _rows(env: Env) -> list[tuple[str, Callable[..., Any], dict[str, Any], str, 
         *[
             ("create_schema", m.create_schema, {"schema_name": "s", "schema_type": "json", "schema_path": "/nonexistent"}, arg, bad)
             for arg, bad in [
-                ("schema_name", [(5, TYPE), ("", ERR), ("a b", ERR)]),
-                ("schema_type", [(5, TYPE), ("xml", ERR)]),
-                ("schema_path", [(5, TYPE), ("", RANGE)]),
+                ("schema_name", [(5, ERR), ("", ERR), ("a b", ERR)]),
+                ("schema_type", [(5, ERR), ("xml", ERR)]),
+                ("schema_path", [(5, ERR), (None, ERR)]),
                 ("timeout_retries", RETRIES),
             ]
         ],
