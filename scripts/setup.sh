@@ -24,6 +24,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt
+# maturin's zig linker and auditwheel, for the release wheel (scripts/build-wheels.sh, tests/packaging)
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/wheel.txt
 VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release --quiet 2>&1 | grep -v '^\s*$' | tail -n 3
 # The newest protobuf, as an overlay for scripts/test-protobuf7.sh (the main .venv keeps 5.29
 # for memphis-py).

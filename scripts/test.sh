@@ -14,4 +14,6 @@ fi
 
 cargo test -q -p memphis-proto
 .venv/bin/python -m pytest -q
+# The release wheel: built with zig for manylinux2014, checked, installed into fresh virtualenvs.
+.venv/bin/python -m pytest -q -m wheel tests/packaging
 bash scripts/test-protobuf7.sh
