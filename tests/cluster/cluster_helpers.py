@@ -224,7 +224,7 @@ def account(t: Tally, stored: Stored, fault_at: float | None, fault_wall: float 
     # The outage as the stream saw it: the longest pause between two of this variant's stored
     # messages that ends after the fault (normal pauses: 1/rate, a batch interval).
     times = sorted(stored.stored_at[f"{t.variant}:{i}"] for i in stored_ids)
-    gaps = [b - a for a, b in zip(times, times[1:]) if fault_wall is None or b >= fault_wall]
+    gaps = [b - a for a, b in zip(times[:-1], times[1:], strict=True) if fault_wall is None or b >= fault_wall]
     max_gap = round(max(gaps), 3) if gaps else None
     return {
         "variant": t.variant,

@@ -251,3 +251,25 @@ async def test_five_nodes_take_five_replicas(
     finally:
         await m.close()
         await nc.close()
+
+
+async def test_memory_cluster(cluster_factory: Callable[..., LocalBroker], name: Callable[[str], str]) -> None:
+    """``--cluster 3 --memory``: the broker's own streams are replicated memory streams."""
+    broker = cluster_factory(3, memory=True)
+    nc = await nats.connect(**broker.nats_kwargs(), error_cb=quiet)
+    m = await memphis_connect(broker)
+    try:
+        kv = await js(nc, f"STREAM.INFO.KV_{BUCKET}")
+        assert kv["config"]["storage"] == "memory" and kv["config"]["num_replicas"] == 3, kv
+        st = name("mem")
+        await m.station(st, replicas=3, storage_type=memphis_fast.Storage.MEMORY, timeout_retries=0)
+        p = await m.producer(st, "p", timeout_retries=0)
+        await p.produce(b"x", msg_id="one")
+        si = await js(nc, f"STREAM.INFO.{subjects.stream_name(st, 1)}")
+        assert si["state"]["messages"] == 1 and si["config"]["num_replicas"] == 3, si
+    finally:
+        await m.close()
+        await nc.close()
+    data_dir = Path(broker.info["data_dir"])
+    broker.cleanup()
+    assert not data_dir.exists()

@@ -181,6 +181,32 @@ class NodeSet:
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             self.wait_node_ready(node, max(0.1, deadline - time.monotonic()))
+        self.wait_meta_peers(max(0.1, deadline - time.monotonic()))
+
+    def wait_meta_peers(self, timeout: float) -> None:
+        """Wait until the meta leader sees every other node as a current, online peer: before
+        that, placing a replicated stream can fail with "no suitable peers for placement"."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while True:
+            for node in self.nodes:
+                url = node.monitor_url()
+                if url is None:
+                    continue
+                try:
+                    with urllib.request.urlopen(url + "/jsz", timeout=2) as resp:  # noqa: S310
+                        meta = json.loads(resp.read()).get("meta_cluster") or {}
+                except (OSError, ValueError):
+                    continue
+                if meta.get("leader") != node.name:
+                    continue
+                last = meta.get("replicas")
+                peers = [r for r in meta.get("replicas") or [] if r.get("current") and not r.get("offline")]
+                if len(peers) == self.count - 1:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the meta leader does not see every peer: {last}")
+            time.sleep(0.05)
 
     def wait_node_ready(self, node: Node, timeout: float) -> None:
         deadline = time.monotonic() + timeout
