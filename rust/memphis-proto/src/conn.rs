@@ -817,6 +817,9 @@ impl Core {
             p.keep_frame,
         );
         debug_assert_eq!(got, id);
+        if self.retry_unavailable && p.waiter && p.keep_frame {
+            self.inflight.resend_if_silent(id, now_ms);
+        }
         self.stats.msgs_out += 1;
         Ok(id)
     }
@@ -1179,6 +1182,11 @@ impl Core {
                 (&mut self.pending, &mut self.unsent_pending)
             };
             self.inflight.take_retries(now_ms, buf, &mut due);
+            if self.state == State::Connected {
+                // Silent awaited msg-id publishes go again only on a live link (after a
+                // reconnect they are re-sent anyway).
+                self.inflight.take_silent(now_ms, buf, &mut due);
+            }
             for (id, start, len) in due {
                 unsent.push(Unsent { id, start, len });
                 self.stats.msgs_out += 1;

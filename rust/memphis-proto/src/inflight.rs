@@ -90,7 +90,17 @@ struct Entry {
     /// The last "unavailable" answer: what the message ends with if its ack wait runs out
     /// before another try is answered.
     last_unavailable: Option<Outcome>,
+    /// Awaited, de-duplicated publishes on a cluster: sent again at this instant if nothing
+    /// answered (the node it went to may have died with the stream leader); the server
+    /// drops the copies it already stored.
+    silent_at: Option<u64>,
+    silent_wait: u64,
 }
+
+/// How long an awaited, de-duplicated publish waits for an answer before it is sent again
+/// (clustered servers), doubling up to [`SILENT_RESEND_MAX_MS`].
+pub const SILENT_RESEND_MS: u64 = 1_000;
+pub const SILENT_RESEND_MAX_MS: u64 = 4_000;
 
 /// Counters of one group (or of the whole connection).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -211,6 +221,8 @@ impl Inflight {
                 retry_at: None,
                 attempts: 0,
                 last_unavailable: None,
+                silent_at: None,
+                silent_wait: 0,
             },
         );
         let g = self.groups.entry(group).or_default();
@@ -278,7 +290,10 @@ impl Inflight {
     pub fn next_deadline(&self) -> Option<u64> {
         self.entries
             .values()
-            .map(|e| e.retry_at.map_or(e.deadline_ms, |r| r.min(e.deadline_ms)))
+            .map(|e| {
+                let d = e.retry_at.map_or(e.deadline_ms, |r| r.min(e.deadline_ms));
+                e.silent_at.map_or(d, |s| s.min(d))
+            })
             .min()
     }
 
@@ -300,6 +315,52 @@ impl Inflight {
         e.attempts += 1;
         e.last_unavailable = Some(outcome);
         true
+    }
+
+    /// Send `id` again if nothing answers it by `now + SILENT_RESEND_MS` (see `silent_at`).
+    pub fn resend_if_silent(&mut self, id: MsgId, now_ms: u64) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            if e.dedup && e.frame.is_some() {
+                e.silent_wait = SILENT_RESEND_MS;
+                e.silent_at = Some(now_ms + SILENT_RESEND_MS);
+            }
+        }
+    }
+
+    /// Frames whose silence ran out (and whose ack wait leaves room), oldest first: appended
+    /// to `buf`; their ids, offsets and lengths pushed to `ids`.
+    pub fn take_silent(
+        &mut self,
+        now_ms: u64,
+        buf: &mut Vec<u8>,
+        ids: &mut Vec<(MsgId, usize, usize)>,
+    ) {
+        let mut due: Vec<MsgId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.retry_at.is_none() && !e.resend && e.silent_at.is_some_and(|t| t <= now_ms)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.silent_wait = (e.silent_wait * 2).min(SILENT_RESEND_MAX_MS);
+                e.silent_at = Some(now_ms + e.silent_wait);
+                if now_ms + 50 >= e.deadline_ms {
+                    continue;
+                }
+                if let Some(f) = &e.frame {
+                    let start = buf.len();
+                    buf.extend_from_slice(f);
+                    ids.push((id, start, f.len()));
+                }
+                let g = self.groups.entry(e.group).or_default();
+                g.retried += 1;
+                self.totals.retried += 1;
+            }
+        }
     }
 
     /// How many times `id` was sent again after an "unavailable" answer.

@@ -701,3 +701,42 @@ fn unavailable_is_final_without_retries() {
     ));
     assert!(!core.take_timer_changed());
 }
+
+/// Clustered servers: an awaited publish with a message id that nobody answers (it went to a
+/// stream leader that died) is sent again after 1 s, then 2 s, ... until its ack wait; one
+/// without a message id is not (a copy could be stored twice).
+#[test]
+fn silent_awaited_msg_id_publishes_are_sent_again() {
+    let (mut core, mut rec) = connected();
+    core.set_retry_unavailable(true);
+    let mut p = js(b"", b"", 1, true, true);
+    p.ack_wait_ms = 10_000;
+    let a = core.js_publish(&p, b"a", 0).unwrap();
+    let mut q = js(b"", b"", 1, true, false);
+    q.ack_wait_ms = 10_000;
+    core.js_publish(&q, b"b", 0).unwrap();
+    take(&mut core);
+    assert_eq!(core.next_deadline_ms(), Some(1_000));
+    core.sweep(1_000, &mut rec);
+    assert_eq!(
+        take(&mut core),
+        format!("PUB orders#eu$1.final _INBOX.abc.{a} 1\r\na\r\n")
+    );
+    assert_eq!(core.next_deadline_ms(), Some(3_000));
+    core.sweep(2_000, &mut rec);
+    assert_eq!(take(&mut core), "");
+    core.sweep(3_000, &mut rec);
+    assert_eq!(
+        take(&mut core),
+        format!("PUB orders#eu$1.final _INBOX.abc.{a} 1\r\na\r\n")
+    );
+    let ack = br#"{"stream":"orders#eu$1","seq":1}"#;
+    let input = format!("MSG _INBOX.abc.{a} 1 {}\r\n{}\r\n", ack.len(), s(ack));
+    core.feed_bytes(input.as_bytes(), 3_100_000, &mut rec)
+        .unwrap();
+    assert!(matches!(
+        &rec.events[..],
+        [Ev::Done(Completed { id, outcome: Outcome::Stored { seq: 1, .. }, .. })] if *id == a
+    ));
+    assert_eq!(core.group_stats(1).retried, 2);
+}
