@@ -540,20 +540,13 @@ class NatsConnection:
         self._keepalive = self._loop.call_later(self.opts.ping_interval, self._keepalive_tick)
 
     def _arm_sweeper(self) -> None:
-        """Make sure a sweep runs by the core's next deadline (ack waits and pulls: one timer
-        for all of them, re-armed earlier when needed)."""
+        """Make sure a sweep runs by the core's next deadline (ack waits, retries and pulls:
+        one timer for all of them, re-armed earlier when needed)."""
         if self._closed:
             return
         delay = self.core.next_deadline()
-        if delay is None:
-            return
-        at = self._loop.time() + max(delay, 0.005) + 0.001
-        h = self._sweeper
-        if h is not None:
-            if h.when() <= at:
-                return
-            h.cancel()
-        self._sweeper = self._loop.call_at(at, self._sweep)
+        if delay is not None:
+            self._sweep_within(delay)
 
     def _sweep_within(self, seconds: float) -> None:
         """A deadline was added ``seconds`` from now: make sure a sweep runs by then."""

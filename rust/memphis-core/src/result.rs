@@ -72,18 +72,8 @@ impl OutcomeKind {
         other: &Bound<'_, PyAny>,
         op: CompareOp,
     ) -> PyResult<Py<PyAny>> {
-        let eq = if let Ok(o) = other.extract::<Self>() {
-            o == *self
-        } else if let Ok(s) = other.cast::<PyString>() {
-            s.to_str()? == KIND_NAMES[*self as usize]
-        } else {
-            return Ok(py.NotImplemented());
-        };
-        Ok(match op {
-            CompareOp::Eq => eq.into_pyobject(py)?.to_owned().into_any().unbind(),
-            CompareOp::Ne => (!eq).into_pyobject(py)?.to_owned().into_any().unbind(),
-            _ => py.NotImplemented(),
-        })
+        let same = other.extract::<Self>().ok().map(|o| o == *self);
+        compare_named(py, KIND_NAMES[*self as usize], same, other, op)
     }
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
@@ -92,11 +82,32 @@ impl OutcomeKind {
 
     fn __repr__(&self) -> String {
         format!(
-            "<{}.{}>",
-            "OutcomeKind",
+            "<OutcomeKind.{}>",
             KIND_NAMES[*self as usize].to_uppercase()
         )
     }
+}
+
+/// `==` / `!=` of an outcome enum: `same` when `other` is of its own type, else by `name`.
+fn compare_named(
+    py: Python<'_>,
+    name: &str,
+    same: Option<bool>,
+    other: &Bound<'_, PyAny>,
+    op: CompareOp,
+) -> PyResult<Py<PyAny>> {
+    let eq = match same {
+        Some(eq) => eq,
+        None => match other.cast::<PyString>() {
+            Ok(s) => s.to_str()? == name,
+            Err(_) => return Ok(py.NotImplemented()),
+        },
+    };
+    Ok(match op {
+        CompareOp::Eq => eq.into_pyobject(py)?.to_owned().into_any().unbind(),
+        CompareOp::Ne => (!eq).into_pyobject(py)?.to_owned().into_any().unbind(),
+        _ => py.NotImplemented(),
+    })
 }
 
 /// Why a message ended as it did.
@@ -160,18 +171,8 @@ impl OutcomeReason {
         other: &Bound<'_, PyAny>,
         op: CompareOp,
     ) -> PyResult<Py<PyAny>> {
-        let eq = if let Ok(o) = other.extract::<Self>() {
-            o == *self
-        } else if let Ok(s) = other.cast::<PyString>() {
-            s.to_str()? == REASON_NAMES[*self as usize]
-        } else {
-            return Ok(py.NotImplemented());
-        };
-        Ok(match op {
-            CompareOp::Eq => eq.into_pyobject(py)?.to_owned().into_any().unbind(),
-            CompareOp::Ne => (!eq).into_pyobject(py)?.to_owned().into_any().unbind(),
-            _ => py.NotImplemented(),
-        })
+        let same = other.extract::<Self>().ok().map(|o| o == *self);
+        compare_named(py, REASON_NAMES[*self as usize], same, other, op)
     }
 
     fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
@@ -180,8 +181,7 @@ impl OutcomeReason {
 
     fn __repr__(&self) -> String {
         format!(
-            "<{}.{}>",
-            "OutcomeReason",
+            "<OutcomeReason.{}>",
             REASON_NAMES[*self as usize].to_uppercase()
         )
     }

@@ -351,15 +351,22 @@ impl Inflight {
                 if now_ms + 50 >= e.deadline_ms {
                     continue;
                 }
-                if let Some(f) = &e.frame {
-                    let start = buf.len();
-                    buf.extend_from_slice(f);
-                    ids.push((id, start, f.len()));
-                }
-                let g = self.groups.entry(e.group).or_default();
-                g.retried += 1;
-                self.totals.retried += 1;
             }
+            self.send_again(id, buf, ids);
+        }
+    }
+
+    /// Append the kept frame of `id` to `buf` (noting where) and count the retry.
+    fn send_again(&mut self, id: MsgId, buf: &mut Vec<u8>, ids: &mut Vec<(MsgId, usize, usize)>) {
+        if let Some(e) = self.entries.get(&id) {
+            if let Some(f) = &e.frame {
+                let start = buf.len();
+                buf.extend_from_slice(f);
+                ids.push((id, start, f.len()));
+            }
+            let group = e.group;
+            self.groups.entry(group).or_default().retried += 1;
+            self.totals.retried += 1;
         }
     }
 
@@ -385,15 +392,8 @@ impl Inflight {
         for id in due {
             if let Some(e) = self.entries.get_mut(&id) {
                 e.retry_at = None;
-                if let Some(f) = &e.frame {
-                    let start = buf.len();
-                    buf.extend_from_slice(f);
-                    ids.push((id, start, f.len()));
-                }
-                let g = self.groups.entry(e.group).or_default();
-                g.retried += 1;
-                self.totals.retried += 1;
             }
+            self.send_again(id, buf, ids);
         }
     }
 
