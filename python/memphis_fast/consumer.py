@@ -70,7 +70,7 @@ log = logging.getLogger("memphis_fast")
 Callback = Callable[[list[Message], MemphisError | None, Any], Awaitable[Any] | Any]
 
 #: fetch() returns once it has at least one message and no further one arrived for this long
-FETCH_IDLE_MS = 5
+FETCH_IDLE_MS = 20
 
 #: DLS messages kept for ``fetch()`` while nobody consumes (docs/protocol.md §11.1: 10 000).
 DLS_BUFFER = 10_000
@@ -792,7 +792,7 @@ class Consumer:
         """Fetch up to ``batch_size`` messages: DLS messages first, then prefetched ones, then
         a pull that waits at most ``batch_max_time_to_wait_ms`` for the first message. Once at
         least one message is in, it returns as soon as no further one arrived for
-        ``fetch_idle_ms`` (5 ms): a trickle is not held back for the whole wait, a busy
+        ``fetch_idle_ms`` (20 ms): a trickle is not held back for the whole wait, a busy
         station still fills the batch. The rest of that pull is ended (its inbox replaced), so
         it takes no message nobody waits for. With ``prefetch=True`` the next batch is pulled in the background
         (bounded) for the next call."""

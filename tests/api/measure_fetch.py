@@ -1,4 +1,4 @@
-"""fetch() with fewer messages than batch_size: the early return (5 ms idle) vs waiting the whole pull.
+"""fetch() with fewer messages than batch_size: the early return (20 ms idle) vs waiting the whole pull.
 
 .venv/bin/python tests/api/measure_fetch.py
 """
@@ -62,8 +62,8 @@ async def loaded(m, st, idle_ms, seconds=3.0):
 async def main():
     async with LocalBroker(memory=True) as b:
         async with await mf.connect(**b.connect_kwargs()) as m:
-            for idle in (5, 10**7):
-                label = "early return (5 ms idle)" if idle == 5 else "wait the whole pull (before)"
+            for idle in (20, 10**7):
+                label = "early return (20 ms idle)" if idle == 20 else "wait the whole pull (before)"
                 st = f"fetch-{idle}"
                 await m.station(st, storage_type=Storage.MEMORY)
                 t = await trickle(m, st, idle)

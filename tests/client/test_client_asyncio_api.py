@@ -376,7 +376,7 @@ async def test_header_values_must_be_str(connect: Any, nc: Any, uid: Any, value:
 
 # -- fetch() on a trickle -----------------------------------------------------------------------
 async def test_fetch_returns_what_is_there_without_waiting_the_whole_pull(connect: Any, uid: Any) -> None:
-    """1 of 10 messages there, a 3 s pull: fetch() returns it after the 5 ms idle gap
+    """1 of 10 messages there, a 3 s pull: fetch() returns it after the 20 ms idle gap
     (it waited the whole 3 s before); a full batch still comes back whole."""
     name = uid("trickle")
     conn = await connect()
