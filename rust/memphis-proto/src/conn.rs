@@ -817,7 +817,7 @@ impl Core {
             p.keep_frame,
         );
         debug_assert_eq!(got, id);
-        if self.retry_unavailable && p.waiter && p.keep_frame {
+        if self.retry_unavailable && p.keep_frame {
             self.inflight.resend_if_silent(id, now_ms);
         }
         self.stats.msgs_out += 1;

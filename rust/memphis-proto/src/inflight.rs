@@ -90,7 +90,7 @@ struct Entry {
     /// The last "unavailable" answer: what the message ends with if its ack wait runs out
     /// before another try is answered.
     last_unavailable: Option<Outcome>,
-    /// Awaited, de-duplicated publishes on a cluster: sent again at this instant if nothing
+    /// De-duplicated (msg_id) publishes on a cluster: sent again at this instant if nothing
     /// answered (the node it went to may have died with the stream leader); the server
     /// drops the copies it already stored.
     silent_at: Option<u64>,
