@@ -570,8 +570,10 @@ class Memphis:
         producer_partition_key: str | None = None,
         producer_partition_number: int = -1,
         nonblocking: bool = False,
-    ) -> None:
-        """Produce without keeping a producer object (one is created and cached).
+    ) -> ProduceResult | None:
+        """Produce without keeping a producer object (one is created and cached); returns
+        the :data:`ProduceResult` of an awaited produce (memphis-py: ``None``), ``None`` for a
+        nonblocking one or a multi-station producer.
 
         A schema failure is raised as a plain :class:`MemphisError` here (memphis-py re-wraps
         it; ``Producer.produce`` raises :class:`MemphisSchemaError`)."""
@@ -591,7 +593,7 @@ class Memphis:
         )
         producer = await self.producer(station_name, producer_name, generate_random_suffix)
         try:
-            await producer.produce(
+            return await producer.produce(
                 message,
                 ack_wait_sec=ack_wait_sec,
                 headers=headers,

@@ -546,3 +546,11 @@ async def test_batches_iterates_batches_with_the_same_flow_control(connect: Any,
     await eventually(lambda: _ack_pending(nc, name, 2, "c", 0))
     with pytest.raises(mf.MemphisArgumentError):
         consumer.batches(batch_size=5001)
+
+
+async def test_memphis_produce_returns_the_result(connect: Any, uid: Any) -> None:
+    name = uid("m-produce")
+    conn = await connect()
+    r = await conn.produce(name, "p", b"x")
+    assert r is not None and r.stored and (r.stream, r.sequence) == (f"{name}$1", 1)
+    assert await conn.produce(name, "p", b"y", nonblocking=True) is None
