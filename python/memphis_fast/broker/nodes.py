@@ -237,6 +237,17 @@ class NodeSet:
         for node in reversed(self.nodes):
             node.server.stop(timeout=timeout)
 
+    def log_tail(self, lines: int = 8) -> str:
+        """The last warnings and errors of each node's log (for a start that went wrong)."""
+        out = []
+        for node in self.nodes:
+            picked = [
+                ln for ln in node.server.read_log().splitlines() if "[ERR]" in ln or "[WRN]" in ln or "[FTL]" in ln
+            ]
+            if picked:
+                out.append(f"{node.name}:\n  " + "\n  ".join(picked[-lines:]))
+        return "\n".join(out)
+
     def cleanup(self) -> None:
         for node in self.nodes:
             node.server.cleanup()

@@ -215,21 +215,30 @@ def serve(
         )
         limits = cfg.store_limits(data_dir)
         nodes = NodeSet(cfg, data_dir, limits, binary)
-        try:
-            nodes.start(timeout=30)
-        except RuntimeError as exc:
-            text = str(exc)
-            if "address already in use" in text:
-                what = f"port {cfg.port}" if cfg.cluster == 1 else "one of the nodes' ports"
-                raise BrokerError(
-                    f"{what} on {cfg.host} is already in use (another broker or NATS server?); "
-                    "choose another one with --port"
-                ) from None
-            raise BrokerError(f"nats-server failed to start: {text}") from None
-        try:
-            nodes.wait_ready(timeout=60)
-        except (RuntimeError, TimeoutError) as exc:
-            raise BrokerError(f"the cluster did not become ready: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                nodes.start(timeout=30)
+            except RuntimeError as exc:
+                text = str(exc)
+                if "address already in use" in text:
+                    what = f"port {cfg.port}" if cfg.cluster == 1 else "one of the nodes' ports"
+                    raise BrokerError(
+                        f"{what} on {cfg.host} is already in use (another broker or NATS server?); "
+                        "choose another one with --port"
+                    ) from None
+                raise BrokerError(f"nats-server failed to start: {text}") from None
+            try:
+                nodes.wait_ready(timeout=40 if attempt == 1 else 60)
+                break
+            except (RuntimeError, TimeoutError) as exc:
+                tail = nodes.log_tail()
+                nodes.stop(timeout=10)
+                if attempt == 1:
+                    # Seen once under load: a node that never joined the meta group. A second
+                    # start (new route ports unless they were given) has always worked.
+                    log.warning("the cluster did not become ready (%s); starting its nodes again\n%s", exc, tail)
+                    continue
+                raise BrokerError(f"the cluster did not become ready: {exc}\n{tail}") from None
         for node in nodes.nodes:
             log.info("%s (pid %s) listening on %s:%s", node.name, node.pid, cfg.host, node.port)
         server = nodes.nodes[0].server
