@@ -849,7 +849,7 @@ class Consumer:
                 self._report(err)
         if prefetch:
             f.ensure(batch_size, max(expires, 1000))
-        elif f.outstanding()[0] and not self._consuming:
+        elif len(msgs) < batch_size and f.outstanding()[0] and not self._consuming:
             # Returned before the pull ended: end it (the server forgets a pull whose inbox
             # lost its interest), so it takes no message that nobody waits for (such a
             # message would sit here, or go poison being redelivered into it).
