@@ -517,7 +517,8 @@ def _panel(ax: Any, rows: list[dict[str, Any]], title: str, key: str, unit: str,
     ax.set_yticks(ticks)
     ax.set_yticklabels([label(r) for r in rows], fontsize=7)
     ax.set_ylim(y - 0.4, -0.6)
-    right = cap * 1.35 if cap else max(hi or [1.0]) * 1.18
+    drawn = [h for h, v in zip(hi, vals, strict=True) if cap is None or v <= cap]
+    right = max(max(drawn or [1.0]) * 1.18, cap * 1.35 if cap else 0.0)
     ax.set_xlim(0, right or 1.0)
     ax.set_title(title, fontsize=8.5, loc="left")
     ax.set_xlabel(f"{unit} ({'lower' if latency else 'higher'} is better)", fontsize=7)
