@@ -195,6 +195,12 @@ class NatsConnection:
         self._handlers: dict[int, MsgHandler] = {}
         self._pull_end_handlers: dict[int, PullEndHandler] = {}
         self._requests: dict[str, asyncio.Future[_core.Msg]] = {}
+        #: token -> (session it was written in, subject, payload, headers) of requests waiting
+        #: for their reply: re-sent when a new session starts (the reply may have died with
+        #: the old one; control-plane requests are idempotent, a late duplicate reply is
+        #: dropped)
+        self._request_sends: dict[str, tuple[int, str, bytes | bytearray | memoryview, Any]] = {}
+        self._session = 0
         self._req_ids = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[_core.ProduceResult]] = {}
         self._batches: dict[int, asyncio.Future[list[Any]]] = {}
@@ -314,6 +320,12 @@ class NatsConnection:
         self._handshake = None
         self._connecting = False
         self.core.session_ready()
+        self._session += 1
+        for token, (session, subject, payload, headers) in list(self._request_sends.items()):
+            if session < self._session:
+                log.info("re-sending the request on %s after the reconnect", subject)
+                self.core.publish(subject, payload, self._prefix + token, headers)
+                self._request_sends[token] = (self._session, subject, payload, headers)
         if self._protocol is not None:
             self._protocol.flush_now()
         self._start_timers()
@@ -660,19 +672,31 @@ class NatsConnection:
         """Request/reply through the muxed inbox. Raises :class:`MemphisTimeoutError` or
         :class:`MemphisNoRespondersError` (503)."""
         self._check_open()
-        token = f"r{next(self._req_ids)}"
-        fut: asyncio.Future[_core.Msg] = self._loop.create_future()
-        self._requests[token] = fut
-        try:
-            self.core.publish(subject, payload, self._prefix + token, headers)
-            self._schedule_flush()
+        loop = self._loop
+        deadline = loop.time() + timeout
+        first_session = self._session
+        while True:
+            token = f"r{next(self._req_ids)}"
+            fut: asyncio.Future[_core.Msg] = loop.create_future()
+            self._requests[token] = fut
+            self._request_sends[token] = (self._session, subject, payload, headers)
             try:
-                async with asyncio.timeout(timeout):
-                    msg = await fut
-            except TimeoutError:
-                raise MemphisTimeoutError(f"timeout: no reply on {subject} within {timeout:g} s") from None
-        finally:
-            self._requests.pop(token, None)
+                self.core.publish(subject, payload, self._prefix + token, headers)
+                self._schedule_flush()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        msg = await fut
+                except TimeoutError:
+                    raise MemphisTimeoutError(f"timeout: no reply on {subject} within {timeout:g} s") from None
+            finally:
+                self._requests.pop(token, None)
+                self._request_sends.pop(token, None)
+            # Right after a reconnect the responder may not have subscribed again yet: a
+            # "no responders" answer then is retried (briefly) within the timeout.
+            if msg.status == 503 and self._session != first_session and loop.time() + 0.05 < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            break
         if msg.status == 503:
             raise MemphisNoRespondersError(f"no responders on {subject}")
         return msg
@@ -944,6 +968,7 @@ class NatsConnection:
                 fut.set_exception(MemphisConnectionClosedError("the connection was closed"))
                 fut.exception()
         self._requests.clear()
+        self._request_sends.clear()
         self._fail_pings(MemphisConnectionClosedError("the connection was closed"))
         for bf in self._batches.values():
             if not bf.done():

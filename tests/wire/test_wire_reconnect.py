@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from wire_helpers import Connect, Events, create_stream, ms, stream_info, stream_msg
@@ -337,3 +339,35 @@ async def test_close_while_disconnected_ends_everything(
     accepted = proxy.accepted
     await asyncio.sleep(0.1)
     assert proxy.accepted == accepted, "no reconnect attempt after close"
+
+
+async def test_request_in_flight_across_a_reconnect_is_sent_again(
+    nats_server: NatsServer, connect: Connect
+) -> None:
+    """A request written to a connection that then dies is sent again on the new session (its
+    reply died with the old one), so it is answered well within its timeout instead of
+    waiting all of it."""
+    responder = await connect(nats_server)
+    client = await connect(nats_server)
+    seen: list[bytes] = []
+
+    def on_request(msgs: list[Any]) -> None:
+        for m in msgs:
+            seen.append(bytes(m.data))
+            if len(seen) > 1 and m.reply:  # the first copy is "lost" with the server
+                responder.publish(m.reply, b"answer " + bytes(m.data))
+
+    responder.subscribe("svc.create", on_request)
+    await responder.flush()
+    await client.flush()
+    req = asyncio.ensure_future(client.request("svc.create", b"station-1", 20))
+    async with asyncio.timeout(5):
+        while not seen:
+            await asyncio.sleep(0.01)
+    t0 = time.monotonic()
+    await asyncio.to_thread(nats_server.kill)
+    await asyncio.to_thread(nats_server.restart)
+    reply = await asyncio.wait_for(req, 15)
+    assert bytes(reply.data) == b"answer station-1"
+    assert time.monotonic() - t0 < 10
+    assert seen.count(b"station-1") >= 2
