@@ -217,6 +217,8 @@ class NatsConnection:
         self._swept_ack_ms = -1
         self._closing = False
         self._closed = False
+        #: closed for good (a plain attribute: the produce path reads it per message)
+        self.is_closed = False
         self._leaving: asyncio.Task[None] | None = None
         #: ``-ERR`` lines are logged at most this often (a hostile server may send thousands)
         self._error_log = _RateLimit(loop, burst=5, period=10.0, what="-ERR lines from the server")
@@ -227,10 +229,6 @@ class NatsConnection:
     @property
     def is_connected(self) -> bool:
         return self.core.state == STATE_CONNECTED and self._protocol is not None
-
-    @property
-    def is_closed(self) -> bool:
-        return self._closed
 
     @property
     def closing(self) -> bool:
@@ -294,7 +292,7 @@ class NatsConnection:
         try:
             await conn._connector.connect_first()
         except BaseException:
-            conn._closed = True
+            conn._closed = conn.is_closed = True
             conn.core.close()
             raise
         conn.event("connected", str(conn._connector.server))
@@ -948,7 +946,7 @@ class NatsConnection:
     async def _shutdown(self, exc: BaseException) -> None:
         if self._closed:
             return
-        self._closed = True
+        self._closed = self.is_closed = True
         self._closing = True
         for h in (self._keepalive, self._sweeper):
             if h is not None:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import uuid
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import orjson
@@ -154,7 +154,7 @@ class Memphis:
 
     async def connect(
         self,
-        host: str,
+        host: str | Sequence[str],
         username: str,
         account_id: int = 1,
         connection_token: str = "",
@@ -174,7 +174,8 @@ class Memphis:
 
         Args:
             host: broker host; ``http://``/``https://`` prefixes are stripped; a comma-separated
-                list (or ``host:port`` entries) gives servers to fail over to.
+                string or a list of ``host`` / ``host:port`` entries gives the servers of a
+                cluster to fail over to (the cluster's ``connect_urls`` are added).
             username: user of type root/application.
             account_id: the account id of the cloud version (default 1).
             connection_token: connect with a connection token...
@@ -195,7 +196,14 @@ class Memphis:
         """
         if self.is_connection_active:
             raise MemphisConnectError("already connected; close() first")
-        check_str("host", host, empty=False)
+        if isinstance(host, (list, tuple)):
+            # Several servers (a cluster): ["h1:6666", "h2:6667"], like "h1:6666,h2:6667".
+            if not host:
+                raise MemphisArgumentError("host can not be an empty list")
+            for h in host:
+                check_str("each host", h, empty=False)
+        else:
+            check_str("host", host, empty=False)
         check_str("username", username)
         check_int("account_id", account_id, minimum=0)
         check_str("connection_token", connection_token)
@@ -975,7 +983,7 @@ class Connecting:
 
 
 def connect(
-    host: str,
+    host: str | Sequence[str],
     username: str,
     account_id: int = 1,
     connection_token: str = "",

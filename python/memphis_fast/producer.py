@@ -160,6 +160,37 @@ def check_produce_args(
     check_partition_args(producer_partition_key, producer_partition_number)
 
 
+def _checked_ack_ms(
+    message: Any,
+    ack_wait_sec: Any,
+    async_produce: Any,
+    nonblocking: Any,
+    msg_id: Any,
+    concurrent_task_limit: Any,
+    producer_partition_key: Any,
+    producer_partition_number: Any,
+) -> int:
+    """The arguments of :meth:`Producer.produce` other than the defaults, checked; returns the
+    ack wait in ms."""
+    if ack_wait_sec == 15 and type(ack_wait_sec) is int:
+        ack_ms = 15000
+    else:
+        ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
+    if msg_id is not None and type(msg_id) is not str:
+        check_str("msg_id", msg_id, optional=True)
+    if nonblocking is not False and nonblocking is not True:
+        check_bool("nonblocking", nonblocking)
+    if producer_partition_key is not None or producer_partition_number != -1:
+        check_partition_args(producer_partition_key, producer_partition_number)
+    if concurrent_task_limit is not None:
+        check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
+    if async_produce is not None and async_produce is not False and async_produce is not True:
+        check_bool("async_produce", async_produce, optional=True)
+    if message is None:
+        raise MemphisArgumentTypeError("message can not be None")
+    return ack_ms
+
+
 def _produce_error(r: ProduceResult) -> MemphisProduceError:
     """The exception for a message that was not stored, its class chosen from the reason."""
     cls = MemphisProduceTimeoutError if r.reason == OutcomeReason.ACK_TIMEOUT else MemphisProduceError
@@ -370,7 +401,7 @@ class Producer:
 
     def _on_outcome(self, r: ProduceResult) -> None:
         """Every outcome of a nonblocking message (with a delivery callback)."""
-        if r.kind == OutcomeKind.STORED:
+        if r.stored:
             dcb = self.delivery_callback
             if dcb is not None:
                 self._run_callback(dcb, r, "delivery")
@@ -480,23 +511,30 @@ class Producer:
             return None
         if self._failures:
             self._raise_failures()
-        # Argument checks, cheap for the defaults (the nonblocking path is hot).
-        if ack_wait_sec == 15 and type(ack_wait_sec) is int:
+        # Argument checks: one test for the common call (the nonblocking path is hot).
+        if (
+            ack_wait_sec == 15
+            and msg_id is None
+            and producer_partition_key is None
+            and producer_partition_number == -1
+            and concurrent_task_limit is None
+            and async_produce is None
+            and message is not None
+            and type(ack_wait_sec) is int
+            and (nonblocking is False or nonblocking is True)
+        ):
             ack_ms = 15000
         else:
-            ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
-        if msg_id is not None and type(msg_id) is not str:
-            check_str("msg_id", msg_id, optional=True)
-        if nonblocking is not False and nonblocking is not True:
-            check_bool("nonblocking", nonblocking)
-        if producer_partition_key is not None or producer_partition_number != -1:
-            check_partition_args(producer_partition_key, producer_partition_number)
-        if concurrent_task_limit is not None:
-            check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
-        if async_produce is not None and async_produce is not False and async_produce is not True:
-            check_bool("async_produce", async_produce, optional=True)
-        if message is None:
-            raise MemphisArgumentTypeError("message can not be None")
+            ack_ms = _checked_ack_ms(
+                message,
+                ack_wait_sec,
+                async_produce,
+                nonblocking,
+                msg_id,
+                concurrent_task_limit,
+                producer_partition_key,
+                producer_partition_number,
+            )
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name} was destroyed")
         if self._conn.is_closed:
@@ -549,7 +587,7 @@ class Producer:
         r = await conn.publish_awaited(subject, data, self._group, index, ack_ms, self._header_lines, hdrs, msg_id)
         if self.delivery_callback is not None:
             self._run_callback(self.delivery_callback, r, "delivery")
-        if r.kind != OutcomeKind.STORED:
+        if not r.stored:
             raise _produce_error(r)
         return r
 
@@ -574,7 +612,7 @@ class Producer:
             raise MemphisArgumentTypeError(
                 f"messages must be a list (or tuple) of messages, not {type(messages).__name__}"
             )
-        if any(m is None for m in messages):
+        if None in messages:
             raise MemphisArgumentTypeError("messages can not contain None")
         ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
         if msg_ids is not None:

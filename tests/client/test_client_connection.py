@@ -204,3 +204,26 @@ async def test_station_destroy_uncaches_only_that_station(connect: Any, connect_
             await (await conn.station(base + "-v2")).destroy()
         else:
             assert keys == []  # the -v2 producer is gone too
+
+
+async def test_connect_takes_a_list_of_servers(broker: LocalBroker, uid: Any) -> None:
+    """connect(host=[...]) (a cluster's server list) works like "h1:p1,h2:p2"; the first
+    server that does not answer is skipped."""
+    import socket
+
+    import memphis_fast
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    kw = broker.connect_kwargs()
+    kw["host"] = [f"127.0.0.1:{dead}", f"127.0.0.1:{broker.port}"]
+    kw.pop("port", None)
+    async with await memphis_fast.connect(**kw) as m:
+        name = uid("hostlist")
+        await m.station(name)
+        p = await m.producer(name, "p")
+        r = await p.produce(b"x")
+        assert r is not None and r.stored
+    with pytest.raises(memphis_fast.MemphisError):
+        await memphis_fast.connect(**{**kw, "host": []})
