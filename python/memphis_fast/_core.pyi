@@ -395,7 +395,8 @@ class Core:
     def stats(self) -> dict[str, int]:
         """Connection counters: ``msgs_in``, ``bytes_in``, ``msgs_out``, ``bytes_out``,
         ``reconnects``, ``pings_sent``, ``pongs``, ``rtt_us``, ``late_acks``,
-        ``dropped_msgs``, the in-flight totals (``inflight``, ``inflight_bytes``,
+        ``dropped_msgs``, ``orphans_nakked`` (JetStream deliveries to a gone subscription, sent
+        back with ``-NAK``), the in-flight totals (``inflight``, ``inflight_bytes``,
         ``published``, ``acked``, ``failed``, ``retried``), ``pending_bytes``,
         ``recv_buffer``."""
 

@@ -80,6 +80,13 @@ _NAK = NAK
 _ACK = ACK
 
 
+def _nothing_pending(m: Msg) -> bool:
+    """The consumer had no further message pending when ``m`` was delivered (its JetStream
+    metadata's ``num_pending``; True when it has none)."""
+    md = m.metadata()
+    return md is None or md[6] == 0
+
+
 class _Fetcher:
     """The pull subscription and prefetch buffer of one partition."""
 
@@ -833,7 +840,10 @@ class Consumer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if msgs:
+                if msgs and _nothing_pending(msgs[-1]):
+                    # The stream had nothing more for the group when the last one left:
+                    # return what is there after a short idle gap (a trickle is not held
+                    # back); under load (more pending) the batch is filled.
                     remaining = min(remaining, idle)
                 ev.clear()
                 try:

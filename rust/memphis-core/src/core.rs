@@ -1101,6 +1101,7 @@ impl Core {
         d.set_item("rtt_us", s.last_rtt_us)?;
         d.set_item("late_acks", s.late_acks)?;
         d.set_item("dropped_msgs", s.dropped_msgs)?;
+        d.set_item("orphans_nakked", s.orphans_nakked)?;
         d.set_item("inflight", t.inflight)?;
         d.set_item("inflight_bytes", t.inflight_bytes)?;
         d.set_item("published", t.published)?;

@@ -205,6 +205,8 @@ pub struct Stats {
     pub last_rtt_us: u64,
     pub late_acks: u64,
     pub dropped_msgs: u64,
+    /// JetStream deliveries to a gone subscription, sent back with `-NAK`.
+    pub orphans_nakked: u64,
 }
 
 #[derive(Debug)]
@@ -651,6 +653,7 @@ impl Core {
                 sink.msg(m);
             } else {
                 self.stats.dropped_msgs += 1;
+                self.nak_orphan(m);
             }
             return;
         }
@@ -679,6 +682,7 @@ impl Core {
         }
         let Some(sub) = self.subs.get_mut(&m.sid) else {
             self.stats.dropped_msgs += 1;
+            self.nak_orphan(m);
             return;
         };
         sub.delivered += 1;
@@ -686,6 +690,18 @@ impl Core {
         sink.msg(m);
         if done {
             self.subs.remove(&m.sid);
+        }
+    }
+
+    /// A JetStream delivery to a subscription that is gone (a pull inbox unsubscribed while
+    /// the server was already sending into it): `-NAK` it, so the consumer redelivers it at
+    /// once instead of after its ack wait.
+    fn nak_orphan(&mut self, m: &MsgOp<'_>) {
+        if let Some(reply) = m.reply {
+            if reply.starts_with(b"$JS.ACK.") && self.state == State::Connected {
+                encode::write_ack(&mut self.out, reply, AckKind::Nak);
+                self.stats.orphans_nakked += 1;
+            }
         }
     }
 

@@ -740,3 +740,25 @@ fn silent_awaited_msg_id_publishes_are_sent_again() {
     ));
     assert_eq!(core.group_stats(1).retried, 2);
 }
+
+/// A JetStream delivery that reaches a pull inbox after it was unsubscribed (the server was
+/// already sending) goes back at once with -NAK; a plain message is just dropped.
+#[test]
+fn deliveries_to_a_gone_subscription_are_nakked() {
+    let (mut core, mut rec) = connected();
+    let sid = core.pull_subscribe(0).unwrap();
+    take(&mut core);
+    core.unsubscribe(sid, None);
+    take(&mut core);
+    let input = format!(
+        "MSG _INBOX.abc.P1.1 {sid} $JS.ACK.s.c.1.7.7.1700000000000000000.0 1\r\nx\r\nMSG plain {sid} 1\r\ny\r\n"
+    );
+    core.feed_bytes(input.as_bytes(), 0, &mut rec).unwrap();
+    assert!(rec.events.is_empty());
+    assert_eq!(
+        take(&mut core),
+        "PUB $JS.ACK.s.c.1.7.7.1700000000000000000.0 4\r\n-NAK\r\n"
+    );
+    assert_eq!(core.stats().dropped_msgs, 2);
+    assert_eq!(core.stats().orphans_nakked, 1);
+}
