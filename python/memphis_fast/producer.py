@@ -82,6 +82,11 @@ __all__ = [
 log = logging.getLogger("memphis_fast")
 
 _BYTES_TYPES = (bytes, bytearray, memoryview)
+_BYTES_TYPE_SET = frozenset(_BYTES_TYPES)
+#: produce()'s defaults of (ack_wait_sec, producer_partition_number, msg_id,
+#: producer_partition_key, concurrent_task_limit, async_produce): one tuple comparison
+#: checks them all on the hot path
+_DEFAULT_PRODUCE_ARGS = (15, -1, None, None, None, None)
 #: payload types every station takes in some form (others are checked by encoding them)
 _PLAIN_TYPES = frozenset((bytes, bytearray, memoryview, str, dict, list))
 #: nonblocking produce yields to the event loop after this many messages of a producer
@@ -513,14 +518,9 @@ class Producer:
             self._raise_failures()
         # Argument checks: one test for the common call (the nonblocking path is hot).
         if (
-            ack_wait_sec == 15
-            and msg_id is None
-            and producer_partition_key is None
-            and producer_partition_number == -1
-            and concurrent_task_limit is None
-            and async_produce is None
+            (ack_wait_sec, producer_partition_number, msg_id, producer_partition_key, concurrent_task_limit, async_produce)
+            == _DEFAULT_PRODUCE_ARGS
             and message is not None
-            and type(ack_wait_sec) is int
             and (nonblocking is False or nonblocking is True)
         ):
             ack_ms = 15000
@@ -652,7 +652,7 @@ class Producer:
             and not self._state.functions
             and producer_partition_key is None
             and producer_partition_number <= 0
-            and all(type(m) in _BYTES_TYPES for m in messages)
+            and set(map(type, messages)) <= _BYTES_TYPE_SET  # C loops: no Python code per message
         ):
             # The common case: bytes to one subject, sent as given.
             groups[single] = (list(range(len(messages))), list(messages))
@@ -671,7 +671,7 @@ class Producer:
                 datas.append(data)
         conn = self._conn
         await conn.wait_writable()
-        if len(groups) == 1 and not any(r is not None for r in results):
+        if len(groups) == 1 and results.count(None) == len(results):
             # One subject and nothing refused locally: the batch's results are the answer.
             ((subject, (idx, datas)),) = groups.items()
             out = await conn.publish_batch(
