@@ -83,10 +83,10 @@ log = logging.getLogger("memphis_fast")
 
 _BYTES_TYPES = (bytes, bytearray, memoryview)
 _BYTES_TYPE_SET = frozenset(_BYTES_TYPES)
-#: produce()'s defaults of (ack_wait_sec, producer_partition_number, msg_id,
-#: producer_partition_key, concurrent_task_limit, async_produce): one tuple comparison
-#: checks them all on the hot path
-_DEFAULT_PRODUCE_ARGS = (15, -1, None, None, None, None)
+#: produce()'s default ack wait and partition number: the defaults are these very objects, so
+#: the hot path tests them by identity (any other value, equal or not, takes the checks)
+_ACK_WAIT_DEFAULT = 15
+_NUMBER_DEFAULT = -1
 #: payload types every station takes in some form (others are checked by encoding them)
 _PLAIN_TYPES = frozenset((bytes, bytearray, memoryview, str, dict, list))
 #: nonblocking produce yields to the event loop after this many messages of a producer
@@ -163,37 +163,6 @@ def check_produce_args(
     if concurrent_task_limit is not None:
         check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
     check_partition_args(producer_partition_key, producer_partition_number)
-
-
-def _checked_ack_ms(
-    message: Any,
-    ack_wait_sec: Any,
-    async_produce: Any,
-    nonblocking: Any,
-    msg_id: Any,
-    concurrent_task_limit: Any,
-    producer_partition_key: Any,
-    producer_partition_number: Any,
-) -> int:
-    """The arguments of :meth:`Producer.produce` other than the defaults, checked; returns the
-    ack wait in ms."""
-    if ack_wait_sec == 15 and type(ack_wait_sec) is int:
-        ack_ms = 15000
-    else:
-        ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
-    if msg_id is not None and type(msg_id) is not str:
-        check_str("msg_id", msg_id, optional=True)
-    if nonblocking is not False and nonblocking is not True:
-        check_bool("nonblocking", nonblocking)
-    if producer_partition_key is not None or producer_partition_number != -1:
-        check_partition_args(producer_partition_key, producer_partition_number)
-    if concurrent_task_limit is not None:
-        check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
-    if async_produce is not None and async_produce is not False and async_produce is not True:
-        check_bool("async_produce", async_produce, optional=True)
-    if message is None:
-        raise MemphisArgumentTypeError("message can not be None")
-    return ack_ms
 
 
 def _produce_error(r: ProduceResult) -> MemphisProduceError:
@@ -516,38 +485,41 @@ class Producer:
             return None
         if self._failures:
             self._raise_failures()
-        # Argument checks: one test for the common call (the nonblocking path is hot).
-        if (
-            (ack_wait_sec, producer_partition_number, msg_id, producer_partition_key, concurrent_task_limit, async_produce)
-            == _DEFAULT_PRODUCE_ARGS
-            and message is not None
-            and (nonblocking is False or nonblocking is True)
-        ):
+        # Arguments are checked where they are used, before anything is sent: the defaults
+        # cost one identity test each (the nonblocking path is hot).
+        if ack_wait_sec is _ACK_WAIT_DEFAULT:
             ack_ms = 15000
         else:
-            ack_ms = _checked_ack_ms(
-                message,
-                ack_wait_sec,
-                async_produce,
-                nonblocking,
-                msg_id,
-                concurrent_task_limit,
-                producer_partition_key,
-                producer_partition_number,
-            )
+            ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
+        if nonblocking is not False and nonblocking is not True:
+            check_bool("nonblocking", nonblocking)
+        if async_produce is not None:
+            check_bool("async_produce", async_produce, optional=True)
+        if concurrent_task_limit is not None:
+            check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name} was destroyed")
         if self._conn.is_closed:
             raise MemphisConnectionClosedError("the connection is closed")
-        schema = self._state.schema.schema
-        data: Any = message if schema is None and type(message) in _BYTES_TYPES else self._encode(schema, message, headers)
-        hdrs = None if headers is None else user_headers(headers)
-        if msg_id is None or msg_id == "":
-            msg_id = f"{self._id_prefix}{self._count}" if self.auto_msg_id else None
-        if producer_partition_key is None and producer_partition_number <= 0 and self._single_subject:
+        if msg_id is not None:
+            check_str("msg_id", msg_id, optional=True)
+            if msg_id == "":
+                msg_id = None
+        if msg_id is None and self.auto_msg_id:
+            msg_id = f"{self._id_prefix}{self._count}"
+        if producer_partition_key is None and producer_partition_number is _NUMBER_DEFAULT and self._single_subject:
             subject = self._single_subject if not self._state.functions else self._subject(None, -1)
         else:
+            check_partition_args(producer_partition_key, producer_partition_number)
             subject = self._subject(producer_partition_key, producer_partition_number)
+        schema = self._state.schema.schema
+        if schema is None and type(message) in _BYTES_TYPES:
+            data: Any = message
+        else:
+            if message is None:
+                raise MemphisArgumentTypeError("message can not be None")
+            data = self._encode(schema, message, headers)
+        hdrs = None if headers is None else user_headers(headers)
         conn = self._conn
         index = self._count
         if async_produce:
