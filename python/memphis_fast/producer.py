@@ -499,8 +499,8 @@ class Producer:
             check_int("concurrent_task_limit", concurrent_task_limit, minimum=1)
         if self._destroyed:
             raise MemphisError(f"producer {self.producer_name} was destroyed")
-        if self._conn.is_closed:
-            raise MemphisConnectionClosedError("the connection is closed")
+        # A closed connection: the core refuses the publish with the same
+        # MemphisConnectionClosedError("the connection is closed"), before sending anything.
         if msg_id is not None:
             check_str("msg_id", msg_id, optional=True)
             if msg_id == "":
