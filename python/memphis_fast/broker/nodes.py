@@ -131,8 +131,12 @@ class NodeSet:
             name = f"{CLUSTER_NAME}-{i + 1}"
             node_dir = self.data_dir / f"node-{i + 1}"
             routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for j, p in enumerate(route_ports) if j != i)
+            # Clients learn the other nodes from INFO.connect_urls: advertise the address they
+            # connect to, not every interface of the machine (nats-server's default).
+            advertise = "127.0.0.1" if cfg.host in ("", "0.0.0.0", "::") else cfg.host
             node_config = (
                 f'server_name: "{name}"\n'
+                f'client_advertise: "{advertise}:{client_ports[i]}"\n'
                 "cluster {\n"
                 f'  name: "{CLUSTER_NAME}"\n'
                 f'  listen: "127.0.0.1:{route_ports[i]}"\n'
