@@ -97,6 +97,8 @@ F_FAILURES = _core.F_FAILURES
 F_PROGRESS = _core.F_PROGRESS
 F_EVENTS = _core.F_EVENTS
 F_TIMER = _core.F_TIMER
+#: feed results after which the tick's flush is scheduled at once (see on_flags)
+_FLUSH_AFTER = F_MSGS | F_EVENTS | F_FAILURES | _core.F_WRITE
 EV_INFO = _core.EV_INFO
 EV_ERR = _core.EV_ERR
 EV_PONG = _core.EV_PONG
@@ -445,11 +447,12 @@ class NatsConnection:
             for f in waiting:
                 if not f.done():
                     f.set_result(None)
-        # Always schedule the tick's flush now, after the wake-ups above: a task woken by a reply
-        # or an ack usually publishes (the next sync produce, an ack) in its next step, and this
-        # flush, queued behind that step, writes it in the same loop iteration instead of one
-        # iteration later. Still one write per tick.
-        if not self._flush_scheduled:
+        # Schedule the tick's flush now, after the wake-ups above: a task woken by messages
+        # or a reply usually writes (acks, the next publish) in its next step, and this flush,
+        # queued behind that step, writes it in the same loop iteration instead of one
+        # iteration later. Still one write per tick. Not for publish outcomes alone: a woken
+        # awaited publish writes at once itself (publish_awaited).
+        if flags & _FLUSH_AFTER and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 

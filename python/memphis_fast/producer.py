@@ -491,7 +491,7 @@ class Producer:
             ack_ms = 15000
         else:
             ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
-        if nonblocking is not False and nonblocking is not True:
+        if nonblocking is not True and nonblocking is not False:
             check_bool("nonblocking", nonblocking)
         if async_produce is not None:
             check_bool("async_produce", async_produce, optional=True)
