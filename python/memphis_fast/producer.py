@@ -112,6 +112,10 @@ ProduceFailure = ProduceResult
 def _failure_text(f: ProduceResult) -> str:
     name = f"message {f.index}" + (f" (msg_id {f.msg_id!r})" if f.msg_id else "")
     if f.reason == OutcomeReason.NO_RESPONDERS:
+        if f.error and f.error.startswith("no stream leader answered"):
+            # A cluster: retried until the ack wait while a stream leader was being elected.
+            return f"{name} was not stored on station {f.station}: {f.error}"
+        # A single server answers "no responders" only when no stream takes the subject.
         return (
             f"{name} was not stored: no stream for it on station {f.station} "
             "(does the station still exist?)"
