@@ -421,7 +421,11 @@ def build(readme: str) -> tuple[str, str | None, str | None]:
     )
     if OPERATOR_EXAMPLE not in lb_text:
         lb_text = lb_text.replace(OPERATOR_ANCHOR, OPERATOR_ANCHOR + "\n" + OPERATOR_EXAMPLE, 1)
-    lb_text += "### Cluster\n\n" + CLUSTER + LOCAL_BROKER_LINK
+    # sections this script wrote on its first run are kept as edited since (fixpoint)
+    cluster = sub(lb, "Cluster")
+    link = next((x for x in lb.subs if x.title.startswith("What it implements, and")), None)
+    lb_text += cluster.text(3) if cluster else "### Cluster\n\n" + CLUSTER
+    lb_text += link.text(3) if link else LOCAL_BROKER_LINK
     local_broker_doc = None
     if moved_lb:
         local_broker_doc = (
@@ -472,6 +476,12 @@ def build(readme: str) -> tuple[str, str | None, str | None]:
         "   # ~12 min here, with memphis.go/nats.go when go is on PATH\n",
     )
 
+    def kept(name: str, generated: str) -> str:
+        """A section of the new layout (a README this script already restructured) as it is."""
+        if "A longer example" in secs and name in secs:
+            return secs[name].text(2).split("\n", 1)[1]
+        return generated
+
     api = need("API").text(2).split("\n", 1)[1]
     dev = need("Development").text(2).split("\n", 1)[1]
     if "Development quick start" not in dev:
@@ -488,15 +498,15 @@ def build(readme: str) -> tuple[str, str | None, str | None]:
         "[Command line](#command-line) · [Migrating from memphis-py](#migrating-from-memphis-py) · "
         "[API](#api) · [Performance](#performance) ·\n"
         "[Reliability](#reliability) · [Development](#development)\n\n",
-        "## Install\n\n" + INSTALL,
-        "## Quickstart\n\n" + QUICKSTART,
+        "## Install\n" + kept("Install", "\n" + INSTALL),
+        "## Quickstart\n" + kept("Quickstart", "\n" + QUICKSTART),
         "## A longer example\n" + longer,
         "## Local broker\n" + lb_text,
-        "## Command line\n\n" + command_line(),
+        "## Command line\n" + kept("Command line", "\n" + command_line()),
         "## Migrating from memphis-py\n" + mig_text,
         "## API\n" + api,
         "## Performance\n" + perf_text,
-        "## Reliability\n\n" + RELIABILITY.format(cluster=cluster_summary()),
+        "## Reliability\n" + kept("Reliability", "\n" + RELIABILITY.format(cluster=cluster_summary())),
         "## Development\n" + dev,
     ]
     text = "".join(p if p.endswith("\n\n") else p.rstrip("\n") + "\n\n" for p in out).rstrip("\n") + "\n"
