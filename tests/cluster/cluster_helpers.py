@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 import memphis_fast
@@ -179,7 +180,15 @@ async def read_stream(broker: LocalBroker, station: str) -> Stored:
     nc = await nats.connect(**broker.nats_kwargs(), max_reconnect_attempts=10, error_cb=quiet)
     try:
         js = nc.jetstream(timeout=10)
-        info = await js.stream_info(stream)
+        settle = time.monotonic() + 30
+        while True:  # the stream may be between leaders right after the fault
+            try:
+                info = await js.stream_info(stream)
+                break
+            except (nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError):
+                if time.monotonic() > settle:
+                    raise
+                await asyncio.sleep(0.2)
         total = info.state.messages
         sub = await js.pull_subscribe(
             info.config.subjects[0] if info.config.subjects else ">",
@@ -190,7 +199,9 @@ async def read_stream(broker: LocalBroker, station: str) -> Stored:
         got = 0
         deadline = time.monotonic() + 60
         while got < total and time.monotonic() < deadline:
-            with contextlib.suppress(nats.errors.TimeoutError):
+            # The verifier's own pull may be answered 503 while the cluster settles after the
+            # fault (a consumer leader being elected): try again until the deadline.
+            with contextlib.suppress(nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
                 for msg in await sub.fetch(1000, timeout=2):
                     key = msg.data.decode()
                     seen[key] += 1
