@@ -57,7 +57,7 @@ async def test_kill_and_restart_while_publishing(nats_server: NatsServer, connec
     await conn.flush()
 
     n = 3000
-    kill_at, restart_at = n // 3, n // 2
+    kill_at, restart_at = n // 3, n // 2  # the kill itself comes 100 messages after the pause
     awaited: dict[int, ProduceResult] = {}
     failures: dict[int, ProduceResult] = {}
     g_wait, g_fire = conn.new_group(), conn.new_group()
@@ -89,6 +89,11 @@ async def test_kill_and_restart_while_publishing(nats_server: NatsServer, connec
             ):
                 await conn.wait_room()
         if i == kill_at:
+            # Freeze the server first, so that what is published next is written but never
+            # acknowledged: those messages are in flight when it dies, whatever the speed of
+            # the machine or the event loop.
+            srv.pause()
+        if i == kill_at + 100:
             await asyncio.to_thread(srv.kill)
         if i == restart_at:
             # Restart on the same port and store directory, while publishing goes on.
