@@ -100,7 +100,7 @@ VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("memphis-fast", "produce-nonblocking"): ("",),
     # one batch awaited at a time, and two batches in flight
     ("memphis-fast", "produce-batch"): ("", "pipelined"),
-    ("memphis-fast", "consume-ack"): ("consume", "fetch"),
+    ("memphis-fast", "consume-ack"): ("consume", "fetch", "fetch-prefetch"),
     ("memphis-fast", "latency"): ("",),
     ("memphis-fast", "schema-json"): ("",),
     ("memphis-fast", "connect"): ("",),
@@ -120,7 +120,7 @@ VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("nats-py", "connect"): ("",),
     ("raw", "produce-sync"): ("",),
     ("raw", "produce-nonblocking"): ("",),
-    ("raw", "consume-ack"): ("",),
+    ("raw", "consume-ack"): ("", "one-pull", "pull-first"),
     ("raw", "latency"): ("",),
     ("raw", "connect"): ("",),
     **runner_go.VARIANTS,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import signal
 import time
@@ -24,6 +25,8 @@ except ImportError:  # run by path (see runner_common)
     import runner_common as rc  # type: ignore[no-redef]
 
 WARMUP = 100
+#: messages in flight of produce-batch/pipelined: the raw reference's window
+PIPELINE_WINDOW = 4096
 #: A JSON message for the schema-json path (~128 bytes serialized).
 SCHEMA_MESSAGE = {
     "id": 12345,
@@ -151,15 +154,17 @@ def make(api: Api) -> dict[str, rc.Handler]:
                     failed += 1
 
         if args.variant == "pipelined":
-            # Two batches in flight: the next one is sent while the previous one's acks arrive.
-            pending: asyncio.Future[Any] | None = None
+            # Several batches in flight, as many as fit the raw reference's window (4,096
+            # messages, memphis-fast's default produce window): the next batch is sent while
+            # the acks of the ones before it arrive.
+            depth = max(1, PIPELINE_WINDOW // len(batch))
+            pending: collections.deque[asyncio.Future[Any]] = collections.deque()
             for chunk in chunks:
-                task = asyncio.ensure_future(producer.produce_batch(chunk))
-                if pending is not None:
-                    count(await pending)
-                pending = task
-            if pending is not None:
-                count(await pending)
+                if len(pending) >= depth:
+                    count(await pending.popleft())
+                pending.append(asyncio.ensure_future(producer.produce_batch(chunk)))
+            while pending:
+                count(await pending.popleft())
         else:
             for chunk in chunks:
                 count(await producer.produce_batch(chunk))
@@ -222,6 +227,9 @@ def make(api: Api) -> dict[str, rc.Handler]:
             parts = args.partitions
             left = [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
             sized = parts > 1 and args.variant not in ("fetch-rr", "fetch-wait")
+            # fetch-prefetch: fetch(prefetch=True), the next batch pulled while this one is
+            # handled (as the raw reference keeps a second pull outstanding)
+            prefetch = {"prefetch": True} if args.variant == "fetch-prefetch" else {}
             if args.variant == "fetch-wait" and hasattr(consumer, "fetch_idle_ms"):
                 # (an experiment, not in the bench's plan) memphis-fast's fetch() without its
                 # early return on a pause: wait for the full batch up to the pull's expiry
@@ -238,12 +246,12 @@ def make(api: Api) -> dict[str, rc.Handler]:
                     while left[p] == 0:
                         p = (p + 1) % parts
                     want = min(args.batch, left[p])
-                    msgs = await consumer.fetch(batch_size=want, consumer_partition_number=p + 1)
+                    msgs = await consumer.fetch(batch_size=want, consumer_partition_number=p + 1, **prefetch)
                     left[p] -= len(msgs)
                     p = (p + 1) % parts
                 else:
                     want = args.batch
-                    msgs = await consumer.fetch(batch_size=want)
+                    msgs = await consumer.fetch(batch_size=want, **prefetch)
                 calls += 1
                 if len(msgs) < want:
                     short += 1
@@ -258,6 +266,9 @@ def make(api: Api) -> dict[str, rc.Handler]:
             extra["short_fetches"] = short  # calls that returned fewer messages than asked for
             extra["short_fetch_s"] = round(short_s, 4)  # wall time spent in them
             extra["partition_sized"] = sized
+            stats = getattr(consumer, "stats", None)
+            if isinstance(stats, dict) and "pulls" in stats:
+                extra["pulls"] = stats["pulls"]  # memphis-fast: pull requests sent
         await _close_consumer(api, consumer)
         await m.close()
         ok = received == n and nbytes == n * args.payload

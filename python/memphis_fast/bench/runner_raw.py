@@ -329,6 +329,48 @@ async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
     statuses = 0
     pending = b""
     meter = rc.Meter(args.nats_pid)
+    if args.variant in ("one-pull", "pull-first"):
+        # As a fetch() loop: one pull at a time, the next one written with the acks of the
+        # batch before it (after them, or ahead of them with "pull-first").
+        meter.start()
+        acks: list[bytes] = []
+        p = 0
+        parts = len(streams)
+        left = [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+        while received < n:
+            while left[p] == 0:
+                p = (p + 1) % parts
+            want = min(batch, left[p])
+            pull = _pull_frame(
+                f"$JS.API.CONSUMER.MSG.NEXT.{streams[p]}.{durable}".encode(), b"_INBOX.rawpull.%d" % (p + 1), want,
+                5_000_000_000,
+            )
+            ack_bytes = b"".join(acks)
+            client.sock.sendall(pull + ack_bytes if args.variant == "pull-first" else ack_bytes + pull)
+            acks = []
+            got = 0
+            while got < want:
+                data = client.recv()
+                buf = pending + data if pending else data
+                frames, used = _parse_deliveries(buf)
+                pending = buf[used:]
+                for sid, reply, head in frames:
+                    if sid < 0:
+                        client.sock.sendall(b"PONG\r\n")
+                    elif reply is not None:
+                        acks.append(b"PUB %s 0\r\n\r\n" % reply)
+                        got += 1
+                    elif head.startswith(b"NATS/1.0 "):
+                        statuses += 1
+                        want = got
+            left[p] -= got
+            received += got
+            p = (p + 1) % parts
+        client.sock.sendall(b"".join(acks))
+        client.ping()
+        meter.stop()
+        client.close()
+        return rc.result(args, CLIENT, messages=n, meter=meter, acked=received, extra={"status_replies": statuses})
     meter.start()
     out = [pulls[i] for i in range(len(streams)) for _ in range(2)]
     for sid in range(1, len(streams) + 1):
