@@ -24,7 +24,10 @@ through the methods below:
 Concurrency model: everything runs on one event loop. Incoming data is parsed by the core in
 ``buffer_updated``; subscription handlers are called synchronously from there with a list of
 messages (they must not block). Everything the core encodes during one loop tick goes out in
-one write, scheduled by the first operation of the tick.
+one write, scheduled by the first operation of the tick; two things are written at once
+instead: an awaited publish (its latency), and acks once ~32 KiB of output is waiting (a
+handler acking a whole batch without yielding hands the server its acks as it goes), as is a
+prefetch pull (``PullSubscription.pull(now=True)``).
 """
 
 from __future__ import annotations
@@ -163,9 +166,11 @@ class PullSubscription:
         self.sid = sid
         self.api_subject = api_subject
 
-    def pull(self, batch: int, max_bytes: int, expires_ms: int, heartbeat_ms: int = 0) -> int:
-        """Ask for ``batch`` messages; returns the pull's token."""
-        return self._conn._pull(self.sid, self.api_subject, batch, max_bytes, expires_ms, heartbeat_ms)
+    def pull(self, batch: int, max_bytes: int, expires_ms: int, heartbeat_ms: int = 0, now: bool = False) -> int:
+        """Ask for ``batch`` messages; returns the pull's token. The request goes out with the
+        tick's write, or with ``now`` at once (a prefetch: the caller goes on working without
+        yielding, and the server should deliver meanwhile)."""
+        return self._conn._pull(self.sid, self.api_subject, batch, max_bytes, expires_ms, heartbeat_ms, now)
 
     def outstanding(self) -> tuple[int, int]:
         """``(pulls, messages)`` asked for and not yet delivered or ended."""
@@ -639,10 +644,15 @@ class NatsConnection:
         self._schedule_flush()
         return PullSubscription(self, sid, api_subject)
 
-    def _pull(self, sid: int, api_subject: str, batch: int, max_bytes: int, expires_ms: int, heartbeat_ms: int) -> int:
+    def _pull(
+        self, sid: int, api_subject: str, batch: int, max_bytes: int, expires_ms: int, heartbeat_ms: int, now: bool
+    ) -> int:
         self._check_open()
         token = int(self.core.pull(sid, api_subject, batch, max_bytes, expires_ms, heartbeat_ms))
-        self._schedule_flush()
+        if now and self._protocol is not None:
+            self._protocol.flush_now()
+        else:
+            self._schedule_flush()
         self._arm_sweeper()  # the core knows when this pull counts as lost
         return token
 
@@ -861,8 +871,13 @@ class NatsConnection:
     # -- acks --------------------------------------------------------------------------------
     def ack(self, msg: _core.Msg, kind: int = ACK, delay_ns: int = 0) -> None:
         """Acknowledge a JetStream message (``ACK``, ``NAK``, ``NAK_DELAY``, ``IN_PROGRESS``,
-        ``TERM``); acks of one tick go out in one write."""
-        self.core.ack(msg, kind, delay_ns)
+        ``TERM``); acks of one tick go out in one write, or every ~32 KiB (see ``Core.ack``)."""
+        if self.core.ack(msg, kind, delay_ns):
+            # ~32 KiB of acks (a few hundred) encoded in this tick: the server gets them now, while the handler goes
+            # on (a batch acked without yielding would otherwise reach it all at once, late).
+            p = self._protocol
+            if p is not None:
+                p.flush_now()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

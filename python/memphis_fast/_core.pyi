@@ -371,10 +371,11 @@ class Core:
         index reported for each message (default ``base_index + position``)."""
     def discard_batch(self, batch_id: int) -> None:
         """Forget a batch whose caller went away; late outcomes are dropped."""
-    def ack(self, msg: Msg, kind: int = 0, delay_ns: int = 0) -> None:
+    def ack(self, msg: Msg, kind: int = 0, delay_ns: int = 0) -> bool:
         """Acknowledge a JetStream message through its reply subject (``ACK``, ``NAK``,
         ``NAK_DELAY`` with ``delay_ns``, ``IN_PROGRESS``, ``TERM``). ``ValueError`` if the
-        message has no reply subject."""
+        message has no reply subject. True once the encoded output reached 32 KiB (a few hundred
+        acks): write it now rather than at the end of the tick."""
     def ack_many(self, msgs: Iterable[Msg], kind: int = 0, delay_ns: int = 0) -> int:
         """Acknowledge many messages alike; those without a reply are skipped. Returns how
         many were acknowledged."""

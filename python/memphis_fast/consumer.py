@@ -101,6 +101,8 @@ class _Fetcher:
         "error",
         "naking",
         "empty_until",
+        "waiter",
+        "want",
     )
 
     def __init__(self, consumer: Consumer, partition: int, stream: str) -> None:
@@ -115,6 +117,9 @@ class _Fetcher:
         self.naking = False
         #: after a pull came back empty, do not pull again before this (monotonic) time
         self.empty_until = 0.0
+        #: a fetch() waiting for ``want`` buffered messages (see :meth:`wait`)
+        self.waiter: asyncio.Future[bool] | None = None
+        self.want = 0
         api = subjects.js_consumer_msg_next(stream, consumer._durable)
         self.sub: PullSubscription = self.conn.pull_subscription(api, self._on_msgs, self._on_end)
 
@@ -125,6 +130,10 @@ class _Fetcher:
         self.chunks.append([time.monotonic(), msgs])
         self.buffered += len(msgs)
         self.empty_until = 0.0
+        if self.waiter is not None and (self.buffered >= self.want or _nothing_pending(msgs[-1])):
+            # Enough for the waiting fetch, or the stream has nothing more for now (the fetch
+            # then decides whether to wait for stragglers): one wake-up, not one per read.
+            self._release(True)
         self.consumer._wake()
 
     def _on_end(self, end: PullEnd) -> None:
@@ -136,24 +145,48 @@ class _Fetcher:
             # Pause as after an empty pull: a gone stream would otherwise be re-pulled (and
             # reported) thousands of times a second.
             self.empty_until = time.monotonic() + max(self.consumer.pull_interval_ms or 0, 100) / 1000
+        self._release(True)
         self.consumer._wake()
+
+    def _release(self, woken: bool) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(woken)
+
+    async def wait(self, want: int, timeout: float) -> bool:
+        """Wait until ``want`` messages are buffered, a delivery says the stream has no more
+        pending, or a pull ended: True; False after ``timeout`` seconds without that."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._release(False)  # (one fetch per partition waits at a time; never two)
+        self.waiter, self.want = fut, want
+        timer = loop.call_later(timeout, self._release, False)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            if self.waiter is fut:
+                self.waiter = None
 
     def outstanding(self) -> tuple[int, int]:
         return self.sub.outstanding()
 
-    def request(self, n: int, expires_ms: int, heartbeat: bool = True) -> None:
+    def request(self, n: int, expires_ms: int, heartbeat: bool = True, now: bool = False) -> None:
         c = self.consumer
         hb = min(expires_ms // 4, 5000) if heartbeat and expires_ms >= 2000 else 0
         max_bytes = max(c.max_bytes_per_pull, self.conn.max_payload + 64 * 1024)
-        self.sub.pull(n, max_bytes, expires_ms, hb)
+        self.sub.pull(n, max_bytes, expires_ms, hb, now)
         c.stats["pulls"] += 1
 
-    def ensure(self, want: int, expires_ms: int) -> None:
-        """Keep ``want`` messages buffered or on their way, with at most two pulls."""
+    def ensure(self, want: int, expires_ms: int, now: bool = False) -> None:
+        """Keep ``want`` messages buffered or on their way, with at most two pulls (``now``:
+        the pull is written at once, see :meth:`PullSubscription.pull`)."""
         pulls, outstanding = self.sub.outstanding()
         have = self.buffered + outstanding
         if have < want and pulls < 2:
-            self.request(min(self.consumer.batch_size, want - have), expires_ms)
+            self.request(min(self.consumer.batch_size, want - have), expires_ms, now=now)
 
     def take(self, n: int) -> list[Msg]:
         out: list[Msg] = []
@@ -193,6 +226,7 @@ class _Fetcher:
 
     def close(self) -> None:
         self.sub.close()
+        self._release(True)
 
 
 class Consumer:
@@ -826,9 +860,6 @@ class Consumer:
             need = batch_size - len(msgs)
             if outstanding < need:
                 f.request(need - outstanding, expires, heartbeat=False)
-            if self._event is None:
-                self._event = asyncio.Event()
-            ev = self._event
             deadline = time.monotonic() + expires / 1000 + 2.5
             idle = max(self.fetch_idle_ms, 0) / 1000
             while len(msgs) < batch_size:
@@ -845,20 +876,18 @@ class Consumer:
                     # return what is there after a short idle gap (a trickle is not held
                     # back); under load (more pending) the batch is filled.
                     remaining = min(remaining, idle)
-                ev.clear()
-                try:
-                    await asyncio.wait_for(ev.wait(), remaining)
-                except TimeoutError:
+                if not await f.wait(batch_size - len(msgs), remaining):
                     break
-            if not self._consuming and self._event is ev:
-                self._event = None
             if f.error is not None:
                 err, f.error = f.error, None
                 if not msgs:
                     raise err
                 self._report(err)
         if prefetch:
-            f.ensure(batch_size, max(expires, 1000))
+            # Written at once: the caller handles this batch without yielding, and the next
+            # one should be on its way meanwhile (at the tick's end it would go out only with
+            # the next fetch, when it is needed: no prefetch at all).
+            f.ensure(batch_size, max(expires, 1000), now=True)
         elif len(msgs) < batch_size and f.outstanding()[0] and not self._consuming:
             # Returned before the pull ended: end it (the server forgets a pull whose inbox
             # lost its interest), so it takes no message that nobody waits for (such a

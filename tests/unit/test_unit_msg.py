@@ -149,3 +149,26 @@ def test_ack_through_a_delivered_message() -> None:
     assert core.take_out() == (
         b"PUB $JS.ACK.s.c.1.9.9.1.0 4\r\n+ACK\r\nPUB $JS.ACK.s.c.1.9.9.1.0 5\r\n+TERM\r\n"
     )
+
+
+def test_ack_asks_for_a_write_once_32_kib_wait() -> None:
+    """``Core.ack`` returns True once the encoded output reached 32 KiB (a few hundred acks), so
+    that a handler acking a whole batch without yielding hands the server its acks as it goes;
+    after the output was taken it counts again from zero."""
+    core = _core.Core("_INBOX.u")
+    core.subscribe("s")
+    reply = "$JS.ACK.bench-station.bench-cg.1.123456.123456.1700000000000000000.0"
+    core.feed_bytes(f"MSG s 1 {reply} 0\r\n\r\n".encode())
+    ((_, (msg,)),) = core.take_msgs()
+    core.start_session("{}")
+    core.feed_bytes(b"PONG\r\n")
+    core.session_ready()
+    core.take_out()
+    frame = len(f"PUB {reply} 4\r\n+ACK\r\n")
+    answers = [core.ack(msg) for _ in range(2 * 32 * 1024 // frame + 2)]
+    first = answers.index(True)
+    assert (first + 1) * frame >= 32 * 1024 > first * frame, (first, frame)
+    assert all(answers[first:]), "it keeps asking until the output is taken"
+    out = core.take_out()
+    assert out is not None and len(out) == len(answers) * frame
+    assert core.ack(msg) is False

@@ -47,9 +47,11 @@ Without --host a local broker (nats-server with JetStream) is started on a free 
 stopped at the end.
 
 Paths: produce-sync (one ack awaited at a time), produce-nonblocking (pipelined acks),
-produce-batch (memphis-fast's produce_batch), consume-ack (an ack per message; memphis-fast by
-consume(), fetch(), `async for`, and on several partitions fetch-rr: fetch() with the client's
-own partition round-robin), latency (produce -> consume, one message in flight), schema-json
+produce-batch (memphis-fast's produce_batch: one batch at a time, and pipelined: as many
+batches in flight as fit the raw reference's 4,096-message window), consume-ack (an ack per
+message; memphis-fast by consume(), fetch(), fetch(prefetch=True), `async for`, and on several
+partitions fetch-rr: fetch() with the client's own partition round-robin; the raw reference
+also as one-pull: one pull at a time, a fetch loop's pattern), latency (produce -> consume, one message in flight), schema-json
 (dicts into a station with a JSON schema), connect (password mode, host localhost),
 memory-bound (nats-server SIGSTOPped while a producer keeps calling nonblocking produce).
 Stations use memory storage; --storage memory,file adds file-storage stations (the broker's
@@ -120,7 +122,8 @@ VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("nats-py", "connect"): ("",),
     ("raw", "produce-sync"): ("",),
     ("raw", "produce-nonblocking"): ("",),
-    ("raw", "consume-ack"): ("", "one-pull", "pull-first"),
+    # one-pull: one pull at a time, as a fetch() loop without prefetch (that pattern's ceiling)
+    ("raw", "consume-ack"): ("", "one-pull"),
     ("raw", "latency"): ("",),
     ("raw", "connect"): ("",),
     **runner_go.VARIANTS,

@@ -329,9 +329,9 @@ async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
     statuses = 0
     pending = b""
     meter = rc.Meter(args.nats_pid)
-    if args.variant in ("one-pull", "pull-first"):
-        # As a fetch() loop: one pull at a time, the next one written with the acks of the
-        # batch before it (after them, or ahead of them with "pull-first").
+    if args.variant == "one-pull":
+        # As a fetch() loop without prefetch: one pull at a time, the next one written after
+        # the acks of the batch before it (the ceiling of that pattern on this broker).
         meter.start()
         acks: list[bytes] = []
         p = 0
@@ -346,7 +346,7 @@ async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
                 5_000_000_000,
             )
             ack_bytes = b"".join(acks)
-            client.sock.sendall(pull + ack_bytes if args.variant == "pull-first" else ack_bytes + pull)
+            client.sock.sendall(ack_bytes + pull)
             acks = []
             got = 0
             while got < want:
