@@ -90,7 +90,7 @@ _NUMBER_DEFAULT = -1
 #: payload types every station takes in some form (others are checked by encoding them)
 _PLAIN_TYPES = frozenset((bytes, bytearray, memoryview, str, dict, list))
 #: nonblocking produce yields to the event loop after this many messages of a producer
-_YIELD_EVERY = 128
+_YIELD_EVERY = 256
 
 
 class MemphisProduceTimeoutError(MemphisProduceError, MemphisTimeoutError):

@@ -1286,7 +1286,11 @@ fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool) -> Outcome {
     if let Some((stream, seq, duplicate)) = crate::jetstream::stored_pub_ack(m.payload) {
         return Outcome::Stored {
             stream: if with_stream {
-                String::from_utf8_lossy(stream).into_owned()
+                // Stream names are ASCII: validation (word at a time) beats the lossy scan.
+                std::str::from_utf8(stream).map_or_else(
+                    |_| String::from_utf8_lossy(stream).into_owned(),
+                    str::to_owned,
+                )
             } else {
                 String::new()
             },

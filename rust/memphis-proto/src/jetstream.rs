@@ -106,6 +106,34 @@ struct RawErr {
 /// after the comma) — scanned without a JSON parser: this runs once per published message.
 /// Anything else (escapes, an `"error"`, other keys) returns `None` and goes to serde_json.
 fn scan_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
+    canonical_pub_ack(body).or_else(|| scan_pub_ack_any(body))
+}
+
+/// The PubAck exactly as nats-server (2.10) writes it for a stream without a domain:
+/// `{"stream":"<name>", "seq":<n>}` or `{"stream":"<name>", "seq":<n>,"duplicate": true}`.
+/// Anything else (whitespace, a domain, other key orders, escapes) is `None` and goes to the
+/// general scanner, which accepts all of these too: this is only the short way for the
+/// shape of (nearly) every ack, about a sixth of the general scanner's instructions.
+fn canonical_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
+    let rest = body.strip_prefix(br#"{"stream":""#)?;
+    let q = rest.iter().position(|&b| b == b'"')?;
+    let stream = &rest[..q];
+    if stream.contains(&b'\\') {
+        return None;
+    }
+    let rest = rest[q + 1..].strip_prefix(br#", "seq":"#)?;
+    let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let seq = crate::parse::parse_u64(&rest[..n])?;
+    match &rest[n..] {
+        b"}" => Some((stream, seq, false)),
+        br#","duplicate": true}"# => Some((stream, seq, true)),
+        _ => None,
+    }
+}
+
+/// Any PubAck of the keys `stream`, `seq`, `duplicate` and `domain`, in any order, with
+/// whitespace; `None` for everything else (then serde_json decides).
+fn scan_pub_ack_any(body: &[u8]) -> Option<(&[u8], u64, bool)> {
     fn ws(s: &[u8]) -> &[u8] {
         let n = s
             .iter()
@@ -244,6 +272,52 @@ mod tests {
         assert!(parse_ack_subject(b"$JS.ACK.s.c.x.2.3.4.5").is_none());
         assert!(parse_ack_subject(b"_INBOX.a.b").is_none());
         assert!(parse_ack_subject(b"$JS.ACK.a.b.c.d.1.2.3.4.5.6.7.8").is_none());
+    }
+
+    #[test]
+    fn canonical_pub_ack_agrees_with_the_general_scanner() {
+        // As nats-server 2.10.26 writes them (seen on the wire).
+        let cases: &[&[u8]] = &[
+            br#"{"stream":"orders#eu$2", "seq":42}"#,
+            br#"{"stream":"s", "seq":18446744073709551615,"duplicate": true}"#,
+            br#"{"stream":"s", "seq":0}"#,
+            br#"{"stream":"", "seq":7}"#,
+        ];
+        for &c in cases {
+            assert!(
+                canonical_pub_ack(c).is_some(),
+                "{}",
+                String::from_utf8_lossy(c)
+            );
+            assert_eq!(canonical_pub_ack(c), scan_pub_ack_any(c));
+        }
+        // Not the canonical shape: left to the general scanner (which still reads them).
+        let others: &[&[u8]] = &[
+            br#"{"stream":"s","seq":1}"#,
+            br#"{"stream":"s","seq":1,"duplicate":true}"#,
+            br#"{"stream":"s", "seq":1,"duplicate":false}"#,
+            br#"{"stream":"s", "domain":"d", "seq":1}"#,
+            br#"{"stream":"s","seq":1,"domain":"d"}"#,
+            br#"{"seq":1,"stream":"s"}"#,
+            br#"{"stream":"s","seq":1} "#,
+            br#"{ "stream":"s","seq":1}"#,
+        ];
+        for &c in others {
+            assert_eq!(canonical_pub_ack(c), None, "{}", String::from_utf8_lossy(c));
+            assert!(scan_pub_ack(c).is_some(), "{}", String::from_utf8_lossy(c));
+        }
+        // Malformed: neither takes them.
+        let bad: &[&[u8]] = &[
+            br#"{"stream":"s", "seq":}"#,
+            br#"{"stream":"s", "seq":18446744073709551616}"#,
+            br#"{"stream":"a\"b", "seq":1}"#,
+            br#"{"stream":"s", "seq":1"#,
+            br#"{"stream":"s"#,
+        ];
+        for &c in bad {
+            assert_eq!(canonical_pub_ack(c), None, "{}", String::from_utf8_lossy(c));
+            assert_eq!(scan_pub_ack(c), None, "{}", String::from_utf8_lossy(c));
+        }
     }
 
     #[test]
