@@ -596,14 +596,7 @@ class Consumer:
         time per consumer: a new one (or ``consume()``) ends the previous one, whose loop then
         stops at its next step; while ``consume()`` runs, this raises. Argument errors raise
         here."""
-        batch = self._iter_batch_size(batch_size)
-        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
-        self._check_usable()
-        self._check_idle()
-        token = object()
-        self._iter_token = token
-        fetchers = self._start(fixed)
-        return self._iterate(fetchers, batch, token)
+        return self._iterate(*self._begin_iteration(batch_size, consumer_partition_key, consumer_partition_number))
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self.messages()
@@ -618,14 +611,22 @@ class Consumer:
         consumer.ack(msgs)``. The same as :meth:`messages` (flow control, ending, one
         iteration at a time) but one step per batch (a DLS message comes alone), so it costs
         exactly what ``consume()`` costs; a batch handed out is yours (ack or nack it)."""
+        return self._iterate_batches(
+            *self._begin_iteration(batch_size, consumer_partition_key, consumer_partition_number)
+        )
+
+    def _begin_iteration(
+        self, batch_size: int | None, partition_key: str | None, partition_number: int
+    ) -> tuple[list[_Fetcher], int, object]:
+        """Check the arguments and the state (argument errors raise at the call, not at the
+        first step) and make this the running iteration: ``(fetchers, batch, token)``."""
         batch = self._iter_batch_size(batch_size)
-        fixed = self._partition_for(consumer_partition_key, consumer_partition_number)
+        fixed = self._partition_for(partition_key, partition_number)
         self._check_usable()
         self._check_idle()
         token = object()
         self._iter_token = token
-        fetchers = self._start(fixed)
-        return self._iterate_batches(fetchers, batch, token)
+        return self._start(fixed), batch, token
 
     def _iter_batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:

@@ -335,15 +335,9 @@ impl Inflight {
         buf: &mut Vec<u8>,
         ids: &mut Vec<(MsgId, usize, usize)>,
     ) {
-        let mut due: Vec<MsgId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| {
-                e.retry_at.is_none() && !e.resend && e.silent_at.is_some_and(|t| t <= now_ms)
-            })
-            .map(|(&id, _)| id)
-            .collect();
-        due.sort_unstable();
+        let due = self.ids_where(|e| {
+            e.retry_at.is_none() && !e.resend && e.silent_at.is_some_and(|t| t <= now_ms)
+        });
         for id in due {
             if let Some(e) = self.entries.get_mut(&id) {
                 e.silent_wait = (e.silent_wait * 2).min(SILENT_RESEND_MAX_MS);
@@ -354,6 +348,19 @@ impl Inflight {
             }
             self.send_again(id, buf, ids);
         }
+    }
+
+    /// The ids of the entries that match, oldest (lowest id) first: the order frames are
+    /// sent again in.
+    fn ids_where(&self, pred: impl Fn(&Entry) -> bool) -> Vec<MsgId> {
+        let mut ids: Vec<MsgId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| pred(e))
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Append the kept frame of `id` to `buf` (noting where) and count the retry.
@@ -382,13 +389,7 @@ impl Inflight {
         buf: &mut Vec<u8>,
         ids: &mut Vec<(MsgId, usize, usize)>,
     ) {
-        let mut due: Vec<MsgId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.retry_at.is_some_and(|r| r <= now_ms))
-            .map(|(&id, _)| id)
-            .collect();
-        due.sort_unstable();
+        let due = self.ids_where(|e| e.retry_at.is_some_and(|r| r <= now_ms));
         for id in due {
             if let Some(e) = self.entries.get_mut(&id) {
                 e.retry_at = None;
@@ -438,14 +439,7 @@ impl Inflight {
 
     /// Append the frames marked for re-sending, oldest first, with fresh deadlines.
     pub fn take_resends(&mut self, now_ms: u64, ack_wait_ms: Option<u64>, buf: &mut Vec<u8>) {
-        let mut ids: Vec<MsgId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.resend)
-            .map(|(&id, _)| id)
-            .collect();
-        ids.sort_unstable();
-        for id in ids {
+        for id in self.ids_where(|e| e.resend) {
             if let Some(e) = self.entries.get_mut(&id) {
                 e.resend = false;
                 if let Some(f) = &e.frame {
