@@ -9,8 +9,9 @@ Flow control
     heartbeats or died with the connection is noticed and replaced (consumers keep working
     across reconnects). While ``consume()`` runs, each partition keeps at most two pulls of
     ``batch_size`` in flight — the next batch is on its way while the callback handles the
-    current one — so at most about ``2 * batch_size`` messages (and ``2 * max_bytes_per_pull``
-    bytes) wait per partition. Partitions are served round-robin among those that have
+    current one — so at most ``2 * batch_size`` messages (and ``2 * max_bytes_per_pull``
+    bytes) wait per partition. Every pull asks for a whole batch (no top-up pulls of a few
+    messages, each costing a round trip). Partitions are served round-robin among those that have
     messages. ``pull_interval_ms`` is slept only after pulls came back empty: a busy consumer
     is never throttled (memphis-py slept after every batch, capping it at 10 msg/s by default).
 
@@ -187,6 +188,20 @@ class _Fetcher:
         have = self.buffered + outstanding
         if have < want and pulls < 2:
             self.request(min(self.consumer.batch_size, want - have), expires_ms, now=now)
+
+    def top_up(self, batch: int, expires_ms: int, flowing: bool = True) -> None:
+        """The consume pipeline: keep up to two whole pulls of ``batch`` (at most the
+        consumer's ``batch_size``) buffered or on their way; one pull while idle (not
+        ``flowing``). A pull is asked for only when a whole one fits in the ``2 * batch``
+        window, never to fill the gap a partly delivered pull left: a pull of two messages
+        costs the round trip that one of ``batch`` costs, and every pull being whole keeps
+        the count of pulls a function of the count of messages."""
+        pulls, outstanding = self.sub.outstanding()
+        if pulls >= (2 if flowing else 1):
+            return
+        size = min(self.consumer.batch_size, batch)
+        if self.buffered + outstanding + size <= 2 * batch:
+            self.request(size, expires_ms)
 
     def take(self, n: int) -> list[Msg]:
         out: list[Msg] = []
@@ -511,14 +526,14 @@ class Consumer:
                     self._report(err)
                 if f.empty_until <= now:
                     # One pull while idle; two (pipelined) once messages flow.
-                    f.ensure(2 * batch if f.buffered or f.chunks else batch, expires)
+                    f.top_up(batch, expires, flowing=bool(f.buffered or f.chunks))
                 if ready is None and f.buffered:
                     ready = (rr + i) % n
             if ready is not None:
                 f = fetchers[ready]
                 self._rr_pos = ready + 1
                 msgs = f.take(batch)
-                f.ensure(2 * batch, expires)  # the next batch travels while this one is handled
+                f.top_up(batch, expires)  # the next batch travels while this one is handled
                 self._empty_reported = False
                 return self._wrap(msgs, f.partition)
             if any(f.outstanding()[0] for f in fetchers):
