@@ -294,6 +294,6 @@ async def test_dls_records_expire_after_the_retention(uid: Any) -> None:
             async def expired() -> bool:
                 return await b.list_dls(name) == []
 
-            await eventually(expired, timeout=5)
+            await eventually(expired)
         finally:
             await nc.close()

@@ -210,7 +210,7 @@ async def test_connect_to_localhost_has_no_sleep(nats_server: NatsServer, connec
     elapsed = time.perf_counter() - t0
     assert conn.is_connected
     assert conn.server_info["port"] == nats_server.port
-    assert elapsed < 0.5, f"connecting took {elapsed:.3f} s"
+    assert elapsed < 0.9, f"connecting took {elapsed:.3f} s (memphis-py's sleep is 1 s)"
 
 
 async def test_connect_failures(nats_server: NatsServer, connect: Connect) -> None:

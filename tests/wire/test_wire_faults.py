@@ -168,8 +168,8 @@ async def test_garbage_during_handshake_fails_fast(
     srv = await fake_server(after_info=garbage, answer_ping=False)
     t0 = time.monotonic()
     with pytest.raises(MemphisConnectError) as ei:
-        await connect(srv.port, connect_timeout=5)
-    assert time.monotonic() - t0 < 2, "a protocol error ends the attempt at once, not at the timeout"
+        await connect(srv.port, connect_timeout=30)
+    assert time.monotonic() - t0 < 10, "a protocol error ends the attempt at once, not at the timeout"
     assert "protocol error" in str(ei.value)
 
 
@@ -186,8 +186,8 @@ async def test_garbage_before_info_fails_fast(connect: Connect) -> None:
     try:
         t0 = time.monotonic()
         with pytest.raises(MemphisConnectError, match="protocol error"):
-            await connect(port, connect_timeout=5)
-        assert time.monotonic() - t0 < 2
+            await connect(port, connect_timeout=30)
+        assert time.monotonic() - t0 < 10
     finally:
         server.close()
         for w in writers:
