@@ -243,6 +243,17 @@ def test_plan_storage_partitions_and_variants() -> None:
     assert report.config_key(128, 3, "file") == "128B/3p/file" and report.config_key(128, 1) == "128B/1p"
 
 
+def test_plan_reverses_the_client_order_on_even_runs() -> None:
+    s = cli.Settings(
+        clients=["memphis-fast", "raw"], paths=["produce-nonblocking"], messages=1000,
+        payloads=[128], partitions=[1], runs=3, batch=100, timeout=None, quick=False, storages=["memory"],
+    )  # fmt: skip
+    by_run: dict[int, list[str]] = {}
+    for j in cli.plan(s):
+        by_run.setdefault(j.run, []).append(j.client)
+    assert by_run == {1: ["memphis-fast", "raw"], 2: ["raw", "memphis-fast"], 3: ["memphis-fast", "raw"]}
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -350,7 +350,10 @@ def plan(s: Settings) -> list[Job]:
     """Every (configuration, run, path, client, variant). The base configuration (first payload,
     partition count and storage) runs every path; the other payloads and partition counts the
     throughput paths; the other storage types the throughput paths and latency, with the base
-    payload on every partition count. Runs are interleaved: run 1 of everything, then run 2."""
+    payload on every partition count. Runs are interleaved: run 1 of everything, then run 2;
+    within a path the clients run in the listed order on odd runs and in the reverse order on
+    even runs, so that a drift of the machine's speed during a run (this kind of VM moves by
+    tens of percent within minutes) does not always favour the client that runs first."""
     st0 = s.storages[0]
     configs = [(s.payloads[0], s.partitions[0], st0, list(s.paths))]
     tp = [p for p in s.paths if p in THROUGHPUT_PATHS]
@@ -362,11 +365,13 @@ def plan(s: Settings) -> list[Job]:
     for payload, parts, storage, paths in configs:
         for run in range(1, s.runs + 1):
             for path in paths:
-                for client in s.clients:
-                    for variant in variants(client, path, parts):
-                        jobs.append(Job(
-                            payload, parts, run, path, client, variant, messages_for(path, client, s.messages), storage,
-                        ))
+                order = [(client, variant) for client in s.clients for variant in variants(client, path, parts)]
+                if run % 2 == 0:
+                    order.reverse()
+                for client, variant in order:
+                    jobs.append(Job(
+                        payload, parts, run, path, client, variant, messages_for(path, client, s.messages), storage,
+                    ))
     return jobs
 
 
