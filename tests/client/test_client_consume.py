@@ -435,7 +435,9 @@ async def test_prefetch_is_bounded(connect: Any, nc: Any, uid: Any) -> None:
         assert [m.data for m in msgs] == [f"m{i}".encode() for i in range(10 * round_, 10 * round_ + 10)]
         for m in msgs:
             await m.ack()
-        await eventually(lambda: consumer_info(nc, f"{name}$1", "c"))
+        # The acks and the prefetch pull reached the server before the PONG (same connection);
+        # the consumer info is asked on another connection.
+        await conn.broker_manager.flush()
         info = await consumer_info(nc, f"{name}$1", "c")
         assert info["num_ack_pending"] <= 10  # only the prefetched batch is out
 

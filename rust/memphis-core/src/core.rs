@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Instant;
 
 use memphis_proto::{
@@ -77,7 +78,7 @@ struct Batch {
     /// the msg_id of each position (empty when the call had none)
     msg_ids: Vec<Option<Py<PyAny>>>,
     /// the last stream name seen, shared by the results (one string per batch, not per message)
-    stream: Option<(String, Py<PyString>)>,
+    stream: Option<(Arc<str>, Py<PyString>)>,
     /// the group's label (the station)
     station: Option<Py<PyString>>,
     remaining: usize,
@@ -91,7 +92,7 @@ impl Batch {
             .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)));
         let stream = match o {
             Outcome::Stored { stream, .. } => Some(match &self.stream {
-                Some((s, p)) if s == stream => p.clone_ref(py),
+                Some((s, p)) if Arc::ptr_eq(s, stream) || s == stream => p.clone_ref(py),
                 _ => {
                     let p = PyString::new(py, stream).unbind();
                     self.stream = Some((stream.clone(), p.clone_ref(py)));
@@ -138,12 +139,19 @@ fn new_result(py: Python<'_>, r: ProduceResult) -> PyResult<Py<ProduceResult>> {
 /// The result of a single (not batched) publish.
 fn single_result(
     py: Python<'_>,
-    b: &Buffers,
+    b: &mut Buffers,
     c: &Completed,
     msg_id: Option<Py<PyString>>,
 ) -> PyResult<Py<ProduceResult>> {
     let stream = match &c.outcome {
-        Outcome::Stored { stream, .. } => Some(PyString::new(py, stream).unbind()),
+        Outcome::Stored { stream, .. } => Some(match &b.last_stream {
+            Some((s, p)) if Arc::ptr_eq(s, stream) => p.clone_ref(py),
+            _ => {
+                let p = PyString::new(py, stream).unbind();
+                b.last_stream = Some((stream.clone(), p.clone_ref(py)));
+                p
+            }
+        }),
         _ => None,
     };
     let station = b.labels.get(&c.group).map(|s| s.clone_ref(py));
@@ -168,6 +176,9 @@ struct Buffers {
     done_batches: HashMap<u64, Batch>,
     msg_ids: IdMap<MsgId, Py<PyString>>,
     flags: u32,
+    /// The Python string of the last stream name put into a single result (the core shares
+    /// one `Arc<str>` per stream: consecutive results share one `str` too).
+    last_stream: Option<(Arc<str>, Py<PyString>)>,
 }
 
 struct PySink<'a, 'py> {

@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 use crate::encode::{self, AckKind};
 use crate::error::ProtoError;
@@ -368,6 +369,83 @@ pub struct Core {
     retry_unavailable: bool,
     /// A deadline earlier than the scheduled sweep may exist (a retry was scheduled).
     timer_changed: bool,
+    /// The stream names of recent PubAcks.
+    stream_names: StreamNames,
+}
+
+/// How many stream names [`StreamNames`] keeps (a producer writes to one stream per
+/// partition; a few producers share a connection).
+const STREAM_NAMES: usize = 8;
+
+/// The stream names of recent PubAcks, shared (`Arc<str>`) by the outcomes that carry them.
+/// An ack of a known stream is read by comparing its bytes with the name, instead of scanning
+/// for the closing quote, validating the name and copying it: that was a third of the
+/// client's instructions per `produce_batch` message.
+#[derive(Debug)]
+struct StreamNames {
+    names: Vec<Arc<str>>,
+    /// The slot the next new name replaces once all are taken.
+    next: usize,
+    empty: Arc<str>,
+}
+
+impl Default for StreamNames {
+    fn default() -> Self {
+        StreamNames {
+            names: Vec::with_capacity(STREAM_NAMES),
+            next: 0,
+            empty: Arc::from(""),
+        }
+    }
+}
+
+impl StreamNames {
+    /// The PubAck as nats-server writes it (`{"stream":"<name>", "seq":<n>}`, or with
+    /// `,"duplicate": true}` before the brace) for a known `<name>`. Exact: a known name holds
+    /// no quote and no backslash (the scanners that found it stop at the first quote and refuse
+    /// escapes), so the bytes after it being `", "seq":` prove the JSON string is that name.
+    fn known_ack(&self, body: &[u8]) -> Option<(Arc<str>, u64, bool)> {
+        let rest = body.strip_prefix(br#"{"stream":""#)?;
+        for name in &self.names {
+            let Some(r) = rest
+                .strip_prefix(name.as_bytes())
+                .and_then(|r| r.strip_prefix(br#"", "seq":"#))
+            else {
+                continue;
+            };
+            let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
+            let seq = crate::parse::parse_u64(&r[..n])?;
+            return match &r[n..] {
+                b"}" => Some((name.clone(), seq, false)),
+                br#","duplicate": true}"# => Some((name.clone(), seq, true)),
+                _ => None,
+            };
+        }
+        None
+    }
+
+    /// The shared name for these bytes, remembered for the next acks. Without `keep` a name not
+    /// known yet is only remembered while there is a free slot (else the empty name: nobody
+    /// waits for it, and a producer spraying many streams would otherwise allocate per ack).
+    fn intern(&mut self, stream: &[u8], keep: bool) -> Arc<str> {
+        if let Some(n) = self.names.iter().find(|n| n.as_bytes() == stream) {
+            return n.clone();
+        }
+        if !keep && self.names.len() == STREAM_NAMES {
+            return self.empty.clone();
+        }
+        let name: Arc<str> = match std::str::from_utf8(stream) {
+            Ok(s) => Arc::from(s),
+            Err(_) => Arc::from(String::from_utf8_lossy(stream).as_ref()),
+        };
+        if self.names.len() < STREAM_NAMES {
+            self.names.push(name.clone());
+        } else {
+            self.names[self.next] = name.clone();
+            self.next = (self.next + 1) % STREAM_NAMES;
+        }
+        name
+    }
 }
 
 /// JetStream's "temporarily unavailable" answers: no responders (no stream leader took the
@@ -427,6 +505,7 @@ impl Core {
             next_pull_sub: 1,
             retry_unavailable: false,
             timer_changed: false,
+            stream_names: StreamNames::default(),
         };
         let mut mux = core.inbox_prefix.to_vec();
         mux.push(b'*');
@@ -659,7 +738,8 @@ impl Core {
         }
         if m.sid == self.mux_sid {
             if let Some(id) = self.ack_id(m.subject) {
-                let outcome = pub_ack_outcome(m, self.inflight.is_waiter(id));
+                let outcome =
+                    pub_ack_outcome(m, self.inflight.is_waiter(id), &mut self.stream_names);
                 let mut outcome = outcome;
                 if self.retry_unavailable && is_unavailable(&outcome) {
                     if self.inflight.retry_later(id, outcome.clone(), now_ms) {
@@ -1264,8 +1344,9 @@ fn write_js_frame(
 }
 
 /// The outcome of a publish from the message that answered it. The stream name of a stored
-/// message is only copied out when somebody waits for it (`with_stream`).
-fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool) -> Outcome {
+/// message is shared with the acks before it (`names`); a name not seen before is only copied
+/// out when somebody waits for it (`with_stream`) or there is room to remember it.
+fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool, names: &mut StreamNames) -> Outcome {
     if let Some(h) = m.headers {
         let st = header::status(h);
         if st.code == 503 {
@@ -1283,17 +1364,16 @@ fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool) -> Outcome {
             };
         }
     }
+    if let Some((stream, seq, duplicate)) = names.known_ack(m.payload) {
+        return Outcome::Stored {
+            stream,
+            seq,
+            duplicate,
+        };
+    }
     if let Some((stream, seq, duplicate)) = crate::jetstream::stored_pub_ack(m.payload) {
         return Outcome::Stored {
-            stream: if with_stream {
-                // Stream names are ASCII: validation (word at a time) beats the lossy scan.
-                std::str::from_utf8(stream).map_or_else(
-                    |_| String::from_utf8_lossy(stream).into_owned(),
-                    str::to_owned,
-                )
-            } else {
-                String::new()
-            },
+            stream: names.intern(stream, with_stream),
             seq,
             duplicate,
         };
@@ -1304,7 +1384,7 @@ fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool) -> Outcome {
             seq,
             duplicate,
         } => Outcome::Stored {
-            stream,
+            stream: names.intern(stream.as_bytes(), with_stream),
             seq,
             duplicate,
         },
@@ -1317,5 +1397,91 @@ fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool) -> Outcome {
             err_code,
             description,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the general path (scanner, then serde_json) reads from an ack body.
+    fn general(body: &[u8]) -> Option<(String, u64, bool)> {
+        match parse_pub_ack(body) {
+            PubAck::Stored {
+                stream,
+                seq,
+                duplicate,
+            } => Some((stream, seq, duplicate)),
+            PubAck::Error { .. } => None,
+        }
+    }
+
+    #[test]
+    fn known_stream_names_read_acks_as_the_general_path_does() {
+        let mut names = StreamNames::default();
+        // Names that are prefixes of each other, and one with characters JSON may escape.
+        for n in ["s$1", "s$10", "s$1x", "a<b"] {
+            names.intern(n.as_bytes(), true);
+        }
+        let cases: &[&[u8]] = &[
+            br#"{"stream":"s$1", "seq":42}"#,
+            br#"{"stream":"s$10", "seq":7}"#,
+            br#"{"stream":"s$1x", "seq":0,"duplicate": true}"#,
+            br#"{"stream":"a<b", "seq":18446744073709551615}"#,
+            // escaped, unknown, other shapes, malformed: not the short way
+            br#"{"stream":"a\u003cb", "seq":1}"#,
+            br#"{"stream":"s$2", "seq":1}"#,
+            br#"{"stream":"s$1","seq":1}"#,
+            br#"{"stream":"s$1", "seq":1,"duplicate":false}"#,
+            br#"{"stream":"s$1", "seq":1, "domain":"d"}"#,
+            br#"{"stream":"s$1", "seq":}"#,
+            br#"{"stream":"s$1", "seq":18446744073709551616}"#,
+            br#"{"stream":"s$1", "seq":1"#,
+            br#"{"stream":"s$1"#,
+        ];
+        let mut short = 0;
+        for &c in cases {
+            let want = general(c);
+            if let Some((stream, seq, dup)) = names.known_ack(c) {
+                short += 1;
+                assert_eq!(
+                    Some((stream.to_string(), seq, dup)),
+                    want,
+                    "{}",
+                    String::from_utf8_lossy(c)
+                );
+            }
+        }
+        assert_eq!(
+            short, 4,
+            "the four canonical acks of known names take the short way"
+        );
+    }
+
+    #[test]
+    fn stream_names_are_shared_bounded_and_kept_for_waiters() {
+        let mut names = StreamNames::default();
+        let a = names.intern(b"a", false);
+        assert!(
+            Arc::ptr_eq(&a, &names.intern(b"a", false)),
+            "one allocation per name"
+        );
+        for i in 1..STREAM_NAMES {
+            names.intern(format!("n{i}").as_bytes(), false);
+        }
+        assert_eq!(names.names.len(), STREAM_NAMES);
+        // Full: a new name nobody waits for is not copied; one somebody waits for replaces the
+        // oldest slot and is read the short way from then on.
+        assert_eq!(&*names.intern(b"new", false), "");
+        assert_eq!(&*names.intern(b"new", true), "new");
+        assert_eq!(names.names.len(), STREAM_NAMES);
+        let (s, seq, _) = names.known_ack(br#"{"stream":"new", "seq":5}"#).unwrap();
+        assert_eq!((&*s, seq), ("new", 5));
+        assert!(
+            names.known_ack(br#"{"stream":"a", "seq":5}"#).is_none(),
+            "replaced"
+        );
+        // Bytes that are not UTF-8 become a lossy name (never a panic).
+        assert_eq!(&*names.intern(b"x\xffy", true), "x\u{fffd}y");
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 pub type MsgId = u64;
 pub type GroupId = u32;
@@ -34,7 +35,9 @@ pub enum NotSentReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Stored {
-        stream: String,
+        /// Shared: consecutive acks of one stream hold the same allocation (see
+        /// `conn::StreamNames`).
+        stream: Arc<str>,
         seq: u64,
         duplicate: bool,
     },
@@ -56,8 +59,8 @@ impl Outcome {
 }
 
 /// A finished publish, handed to the [`crate::conn::Sink`]. For a stored message nobody awaits
-/// (`waiter == false`), `Outcome::Stored::stream` is left empty: copying it would cost an
-/// allocation per message for a value nobody reads.
+/// (`waiter == false`), `Outcome::Stored::stream` may be empty: a name not seen recently is
+/// only copied out for somebody who waits for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
     pub id: MsgId,
