@@ -65,6 +65,7 @@ __all__ = [
     "PullSubscription",
     "Server",
     "encode_header_lines",
+    "payload_kinds",
     "parse_servers",
     "tls_context",
     "ACK",
@@ -74,6 +75,8 @@ __all__ = [
     "TERM",
     "DEFAULT_MAX_INFLIGHT",
     "DEFAULT_MAX_INFLIGHT_BYTES",
+    "PAYLOADS_BYTES",
+    "PAYLOADS_NONE",
 ]
 
 log = logging.getLogger("memphis_fast.connection")
@@ -86,6 +89,9 @@ OutcomeReason = _core.OutcomeReason
 PullEnd = _core.PullEnd
 Partitioner = _core.Partitioner
 encode_header_lines = _core.encode_header_lines
+payload_kinds = _core.payload_kinds
+PAYLOADS_BYTES = _core.PAYLOADS_BYTES
+PAYLOADS_NONE = _core.PAYLOADS_NONE
 ACK = _core.ACK
 NAK = _core.NAK
 NAK_DELAY = _core.NAK_DELAY

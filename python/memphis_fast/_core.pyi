@@ -60,6 +60,10 @@ __all__ = [
     "encode_header_lines",
     "parse_header_block",
     "parse_ack_subject",
+    "payload_kinds",
+    "PAYLOADS_BYTES",
+    "PAYLOADS_OTHER",
+    "PAYLOADS_NONE",
 ]
 
 VERSION: Final[str]
@@ -566,3 +570,12 @@ def parse_header_block(block: bytes) -> tuple[int, str, list[tuple[str, str]]]:
 
 def parse_ack_subject(reply: str) -> _Metadata | None:
     """JetStream metadata of a ``$JS.ACK`` subject (see :meth:`Msg.metadata`)."""
+
+PAYLOADS_BYTES: Final = 0
+PAYLOADS_OTHER: Final = 1
+PAYLOADS_NONE: Final = 2
+
+def payload_kinds(messages: Sequence[object]) -> int:
+    """One pass over ``produce_batch``'s messages: ``PAYLOADS_NONE`` if one is ``None``, else
+    ``PAYLOADS_OTHER`` if one is not exactly ``bytes``/``bytearray``/``memoryview``, else
+    ``PAYLOADS_BYTES``."""

@@ -38,11 +38,14 @@ from . import _subjects as subjects
 from ._connection import (
     DEFAULT_MAX_INFLIGHT,
     DEFAULT_MAX_INFLIGHT_BYTES,
+    PAYLOADS_BYTES,
+    PAYLOADS_NONE,
     OutcomeKind,
     OutcomeReason,
     Partitioner,
     ProduceResult,
     encode_header_lines,
+    payload_kinds,
 )
 from .exceptions import (
     MemphisArgumentError,
@@ -82,7 +85,6 @@ __all__ = [
 log = logging.getLogger("memphis_fast")
 
 _BYTES_TYPES = (bytes, bytearray, memoryview)
-_BYTES_TYPE_SET = frozenset(_BYTES_TYPES)
 #: produce()'s default ack wait and partition number: the defaults are these very objects, so
 #: the hot path tests them by identity (any other value, equal or not, takes the checks)
 _ACK_WAIT_DEFAULT = 15
@@ -588,7 +590,8 @@ class Producer:
             raise MemphisArgumentTypeError(
                 f"messages must be a list (or tuple) of messages, not {type(messages).__name__}"
             )
-        if None in messages:
+        kinds = payload_kinds(messages)
+        if kinds == PAYLOADS_NONE:
             raise MemphisArgumentTypeError("messages can not contain None")
         ack_ms = int(check_seconds("ack_wait_sec", ack_wait_sec) * 1000)
         if msg_ids is not None:
@@ -628,7 +631,7 @@ class Producer:
             and not self._state.functions
             and producer_partition_key is None
             and producer_partition_number <= 0
-            and set(map(type, messages)) <= _BYTES_TYPE_SET  # C loops: no Python code per message
+            and kinds == PAYLOADS_BYTES
         ):
             # The common case: bytes to one subject, sent as given.
             groups[single] = (list(range(len(messages))), list(messages))

@@ -544,6 +544,26 @@ async def test_produce_batch_outcomes(connect: Any, nc: Any, uid: Any) -> None:
     await producer.flush()  # batch outcomes are returned, not raised again
 
 
+async def test_produce_batch_results_name_each_partitions_stream(connect: Any, nc: Any, uid: Any) -> None:
+    """Round-robin over 3 partitions: each result names the stream its message went to (the
+    core shares one name per stream across acks; names that are prefixes of each other, $1 and
+    $10, must not be confused: 11 partitions)."""
+    name = uid("batch-parts")
+    conn = await connect()
+    await conn.station(name, partitions_number=11)
+    producer = await conn.producer(name, "p")
+    results = await producer.produce_batch([f"m{i}".encode() for i in range(33)])
+    assert all(r.stored for r in results)
+    by_stream: dict[str, list[int]] = {}
+    for r in results:
+        assert r.stream is not None
+        by_stream.setdefault(r.stream, []).append(r.sequence or 0)
+    assert sorted(by_stream) == sorted(f"{name}${p}" for p in range(1, 12))
+    assert all(seqs == [1, 2, 3] for seqs in by_stream.values()), by_stream
+    for p in range(1, 12):
+        assert await stream_count(nc, f"{name}${p}") == 3
+
+
 # -- schema errors ------------------------------------------------------------------------------
 @pytest.mark.parametrize("lib", ["memphis_fast", "memphis-py"])
 async def test_schema_failure_error_types(

@@ -376,3 +376,23 @@ def test_outcome_enums_compare_with_their_names_and_results_carry_the_group_labe
         _core.ProduceResult(0, None, True, "no such kind")
     with pytest.raises(ValueError):
         _core.ProduceResult(0, None, False, "stored")
+
+
+def test_payload_kinds_is_one_pass_over_exact_types() -> None:
+    class Bytes(bytes):
+        pass
+
+    k = _core.payload_kinds
+    assert k([b"a", bytearray(b"b"), memoryview(b"c")]) == _core.PAYLOADS_BYTES
+    assert k(()) == k([]) == _core.PAYLOADS_BYTES
+    assert k((b"a", "text")) == k([{"k": 1}]) == _core.PAYLOADS_OTHER
+    assert k([Bytes(b"x")]) == _core.PAYLOADS_OTHER  # a subclass goes the Python way
+    assert k(["text", None, b"a"]) == k(iter([None])) == _core.PAYLOADS_NONE
+
+    class EqualsEverything:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    assert k([EqualsEverything()]) == _core.PAYLOADS_OTHER  # None by identity, not ==
+    with pytest.raises(TypeError):
+        k(5)  # type: ignore[arg-type]

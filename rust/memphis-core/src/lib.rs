@@ -70,5 +70,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(util::encode_header_lines, m)?)?;
     m.add_function(wrap_pyfunction!(util::parse_header_block, m)?)?;
     m.add_function(wrap_pyfunction!(util::parse_ack_subject, m)?)?;
+    m.add_function(wrap_pyfunction!(util::payload_kinds, m)?)?;
+    m.add("PAYLOADS_BYTES", util::PAYLOADS_BYTES)?;
+    m.add("PAYLOADS_OTHER", util::PAYLOADS_OTHER)?;
+    m.add("PAYLOADS_NONE", util::PAYLOADS_NONE)?;
     Ok(())
 }
