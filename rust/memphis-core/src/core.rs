@@ -104,7 +104,7 @@ impl Batch {
         let station = self.station.as_ref().map(|s| s.clone_ref(py));
         new_result(
             py,
-            ProduceResult::from_outcome(self.indexes[pos], msg_id, o, stream, station),
+            ProduceResult::from_outcome(py, self.indexes[pos], msg_id, o, stream, station),
         )
     }
 
@@ -116,7 +116,7 @@ impl Batch {
         let station = self.station.as_ref().map(|s| s.clone_ref(py));
         self.results[pos] = Some(new_result(
             py,
-            ProduceResult::rejected(self.indexes[pos], msg_id, error, station),
+            ProduceResult::rejected(py, self.indexes[pos], msg_id, error, station),
         )?);
         Ok(())
     }
@@ -157,7 +157,14 @@ fn single_result(
     let station = b.labels.get(&c.group).map(|s| s.clone_ref(py));
     new_result(
         py,
-        ProduceResult::from_outcome(c.tag, msg_id.map(Py::into_any), &c.outcome, stream, station),
+        ProduceResult::from_outcome(
+            py,
+            c.tag,
+            msg_id.map(Py::into_any),
+            &c.outcome,
+            stream,
+            station,
+        ),
     )
 }
 
