@@ -47,8 +47,8 @@ Without --host a local broker (nats-server with JetStream) is started on a free 
 stopped at the end.
 
 Paths: produce-sync (one ack awaited at a time), produce-nonblocking (pipelined acks),
-produce-batch (memphis-fast's produce_batch: one batch at a time, and pipelined: as many
-batches in flight as fit the raw reference's 4,096-message window), consume-ack (an ack per
+produce-batch (memphis-fast's produce_batch: one --batch at a time, and pipelined: the raw
+reference's pattern, batches of 256 messages, as many in flight as fit its 4,096-message window), consume-ack (an ack per
 message; memphis-fast by consume(), fetch(), fetch(prefetch=True), `async for`, and on several
 partitions fetch-rr: fetch() with the client's own partition round-robin; the raw reference
 also as one-pull: one pull at a time, a fetch loop's pattern), latency (produce -> consume, one message in flight), schema-json

@@ -27,6 +27,10 @@ except ImportError:  # run by path (see runner_common)
 WARMUP = 100
 #: messages in flight of produce-batch/pipelined: the raw reference's window
 PIPELINE_WINDOW = 4096
+#: messages per produce_batch call of produce-batch/pipelined: the raw reference's write
+#: (runner_raw.CHUNK). With 1,000-message batches nats-server woke up ~1.5x as often and spent
+#: 0-25 % more CPU per message (4 paired rounds, benches/RESULTS.md).
+PIPELINE_BATCH = 256
 #: A JSON message for the schema-json path (~128 bytes serialized).
 SCHEMA_MESSAGE = {
     "id": 12345,
@@ -135,7 +139,8 @@ def make(api: Api) -> dict[str, rc.Handler]:
         for _ in range(WARMUP):
             await producer.produce(payload)
         n = args.messages
-        batch = [payload] * args.batch
+        size = PIPELINE_BATCH if args.variant == "pipelined" else args.batch
+        batch = [payload] * size
         stored = failed = 0
         meter = rc.Meter(args.nats_pid)
         meter.start()
@@ -154,9 +159,9 @@ def make(api: Api) -> dict[str, rc.Handler]:
                     failed += 1
 
         if args.variant == "pipelined":
-            # Several batches in flight, as many as fit the raw reference's window (4,096
-            # messages, memphis-fast's default produce window): the next batch is sent while
-            # the acks of the ones before it arrive.
+            # The raw reference's pattern: batches of its write (256 messages), as many in
+            # flight as fit its window (4,096 messages, memphis-fast's default produce window):
+            # the next batch is sent while the acks of the ones before it arrive.
             depth = max(1, PIPELINE_WINDOW // len(batch))
             pending: collections.deque[asyncio.Future[Any]] = collections.deque()
             for chunk in chunks:
@@ -173,7 +178,7 @@ def make(api: Api) -> dict[str, rc.Handler]:
         ok = stored == n and failed == 0
         return rc.result(
             args, client, messages=n, meter=meter, ok=ok, acked=stored, failed=failed,
-            error=None if ok else f"{failed} of {n} messages not stored", extra={"warmup": WARMUP, "batch": args.batch},
+            error=None if ok else f"{failed} of {n} messages not stored", extra={"warmup": WARMUP, "batch": size},
         )
 
     async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
