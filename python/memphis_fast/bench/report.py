@@ -607,7 +607,7 @@ def chart(path: Path, rows: list[dict[str, Any]], title: str, n_runs: int = 1) -
     if extras:
         heights.append(rows_height(extras))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(5.6 * ncols, sum(heights) + 1.4), squeeze=False,
+        nrows, ncols, figsize=(5.6 * ncols, sum(heights) + 1.7), squeeze=False,
         gridspec_kw={"height_ratios": heights},
     )
     for i, line in enumerate(grid):
@@ -639,14 +639,15 @@ def chart(path: Path, rows: list[dict[str, Any]], title: str, n_runs: int = 1) -
     handles = [Patch(color=COLORS[c], label=CLIENT_NAMES[c]) for c in clients]
     fig.legend(
         handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False,
-        bbox_to_anchor=(0.5, 1 - 0.45 / (sum(heights) + 1.4)),
+        bbox_to_anchor=(0.5, 1 - 0.6 / (sum(heights) + 1.7)),
     )
+    # Two lines: on one, a long title ran off both edges of the figure.
     fig.suptitle(
         title + ("" if n_runs < 2 else f"; whiskers: slowest to fastest of {n_runs} runs")
-        + "; labels on memphis-fast's bars: its ratio to each client's best variant",
-        fontsize=10,
+        + "\nlabels on memphis-fast's bars: its ratio to each client's best variant",
+        fontsize=10, y=1 - 0.08 / (sum(heights) + 1.7), va="top",
     )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / (sum(heights) + 1.4)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.85 / (sum(heights) + 1.7)))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
