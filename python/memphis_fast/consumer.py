@@ -526,7 +526,7 @@ class Consumer:
                     self._report(err)
                 if f.empty_until <= now:
                     # One pull while idle; two (pipelined) once messages flow.
-                    f.top_up(batch, expires, flowing=bool(f.buffered or f.chunks))
+                    f.top_up(batch, expires, flowing=f.buffered > 0)
                 if ready is None and f.buffered:
                     ready = (rr + i) % n
             if ready is not None:

@@ -91,14 +91,7 @@ impl Batch {
             .get(pos)
             .and_then(|m| m.as_ref().map(|m| m.clone_ref(py)));
         let stream = match o {
-            Outcome::Stored { stream, .. } => Some(match &self.stream {
-                Some((s, p)) if Arc::ptr_eq(s, stream) || s == stream => p.clone_ref(py),
-                _ => {
-                    let p = PyString::new(py, stream).unbind();
-                    self.stream = Some((stream.clone(), p.clone_ref(py)));
-                    p
-                }
-            }),
+            Outcome::Stored { stream, .. } => Some(shared_py_str(py, &mut self.stream, stream)),
             _ => None,
         };
         let station = self.station.as_ref().map(|s| s.clone_ref(py));
@@ -136,6 +129,23 @@ fn new_result(py: Python<'_>, r: ProduceResult) -> PyResult<Py<ProduceResult>> {
     Ok(obj.unbind())
 }
 
+/// The Python string of a stream name, reused while the name stays the one in `cache` (the
+/// core shares one `Arc<str>` per stream, so this is mostly a pointer comparison).
+fn shared_py_str(
+    py: Python<'_>,
+    cache: &mut Option<(Arc<str>, Py<PyString>)>,
+    name: &Arc<str>,
+) -> Py<PyString> {
+    match cache {
+        Some((s, p)) if Arc::ptr_eq(s, name) || s == name => p.clone_ref(py),
+        _ => {
+            let p = PyString::new(py, name).unbind();
+            *cache = Some((name.clone(), p.clone_ref(py)));
+            p
+        }
+    }
+}
+
 /// The result of a single (not batched) publish.
 fn single_result(
     py: Python<'_>,
@@ -144,14 +154,7 @@ fn single_result(
     msg_id: Option<Py<PyString>>,
 ) -> PyResult<Py<ProduceResult>> {
     let stream = match &c.outcome {
-        Outcome::Stored { stream, .. } => Some(match &b.last_stream {
-            Some((s, p)) if Arc::ptr_eq(s, stream) => p.clone_ref(py),
-            _ => {
-                let p = PyString::new(py, stream).unbind();
-                b.last_stream = Some((stream.clone(), p.clone_ref(py)));
-                p
-            }
-        }),
+        Outcome::Stored { stream, .. } => Some(shared_py_str(py, &mut b.last_stream, stream)),
         _ => None,
     };
     let station = b.labels.get(&c.group).map(|s| s.clone_ref(py));
@@ -183,8 +186,8 @@ struct Buffers {
     done_batches: HashMap<u64, Batch>,
     msg_ids: IdMap<MsgId, Py<PyString>>,
     flags: u32,
-    /// The Python string of the last stream name put into a single result (the core shares
-    /// one `Arc<str>` per stream: consecutive results share one `str` too).
+    /// The last stream name put into a single result and its Python string
+    /// (see `shared_py_str`).
     last_stream: Option<(Arc<str>, Py<PyString>)>,
 }
 

@@ -405,23 +405,13 @@ impl StreamNames {
     /// no quote and no backslash (the scanners that found it stop at the first quote and refuse
     /// escapes), so the bytes after it being `", "seq":` prove the JSON string is that name.
     fn known_ack(&self, body: &[u8]) -> Option<(Arc<str>, u64, bool)> {
-        let rest = body.strip_prefix(br#"{"stream":""#)?;
-        for name in &self.names {
-            let Some(r) = rest
-                .strip_prefix(name.as_bytes())
-                .and_then(|r| r.strip_prefix(br#"", "seq":"#))
-            else {
-                continue;
-            };
-            let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
-            let seq = crate::parse::parse_u64(&r[..n])?;
-            return match &r[n..] {
-                b"}" => Some((name.clone(), seq, false)),
-                br#","duplicate": true}"# => Some((name.clone(), seq, true)),
-                _ => None,
-            };
-        }
-        None
+        let rest = body.strip_prefix(crate::jetstream::CANONICAL_ACK_START)?;
+        let (name, tail) = self.names.iter().find_map(|name| {
+            let tail = rest.strip_prefix(name.as_bytes())?.strip_prefix(b"\"")?;
+            Some((name, tail))
+        })?;
+        let (seq, duplicate) = crate::jetstream::canonical_pub_ack_tail(tail)?;
+        Some((name.clone(), seq, duplicate))
     }
 
     /// The shared name for these bytes, remembered for the next acks. Without `keep` a name not

@@ -115,18 +115,29 @@ fn scan_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
 /// general scanner, which accepts all of these too: this is only the short way for the
 /// shape of (nearly) every ack, about a sixth of the general scanner's instructions.
 fn canonical_pub_ack(body: &[u8]) -> Option<(&[u8], u64, bool)> {
-    let rest = body.strip_prefix(br#"{"stream":""#)?;
+    let rest = body.strip_prefix(CANONICAL_ACK_START)?;
     let q = rest.iter().position(|&b| b == b'"')?;
     let stream = &rest[..q];
     if stream.contains(&b'\\') {
         return None;
     }
-    let rest = rest[q + 1..].strip_prefix(br#", "seq":"#)?;
+    let (seq, duplicate) = canonical_pub_ack_tail(&rest[q + 1..])?;
+    Some((stream, seq, duplicate))
+}
+
+/// What a canonical PubAck starts with, up to its stream name.
+pub(crate) const CANONICAL_ACK_START: &[u8] = br#"{"stream":""#;
+
+/// The rest of a canonical PubAck after its stream name's closing quote: `, "seq":<n>}` or
+/// `, "seq":<n>,"duplicate": true}` gives `(n, duplicate)`.
+#[inline]
+pub(crate) fn canonical_pub_ack_tail(rest: &[u8]) -> Option<(u64, bool)> {
+    let rest = rest.strip_prefix(br#", "seq":"#)?;
     let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let seq = crate::parse::parse_u64(&rest[..n])?;
     match &rest[n..] {
-        b"}" => Some((stream, seq, false)),
-        br#","duplicate": true}"# => Some((stream, seq, true)),
+        b"}" => Some((seq, false)),
+        br#","duplicate": true}"# => Some((seq, true)),
         _ => None,
     }
 }
