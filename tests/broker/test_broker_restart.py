@@ -48,6 +48,14 @@ async def test_restart_keeps_everything(
         nc = await nats.connect(**b.nats_kwargs())
         nacked = {"station_name": disk, "error": "bad", "partition": 1, "cg_name": "g", "seq": 3}
         await nc.publish("$memphis_nacked_dls", json.dumps(nacked).encode())
+
+        async def acks_recorded() -> bool:
+            # An ack is fire-and-forget: the group's position can only survive a restart once
+            # the server has recorded it (a CI run restarted before it had, and got d0 again).
+            info = await js_api(nc, f"CONSUMER.INFO.{disk}$1.g")
+            return bool(info.get("ack_floor", {}).get("stream_seq", 0) >= 2)
+
+        await eventually(acks_recorded)
         await nc.close()
         (record,) = await eventually(lambda: b.list_dls(disk))
         before = {
