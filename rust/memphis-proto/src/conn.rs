@@ -349,6 +349,10 @@ pub struct Core {
     unsent_out: Vec<Unsent>,
     /// JetStream frames in `pending`.
     unsent_pending: Vec<Unsent>,
+    /// `(start, end)` in `out` of the positive acks written last, one after another: valid
+    /// only while `end == out.len()` (nothing written after them). A pull goes in front of
+    /// them (see [`Core::pull`]).
+    ack_run: Option<(usize, usize)>,
     state: State,
     opts: Options,
     server_max_payload: usize,
@@ -479,6 +483,7 @@ impl Core {
             pending: Vec::new(),
             unsent_out: Vec::new(),
             unsent_pending: Vec::new(),
+            ack_run: None,
             state: State::Disconnected,
             opts,
             server_max_payload: 1024 * 1024,
@@ -787,6 +792,7 @@ impl Core {
         self.stats.bytes_out += self.out.len() as u64;
         self.out.clear();
         self.unsent_out.clear();
+        self.ack_run = None;
         if self.out.capacity() > 4 * 1024 * 1024 {
             self.out.shrink_to(64 * 1024);
         }
@@ -919,8 +925,18 @@ impl Core {
     /// [`Core::ack`] for a reply subject that came out of this core's parser, which only
     /// yields whitespace-free, non-empty fields: no need to check it again.
     pub fn ack_parsed(&mut self, reply: &[u8], kind: AckKind) -> Result<(), ProtoError> {
+        let start = self.out.len();
         let buf = self.data_buf(reply.len() + 48)?;
         encode::write_ack(buf, reply, kind);
+        if self.state == State::Connected {
+            // Only positive acks: a NAK (or TERM, in-progress) keeps its place before a later
+            // pull, which may be meant to receive the redelivery.
+            self.ack_run = match self.ack_run {
+                _ if kind != AckKind::Ack => None,
+                Some((s, e)) if e == start => Some((s, self.out.len())),
+                _ => Some((start, self.out.len())),
+            };
+        }
         Ok(())
     }
 
@@ -1009,8 +1025,24 @@ impl Core {
             body.extend_from_slice(b",\"no_wait\":true");
         }
         body.push(b'}');
+        // The acks written last (by a fetch loop, the batch before this pull) go after the
+        // pull: the server starts gathering the next batch at once instead of after the
+        // acks, which need nothing from the pull nor the pull from them (positive acks
+        // only free room under the consumer's max ack pending, and a pull waits for room).
+        let ahead_of = match self.ack_run {
+            Some((s, e)) if self.state == State::Connected && e == self.out.len() && s < e => {
+                Some(s)
+            }
+            _ => None,
+        };
         let buf = self.data_buf(r.api_subject.len() + reply.len() + body.len() + 32)?;
+        let at = buf.len();
         encode::write_pub(buf, r.api_subject, Some(&reply), &body);
+        if let Some(s) = ahead_of {
+            let len = self.out.len() - at;
+            self.out[s..].rotate_right(len);
+            self.ack_run = Some((s + len, self.out.len()));
+        }
         // Borrow again: `data_buf` borrowed all of self.
         let ps = self
             .pull_subs
@@ -1144,6 +1176,7 @@ impl Core {
         }
         self.state = State::Handshaking;
         self.out.clear();
+        self.ack_run = None;
         self.pings.clear();
         encode::write_connect(&mut self.out, connect_json);
         self.ping(now_us);
@@ -1193,6 +1226,7 @@ impl Core {
             State::Connected => {
                 // Whatever was not yet handed to the transport is still ours to send.
                 let mut unsent = std::mem::take(&mut self.out);
+                self.ack_run = None;
                 let base = unsent.len();
                 if !self.pending.is_empty() {
                     unsent.extend_from_slice(&self.pending);
@@ -1209,6 +1243,7 @@ impl Core {
             State::Handshaking => {
                 self.out.clear();
                 self.unsent_out.clear();
+                self.ack_run = None;
             }
             State::Disconnected | State::Closed => {}
         }
@@ -1249,6 +1284,9 @@ impl Core {
         for id in self.inflight.expired_ids(now_ms) {
             let never_left = take_back(&mut self.out, &mut self.unsent_out, id)
                 || take_back(&mut self.pending, &mut self.unsent_pending, id);
+            if never_left {
+                self.ack_run = None; // bytes left `out`: its offsets moved
+            }
             let outcome = if never_left {
                 Outcome::NotSent(NotSentReason::Expired)
             } else if let Some((last, tries)) = self.inflight.unavailable_outcome(id) {

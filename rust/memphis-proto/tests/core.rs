@@ -496,6 +496,84 @@ PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.2 51\r\n\
 }
 
 #[test]
+fn a_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
+    let (mut core, _rec) = connected();
+    let sid = core.pull_subscribe(0).unwrap();
+    let ack = |n: u32| format!("$JS.ACK.st$1.g.1.{n}.{n}.1700000000000000000.0");
+    let ack_frame = |n: u32| format!("PUB {} 4\r\n+ACK\r\n", ack(n));
+    let pull = |t: u32| {
+        format!(
+            "PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.{t} 51\r\n\
+{{\"batch\":2,\"expires\":100000000,\"max_bytes\":1000000}}\r\n"
+        )
+    };
+    let sub = format!("SUB _INBOX.abc.P1.* {sid}\r\n");
+    // The SUB stays first: the pull moves only in front of the acks after it.
+    core.ack(ack(1).as_bytes(), AckKind::Ack).unwrap();
+    core.ack(ack(2).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    core.ack(ack(3).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    assert_eq!(
+        take(&mut core),
+        format!(
+            "{sub}{}{}{}{}{}",
+            pull(1),
+            pull(2),
+            ack_frame(1),
+            ack_frame(2),
+            ack_frame(3)
+        )
+    );
+    // After a write: from the start of the buffer.
+    core.ack(ack(4).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    assert_eq!(take(&mut core), format!("{}{}", pull(3), ack_frame(4)));
+    // Anything else after the acks keeps the order: a publish, a PING, a NAK (the pull may be
+    // there for its redelivery), an in-progress or a TERM.
+    core.ack(ack(5).as_bytes(), AckKind::Ack).unwrap();
+    core.publish(b"x", None, None, b"1").unwrap();
+    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    assert_eq!(
+        take(&mut core),
+        format!("{}PUB x 1\r\n1\r\n{}", ack_frame(5), pull(4))
+    );
+    core.ack(ack(6).as_bytes(), AckKind::Ack).unwrap();
+    core.ping(0);
+    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    assert_eq!(
+        take(&mut core),
+        format!("{}PING\r\n{}", ack_frame(6), pull(5))
+    );
+    for (n, kind, body) in [
+        (7, AckKind::Nak, "-NAK"),
+        (8, AckKind::InProgress, "+WPI"),
+        (9, AckKind::Term, "+TERM"),
+    ] {
+        core.ack(ack(n - 6).as_bytes(), AckKind::Ack).unwrap();
+        core.ack(ack(n).as_bytes(), kind).unwrap();
+        core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+        assert_eq!(
+            take(&mut core),
+            format!(
+                "{}PUB {} {}\r\n{body}\r\n{}",
+                ack_frame(n - 6),
+                ack(n),
+                body.len(),
+                pull(n - 1)
+            )
+        );
+    }
+    // Disconnected, nothing moves (the buffer of a later session keeps the call order).
+    let mut rec = Rec::default();
+    core.on_disconnect(&mut rec);
+    core.ack(ack(10).as_bytes(), AckKind::Ack).unwrap();
+    let sid2 = core.pull_subscribe(0).unwrap();
+    core.pull(sid2, &pull_req(2, 100, 0), 0).unwrap();
+    assert!(core.out().is_empty());
+}
+
+#[test]
 fn pulls_end_on_expiry_heartbeat_loss_and_disconnect() {
     let (mut core, mut rec) = connected();
     let a = core.pull_subscribe(0).unwrap();
