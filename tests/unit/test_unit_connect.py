@@ -1,13 +1,14 @@
 """Getting a connection, without a server: TLS files named in the errors, server lists, and no
-secrets in the options' repr."""
+secrets in the options' repr, inbox prefixes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from memphis_fast._connect import ConnectOptions, Server, parse_servers, tls_context
+from memphis_fast._connect import ConnectOptions, Server, new_inbox_prefix, parse_servers, tls_context
 from memphis_fast.exceptions import MemphisConnectError
 
 
@@ -41,3 +42,14 @@ def test_secrets_stay_out_of_the_repr() -> None:
     opts = ConnectOptions(servers=[Server("h", 1)], user="root$1", password="s3cret", token="t0ken")
     text = repr(opts)
     assert "s3cret" not in text and "t0ken" not in text and "root$1" in text
+
+
+def test_inbox_prefixes_are_short_random_subject_tokens() -> None:
+    prefixes = {new_inbox_prefix() for _ in range(2000)}
+    assert len(prefixes) == 2000, "no two alike"
+    for p in prefixes:
+        assert re.fullmatch(r"_INBOX\.[A-Za-z0-9]{16}", p), p
+    # every character of the alphabet turns up somewhere: 62 symbols, not 16 (hex)
+    assert len(set("".join(p[7:] for p in prefixes))) == 62
+    a, b = ConnectOptions(servers=[Server("h", 1)]), ConnectOptions(servers=[Server("h", 1)])
+    assert a.inbox_prefix != b.inbox_prefix, "one per connection"
