@@ -172,11 +172,23 @@ class PullSubscription:
         self.sid = sid
         self.api_subject = api_subject
 
-    def pull(self, batch: int, max_bytes: int, expires_ms: int, heartbeat_ms: int = 0, now: bool = False) -> int:
+    def pull(
+        self,
+        batch: int,
+        max_bytes: int,
+        expires_ms: int,
+        heartbeat_ms: int = 0,
+        now: bool = False,
+        ahead_of_acks: bool = False,
+    ) -> int:
         """Ask for ``batch`` messages; returns the pull's token. The request goes out with the
         tick's write, or with ``now`` at once (a prefetch: the caller goes on working without
-        yielding, and the server should deliver meanwhile)."""
-        return self._conn._pull(self.sid, self.api_subject, batch, max_bytes, expires_ms, heartbeat_ms, now)
+        yielding, and the server should deliver meanwhile). ``ahead_of_acks`` (a fetch's pull):
+        in front of the acks written last in this tick (the batch before), so the server
+        gathers the next batch before it works through them."""
+        return self._conn._pull(
+            self.sid, self.api_subject, batch, max_bytes, expires_ms, heartbeat_ms, now, ahead_of_acks
+        )
 
     def outstanding(self) -> tuple[int, int]:
         """``(pulls, messages)`` asked for and not yet delivered or ended."""
@@ -651,10 +663,20 @@ class NatsConnection:
         return PullSubscription(self, sid, api_subject)
 
     def _pull(
-        self, sid: int, api_subject: str, batch: int, max_bytes: int, expires_ms: int, heartbeat_ms: int, now: bool
+        self,
+        sid: int,
+        api_subject: str,
+        batch: int,
+        max_bytes: int,
+        expires_ms: int,
+        heartbeat_ms: int,
+        now: bool,
+        ahead_of_acks: bool = False,
     ) -> int:
         self._check_open()
-        token = int(self.core.pull(sid, api_subject, batch, max_bytes, expires_ms, heartbeat_ms))
+        token = int(
+            self.core.pull(sid, api_subject, batch, max_bytes, expires_ms, heartbeat_ms, ahead_of_acks=ahead_of_acks)
+        )
         if now and self._protocol is not None:
             self._protocol.flush_now()
         else:

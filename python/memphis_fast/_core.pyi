@@ -318,9 +318,11 @@ class Core:
         expires_ms: int = 0,
         heartbeat_ms: int = 0,
         no_wait: bool = False,
+        ahead_of_acks: bool = False,
     ) -> int:
         """Send a pull request (``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>``) on pull
-        subscription ``sid``; returns its token."""
+        subscription ``sid``; returns its token. ``ahead_of_acks`` (a fetch loop's pull):
+        written in front of the positive acks written last, not after them."""
     def pull_outstanding(self, sid: int) -> tuple[int, int]:
         """``(pulls, messages)`` asked for on ``sid`` and not yet delivered."""
     def ping(self) -> bool:

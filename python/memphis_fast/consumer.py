@@ -174,11 +174,13 @@ class _Fetcher:
     def outstanding(self) -> tuple[int, int]:
         return self.sub.outstanding()
 
-    def request(self, n: int, expires_ms: int, heartbeat: bool = True, now: bool = False) -> None:
+    def request(
+        self, n: int, expires_ms: int, heartbeat: bool = True, now: bool = False, ahead_of_acks: bool = False
+    ) -> None:
         c = self.consumer
         hb = min(expires_ms // 4, 5000) if heartbeat and expires_ms >= 2000 else 0
         max_bytes = max(c.max_bytes_per_pull, self.conn.max_payload + 64 * 1024)
-        self.sub.pull(n, max_bytes, expires_ms, hb, now)
+        self.sub.pull(n, max_bytes, expires_ms, hb, now, ahead_of_acks)
         c.stats["pulls"] += 1
 
     def ensure(self, want: int, expires_ms: int, now: bool = False) -> None:
@@ -875,7 +877,8 @@ class Consumer:
             _, outstanding = f.outstanding()
             need = batch_size - len(msgs)
             if outstanding < need:
-                f.request(need - outstanding, expires, heartbeat=False)
+                # ahead of the acks of the batch before, written since the last call
+                f.request(need - outstanding, expires, heartbeat=False, ahead_of_acks=True)
             deadline = time.monotonic() + expires / 1000 + 2.5
             idle = max(self.fetch_idle_ms, 0) / 1000
             while len(msgs) < batch_size:

@@ -442,6 +442,43 @@ async def test_prefetch_is_bounded(connect: Any, nc: Any, uid: Any) -> None:
         assert info["num_ack_pending"] <= 10  # only the prefetched batch is out
 
 
+
+async def test_a_fetch_pull_goes_ahead_of_the_acks_before_it(connect: Any, nc: Any, uid: Any) -> None:
+    """A fetch loop that acks a batch without yielding and fetches again: the next pull reaches
+    the server ahead of those acks (it starts gathering the batch at once), and every ack still
+    arrives. A NAK keeps its place, and so do the acks before it: the pull after a NAK may be
+    there for the redelivery."""
+    name = uid("pull-ahead")
+    conn = await connect()
+    await _station_with(conn, name, 20)
+    consumer = await conn.consumer(name, "c", batch_size=5)
+    seen: list[tuple[str, bytes]] = []
+
+    async def cb(msg: Any) -> None:
+        seen.append(("pull" if msg.subject.startswith("$JS.API.") else "ack", msg.data))
+
+    subs = [await nc.subscribe(s, cb=cb) for s in (f"$JS.API.CONSUMER.MSG.NEXT.{name}$1.>", f"$JS.ACK.{name}$1.>")]
+    await nc.flush()
+    first = await consumer.fetch(batch_size=5)
+    for m in first:
+        await m.ack()
+    second = await consumer.fetch(batch_size=5)
+    assert [m.data for m in first + second] == [f"m{i}".encode() for i in range(10)]
+    for m in second[:4]:
+        await m.ack()
+    await second[4].nack()
+    third = await consumer.fetch(batch_size=1)  # m9 again or m10: the server's race
+    assert len(third) == 1
+    await third[0].ack()
+    await conn.broker_manager.flush()
+    await eventually(lambda: len(seen) >= 14)
+    kinds = [k if d in (b"+ACK", b"") or k == "pull" else d.decode() for k, d in seen]
+    assert kinds == ["pull", "pull"] + ["ack"] * 5 + ["ack"] * 4 + ["-NAK", "pull", "ack"]
+    info = await consumer_info(nc, f"{name}$1", "c")
+    assert info["ack_floor"]["stream_seq"] >= 9, "every ack before the NAK arrived"
+    for sub in subs:
+        await sub.unsubscribe()
+
 # -- DLS ----------------------------------------------------------------------------------------
 async def _poison(conn: Any, name: str, broker: LocalBroker) -> Any:
     """Produce one message and nack it until max_msg_deliveries (2) is reached; returns the

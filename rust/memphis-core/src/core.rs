@@ -757,7 +757,7 @@ impl Core {
     }
 
     /// Send a pull request (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`); returns its token.
-    #[pyo3(signature = (sid, api_subject, batch, max_bytes = 0, expires_ms = 0, heartbeat_ms = 0, no_wait = false))]
+    #[pyo3(signature = (sid, api_subject, batch, max_bytes = 0, expires_ms = 0, heartbeat_ms = 0, no_wait = false, ahead_of_acks = false))]
     fn pull(
         &mut self,
         py: Python<'_>,
@@ -768,6 +768,7 @@ impl Core {
         expires_ms: u64,
         heartbeat_ms: u64,
         no_wait: bool,
+        ahead_of_acks: bool,
     ) -> PyResult<u64> {
         let now = self.now_ms();
         let r = PullRequest {
@@ -777,6 +778,7 @@ impl Core {
             expires_ms,
             heartbeat_ms,
             no_wait,
+            ahead_of_acks,
         };
         self.core.pull(sid, &r, now).py(py)
     }

@@ -174,6 +174,8 @@ pub struct PullRequest<'a> {
     /// 0 = no idle heartbeat; otherwise below `expires_ms`
     pub heartbeat_ms: u64,
     pub no_wait: bool,
+    /// Write the pull in front of the positive acks written last (see [`Core::pull`]).
+    pub ahead_of_acks: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1025,12 +1027,19 @@ impl Core {
             body.extend_from_slice(b",\"no_wait\":true");
         }
         body.push(b'}');
-        // The acks written last (by a fetch loop, the batch before this pull) go after the
-        // pull: the server starts gathering the next batch at once instead of after the
-        // acks, which need nothing from the pull nor the pull from them (positive acks
-        // only free room under the consumer's max ack pending, and a pull waits for room).
+        // With `ahead_of_acks` (a fetch loop's pull), the acks written last (the batch
+        // before this pull) go after it: the server starts gathering the next batch at once
+        // instead of after the acks, which need nothing from the pull nor the pull from them
+        // (positive acks only free room under the consumer's max ack pending, and a pull
+        // waits for room). Not for a pipeline's pulls: a raw client whose pipelined pulls
+        // overtook its acks measured slower (docs/decisions.md).
         let ahead_of = match self.ack_run {
-            Some((s, e)) if self.state == State::Connected && e == self.out.len() && s < e => {
+            Some((s, e))
+                if r.ahead_of_acks
+                    && self.state == State::Connected
+                    && e == self.out.len()
+                    && s < e =>
+            {
                 Some(s)
             }
             _ => None,

@@ -444,6 +444,14 @@ fn pull_req(batch: u64, expires_ms: u64, heartbeat_ms: u64) -> PullRequest<'stat
         expires_ms,
         heartbeat_ms,
         no_wait: false,
+        ahead_of_acks: false,
+    }
+}
+
+fn ahead(batch: u64, expires_ms: u64) -> PullRequest<'static> {
+    PullRequest {
+        ahead_of_acks: true,
+        ..pull_req(batch, expires_ms, 0)
     }
 }
 
@@ -496,7 +504,7 @@ PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.2 51\r\n\
 }
 
 #[test]
-fn a_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
+fn a_fetch_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
     let (mut core, _rec) = connected();
     let sid = core.pull_subscribe(0).unwrap();
     let ack = |n: u32| format!("$JS.ACK.st$1.g.1.{n}.{n}.1700000000000000000.0");
@@ -511,9 +519,9 @@ fn a_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
     // The SUB stays first: the pull moves only in front of the acks after it.
     core.ack(ack(1).as_bytes(), AckKind::Ack).unwrap();
     core.ack(ack(2).as_bytes(), AckKind::Ack).unwrap();
-    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
     core.ack(ack(3).as_bytes(), AckKind::Ack).unwrap();
-    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
     assert_eq!(
         take(&mut core),
         format!(
@@ -527,20 +535,20 @@ fn a_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
     );
     // After a write: from the start of the buffer.
     core.ack(ack(4).as_bytes(), AckKind::Ack).unwrap();
-    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
     assert_eq!(take(&mut core), format!("{}{}", pull(3), ack_frame(4)));
     // Anything else after the acks keeps the order: a publish, a PING, a NAK (the pull may be
     // there for its redelivery), an in-progress or a TERM.
     core.ack(ack(5).as_bytes(), AckKind::Ack).unwrap();
     core.publish(b"x", None, None, b"1").unwrap();
-    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
     assert_eq!(
         take(&mut core),
         format!("{}PUB x 1\r\n1\r\n{}", ack_frame(5), pull(4))
     );
     core.ack(ack(6).as_bytes(), AckKind::Ack).unwrap();
     core.ping(0);
-    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
     assert_eq!(
         take(&mut core),
         format!("{}PING\r\n{}", ack_frame(6), pull(5))
@@ -552,7 +560,7 @@ fn a_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
     ] {
         core.ack(ack(n - 6).as_bytes(), AckKind::Ack).unwrap();
         core.ack(ack(n).as_bytes(), kind).unwrap();
-        core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+        core.pull(sid, &ahead(2, 100), 0).unwrap();
         assert_eq!(
             take(&mut core),
             format!(
@@ -564,12 +572,16 @@ fn a_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
             )
         );
     }
+    // A pull not marked ahead_of_acks (a pipeline's) keeps its place.
+    core.ack(ack(10).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &pull_req(2, 100, 0), 0).unwrap();
+    assert_eq!(take(&mut core), format!("{}{}", ack_frame(10), pull(9)));
     // Disconnected, nothing moves (the buffer of a later session keeps the call order).
     let mut rec = Rec::default();
     core.on_disconnect(&mut rec);
-    core.ack(ack(10).as_bytes(), AckKind::Ack).unwrap();
+    core.ack(ack(11).as_bytes(), AckKind::Ack).unwrap();
     let sid2 = core.pull_subscribe(0).unwrap();
-    core.pull(sid2, &pull_req(2, 100, 0), 0).unwrap();
+    core.pull(sid2, &ahead(2, 100), 0).unwrap();
     assert!(core.out().is_empty());
 }
 
