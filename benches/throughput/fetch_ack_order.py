@@ -20,6 +20,8 @@ import os
 import sys
 import time
 
+from _experiment import cpu
+
 import memphis_fast as mf
 from memphis_fast.bench import runner_common as rc
 from memphis_fast.bench import runner_raw as rr
@@ -30,11 +32,6 @@ N = int(sys.argv[3]) if len(sys.argv) > 3 else 200000
 ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 4
 VARIANTS = sys.argv[5].split(",") if len(sys.argv) > 5 else ["pipe", "acks-first", "pull-first", "mf-fetch"]
 BATCH = 1000
-
-
-def cpu(pid):
-    f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_pull(c, stream, durable, n, pull_first):
@@ -49,18 +46,7 @@ def one_pull(c, stream, durable, n, pull_first):
         ab = b"".join(acks)
         c.sock.sendall(pull + ab if pull_first else ab + pull)
         acks = []
-        got = 0
-        while got < want:
-            data = c.recv()
-            buf = pending + data if pending else data
-            frames, used = rr._parse_deliveries(buf)
-            pending = buf[used:]
-            for sid, reply, _head in frames:
-                if sid < 0:
-                    c.sock.sendall(b"PONG\r\n")
-                elif reply is not None:
-                    acks.append(b"PUB %s 0\r\n\r\n" % reply)
-                    got += 1
+        got, _, pending = rr.receive_batch(c, pending, want, acks)
         received += got
     c.sock.sendall(b"".join(acks))
     c.ping()

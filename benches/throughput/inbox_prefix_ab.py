@@ -14,6 +14,8 @@ import sys
 import time
 import uuid
 
+from _experiment import cpu
+
 import memphis_fast as mf
 from memphis_fast import _connection
 from memphis_fast.bench import runner_common as rc
@@ -33,11 +35,6 @@ def _init(self, opts, loop):
 
 
 _connection.NatsConnection.__init__ = _init
-
-
-def cpu(pid):
-    f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run_mf(name, mode, path):

@@ -13,33 +13,17 @@ import os
 import sys
 import time
 
-import memphis_fast as mf
+from _experiment import connect, cpu, raw_pipelined, wakeups
+
 from memphis_fast.bench import runner_common as rc
-from memphis_fast.bench import runner_raw as rr
 
 NP = int(sys.argv[1])
 PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 17666
 N = 200000
 
 
-def cpu(pid):
-    f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def ctx(pid):
-    s = 0
-    for t in os.listdir(f"/proc/{pid}/task"):
-        for line in open(f"/proc/{pid}/task/{t}/status"):
-            if "voluntary_ctxt_switches" in line:
-                s += int(line.split()[1])
-    return s
-
-
 async def mkconn():
-    m = mf.Memphis()
-    await m.connect(host="127.0.0.1", port=PORT, username="root", password="memphis")
-    return m
+    return await connect(PORT)
 
 
 async def run_mf(name, batch):
@@ -51,7 +35,7 @@ async def run_mf(name, batch):
         await p.produce(payload)
     chunk = [payload] * batch
     depth = max(1, 4096 // batch)
-    s0, x0, t0 = cpu(NP), ctx(NP), time.perf_counter()
+    s0, x0, t0 = cpu(NP), wakeups(NP), time.perf_counter()
     pending = collections.deque()
     ok = 0
     for _ in range(N // batch):
@@ -61,25 +45,14 @@ async def run_mf(name, batch):
     while pending:
         ok += sum(1 for r in await pending.popleft() if r.stored)
     dt = time.perf_counter() - t0
-    out = (N / dt, (cpu(NP) - s0) / N * 1e6, (ctx(NP) - x0), ok)
+    out = (N / dt, (cpu(NP) - s0) / N * 1e6, (wakeups(NP) - x0), ok)
     await st.destroy()
     await m.close()
     return out
 
 
 async def run_raw(name):
-    m = await mkconn()
-    st = await m.station(name=name, storage_type="memory")
-    c = rr.RawClient("127.0.0.1", PORT, user="root$1", password="memphis")
-    fr = rr.Frames([f"{rc.internal_name(name)}$1.final"], rc.memphis_headers(), rc.make_payload(128))
-    s0, x0, t0 = cpu(NP), ctx(NP), time.perf_counter()
-    cnt = rr.publish_pipelined(c, fr, N)
-    dt = time.perf_counter() - t0
-    out = (N / dt, (cpu(NP) - s0) / N * 1e6, (ctx(NP) - x0), cnt.acked)
-    c.close()
-    await st.destroy()
-    await m.close()
-    return out
+    return await raw_pipelined(PORT, name, N, NP)
 
 
 async def main():

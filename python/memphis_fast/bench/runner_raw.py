@@ -309,6 +309,27 @@ def _pull_frame(api: bytes, inbox: bytes, batch: int, expires_ns: int) -> bytes:
     return b"PUB %s %s %d\r\n%s\r\n" % (api, inbox, len(body), body)
 
 
+def receive_batch(client: RawClient, pending: bytes, want: int, acks: list[bytes]) -> tuple[int, int, bytes]:
+    """Read the deliveries of one pull until ``want`` arrived or a status (408/404/409) ended
+    it, appending an ack per message to ``acks``; returns ``(got, statuses, unparsed bytes)``."""
+    got = statuses = 0
+    while got < want:
+        data = client.recv()
+        buf = pending + data if pending else data
+        frames, used = _parse_deliveries(buf)
+        pending = buf[used:]
+        for sid, reply, head in frames:
+            if sid < 0:
+                client.sock.sendall(b"PONG\r\n")
+            elif reply is not None:
+                acks.append(b"PUB %s 0\r\n\r\n" % reply)
+                got += 1
+            elif head.startswith(b"NATS/1.0 "):
+                statuses += 1
+                want = got
+    return got, statuses, pending
+
+
 async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
     durable = rc.internal_name(rc.CONSUMER_GROUP)
     streams = rc.stream_names(args.station, args.partitions)
@@ -348,21 +369,8 @@ async def consume_ack(args: argparse.Namespace) -> dict[str, Any]:
             ack_bytes = b"".join(acks)
             client.sock.sendall(ack_bytes + pull)
             acks = []
-            got = 0
-            while got < want:
-                data = client.recv()
-                buf = pending + data if pending else data
-                frames, used = _parse_deliveries(buf)
-                pending = buf[used:]
-                for sid, reply, head in frames:
-                    if sid < 0:
-                        client.sock.sendall(b"PONG\r\n")
-                    elif reply is not None:
-                        acks.append(b"PUB %s 0\r\n\r\n" % reply)
-                        got += 1
-                    elif head.startswith(b"NATS/1.0 "):
-                        statuses += 1
-                        want = got
+            got, ended, pending = receive_batch(client, pending, want, acks)
+            statuses += ended
             left[p] -= got
             received += got
             p = (p + 1) % parts
