@@ -1033,15 +1033,9 @@ impl Core {
         // (positive acks only free room under the consumer's max ack pending, and a pull
         // waits for room). Not for a pipeline's pulls: a raw client whose pipelined pulls
         // overtook its acks measured slower (docs/decisions.md).
+        // (`ack_run` is only ever set while connected, and forgotten with the session.)
         let ahead_of = match self.ack_run {
-            Some((s, e))
-                if r.ahead_of_acks
-                    && self.state == State::Connected
-                    && e == self.out.len()
-                    && s < e =>
-            {
-                Some(s)
-            }
+            Some((s, e)) if r.ahead_of_acks && e == self.out.len() => Some(s),
             _ => None,
         };
         let buf = self.data_buf(r.api_subject.len() + reply.len() + body.len() + 32)?;
@@ -1274,6 +1268,7 @@ impl Core {
     /// otherwise). Buffers are released.
     pub fn close(&mut self, sink: &mut impl Sink) {
         self.state = State::Closed;
+        self.ack_run = None;
         self.pending = Vec::new();
         self.unsent_out.clear();
         self.unsent_pending.clear();
