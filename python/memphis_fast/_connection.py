@@ -107,6 +107,10 @@ F_PROGRESS = _core.F_PROGRESS
 F_EVENTS = _core.F_EVENTS
 F_TIMER = _core.F_TIMER
 #: feed results after which the tick's flush is scheduled at once (see on_flags)
+#: the longest a fetch() keeps the acks of the batch before out of the socket (see
+#: :meth:`NatsConnection.hold_acks`): a pull that waits on an empty station holds them no longer
+ACK_HOLD_MAX_S = 0.02
+
 _FLUSH_AFTER = F_MSGS | F_EVENTS | F_FAILURES | _core.F_WRITE
 EV_INFO = _core.EV_INFO
 EV_ERR = _core.EV_ERR
@@ -237,6 +241,8 @@ class NatsConnection:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        #: releases acks held by hold_acks() after ACK_HOLD_MAX_S
+        self._ack_release: asyncio.TimerHandle | None = None
         #: the ack wait (ms) of the last publish that checked the sweep timer; a publish with
         #: the same ack wait cannot have an earlier deadline, so it skips the check
         self._swept_ack_ms = -1
@@ -916,6 +922,31 @@ class NatsConnection:
         self._schedule_flush()
         return n
 
+    def hold_acks(self) -> bool:
+        """Keep the positive acks a pull just went in front of (``ahead_of_acks``: the acks of
+        the batch before a fetch) out of the socket until :meth:`release_acks`, at most
+        ``ACK_HOLD_MAX_S``: the pull goes out alone, the server delivers the next batch at
+        once and works through those acks while the caller handles it (nats-server serializes
+        a consumer's acks and deliveries: acks first, the batch would wait). Returns whether
+        any were held."""
+        if self.core.hold_acks() == 0:
+            return False
+        if self._ack_release is None:
+            self._ack_release = self._loop.call_later(ACK_HOLD_MAX_S, self.release_acks)
+        return True
+
+    def release_acks(self) -> None:
+        """Write the acks :meth:`hold_acks` kept back, now."""
+        h, self._ack_release = self._ack_release, None
+        if h is not None:
+            h.cancel()
+        if self.core.release_acks():
+            p = self._protocol
+            if p is not None:
+                p.flush_now()
+            else:
+                self._schedule_flush()
+
     # -- flush / close -----------------------------------------------------------------------
     async def flush(self, timeout: float = 10.0) -> None:
         """Write everything and wait until the server has processed it (PING/PONG)."""
@@ -962,6 +993,7 @@ class NatsConnection:
         Whatever is still in flight afterwards ends with an "unknown"/"not sent" outcome."""
         if self._closed or self._closing:
             return
+        self.release_acks()
         self._closing = True
         timeout = self.opts.drain_timeout if timeout is None else timeout
         try:
@@ -994,10 +1026,10 @@ class NatsConnection:
             return
         self._closed = self.is_closed = True
         self._closing = True
-        for h in (self._keepalive, self._sweeper):
+        for h in (self._keepalive, self._sweeper, self._ack_release):
             if h is not None:
                 h.cancel()
-        self._keepalive = self._sweeper = None
+        self._keepalive = self._sweeper = self._ack_release = None
         leaving = self._leaving
         if leaving is not None and leaving is not asyncio.current_task():
             leaving.cancel()

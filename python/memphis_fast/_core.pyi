@@ -323,6 +323,14 @@ class Core:
         """Send a pull request (``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>``) on pull
         subscription ``sid``; returns its token. ``ahead_of_acks`` (a fetch loop's pull):
         written in front of the positive acks written last, not after them."""
+    def hold_acks(self) -> int:
+        """Keep the positive acks a pull just went in front of (``ahead_of_acks``) out of the
+        next write until :meth:`release_acks`; returns the bytes held (0: nothing held)."""
+    def release_acks(self) -> bool:
+        """Put held acks back in the write buffer; returns whether there were any."""
+    @property
+    def held_acks(self) -> int:
+        """Bytes of acks held by :meth:`hold_acks`."""
     def pull_outstanding(self, sid: int) -> tuple[int, int]:
         """``(pulls, messages)`` asked for on ``sid`` and not yet delivered."""
     def ping(self) -> bool:

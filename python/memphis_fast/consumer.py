@@ -876,27 +876,35 @@ class Consumer:
         if len(msgs) < batch_size:
             _, outstanding = f.outstanding()
             need = batch_size - len(msgs)
+            held = False
             if outstanding < need:
-                # ahead of the acks of the batch before, written since the last call
+                # Ahead of the acks of the batch before, written since the last call; they
+                # follow once this batch is in (at most ACK_HOLD_MAX_S later), so the server
+                # works through them while the caller handles it.
                 f.request(need - outstanding, expires, heartbeat=False, ahead_of_acks=True)
+                held = f.conn.hold_acks()
             deadline = time.monotonic() + expires / 1000 + 2.5
             idle = max(self.fetch_idle_ms, 0) / 1000
-            while len(msgs) < batch_size:
-                if f.buffered:
-                    msgs.extend(f.take(batch_size - len(msgs)))
-                    continue
-                if f.outstanding()[0] == 0:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                if msgs and _nothing_pending(msgs[-1]):
-                    # The stream had nothing more for the group when the last one left:
-                    # return what is there after a short idle gap (a trickle is not held
-                    # back); under load (more pending) the batch is filled.
-                    remaining = min(remaining, idle)
-                if not await f.wait(batch_size - len(msgs), remaining):
-                    break
+            try:
+                while len(msgs) < batch_size:
+                    if f.buffered:
+                        msgs.extend(f.take(batch_size - len(msgs)))
+                        continue
+                    if f.outstanding()[0] == 0:
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    if msgs and _nothing_pending(msgs[-1]):
+                        # The stream had nothing more for the group when the last one left:
+                        # return what is there after a short idle gap (a trickle is not held
+                        # back); under load (more pending) the batch is filled.
+                        remaining = min(remaining, idle)
+                    if not await f.wait(batch_size - len(msgs), remaining):
+                        break
+            finally:
+                if held:
+                    f.conn.release_acks()
             if f.error is not None:
                 err, f.error = f.error, None
                 if not msgs:

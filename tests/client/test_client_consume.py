@@ -7,7 +7,9 @@ never on elapsed time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from typing import Any
 
 import memphis as mpy
@@ -478,6 +480,69 @@ async def test_a_fetch_pull_goes_ahead_of_the_acks_before_it(connect: Any, nc: A
     assert info["ack_floor"]["stream_seq"] >= 9, "every ack before the NAK arrived"
     for sub in subs:
         await sub.unsubscribe()
+
+
+async def test_a_fetch_holds_the_acks_before_its_pull_until_its_batch_is_in(
+    connect: Any, nc: Any, uid: Any
+) -> None:
+    """The acks of the batch before a fetch() stay out of the socket while its pull gathers
+    the next batch (the server works through them while the caller handles that batch), and
+    reach the server once the batch is in, or after ACK_HOLD_MAX_S when the pull waits on an
+    empty station, or when the connection closes: never held for the pull's whole wait."""
+    from memphis_fast._connection import ACK_HOLD_MAX_S
+
+    name = uid("ack-hold")
+    conn = await connect()
+    await _station_with(conn, name, 10)
+    consumer = await conn.consumer(name, "c", batch_size=5, batch_max_time_to_wait_ms=1500)
+    acks: list[float] = []
+
+    async def cb(msg: Any) -> None:
+        acks.append(time.monotonic())
+
+    sub = await nc.subscribe(f"$JS.ACK.{name}$1.>", cb=cb)
+    await nc.flush()
+    core = conn._conn.core
+    loop = asyncio.get_running_loop()
+    held: list[int] = []
+    for m in await consumer.fetch(batch_size=5):
+        await m.ack()
+    loop.call_soon(lambda: held.append(core.held_acks))  # runs once fetch() waits
+    second = await consumer.fetch(batch_size=5)
+    assert [m.data for m in second] == [f"m{i}".encode() for i in range(5, 10)]
+    assert held[0] > 0, "the five acks waited behind the pull"
+    assert core.held_acks == 0, "and went out once the batch was in"
+    await eventually(lambda: len(acks) == 5)
+    # Nothing more on the station: the pull waits 1.5 s, the acks do not.
+    for m in second:
+        await m.ack()
+    loop.call_soon(lambda: held.append(core.held_acks))
+    t0 = time.monotonic()
+    assert await consumer.fetch(batch_size=5) == []
+    waited = time.monotonic() - t0
+    assert held[1] > 0
+    await eventually(lambda: len(acks) == 10)
+    assert waited >= 1.4 and acks[-1] - t0 < 1.0, (
+        f"acks out after {acks[-1] - t0:.3f} s (bound {ACK_HOLD_MAX_S} s), fetch() waited {waited:.3f} s"
+    )
+    info = await consumer_info(nc, f"{name}$1", "c")
+    assert info["num_ack_pending"] == 0
+    # Held when the connection closes: close() writes them.
+    await _station_with(conn, name, 5)
+    for m in await consumer.fetch(batch_size=5):
+        await m.ack()
+    closing: list[Any] = []
+    loop.call_soon(lambda: held.append(core.held_acks))
+    loop.call_soon(lambda: closing.append(asyncio.ensure_future(conn.close())))
+    with contextlib.suppress(mf.MemphisError):
+        await consumer.fetch(batch_size=5)
+    await closing[0]
+    assert held[2] > 0
+    await eventually(lambda: len(acks) == 15)
+    info = await consumer_info(nc, f"{name}$1", "c")
+    assert info["num_ack_pending"] == 0 and info["ack_floor"]["stream_seq"] == 15
+    await sub.unsubscribe()
+
 
 # -- DLS ----------------------------------------------------------------------------------------
 async def _poison(conn: Any, name: str, broker: LocalBroker) -> Any:

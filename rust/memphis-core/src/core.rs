@@ -783,6 +783,23 @@ impl Core {
         self.core.pull(sid, &r, now).py(py)
     }
 
+    /// Keep the positive acks a pull just went in front of (``ahead_of_acks``) out of the
+    /// next write until :meth:`release_acks`; returns the bytes held (0: nothing held).
+    fn hold_acks(&mut self) -> usize {
+        self.core.hold_acks()
+    }
+
+    /// Put held acks back in the write buffer; returns whether there were any.
+    fn release_acks(&mut self) -> bool {
+        self.core.release_acks()
+    }
+
+    /// Bytes of acks held by :meth:`hold_acks`.
+    #[getter]
+    fn held_acks(&self) -> usize {
+        self.core.held_acks()
+    }
+
     /// `(pulls, messages)` asked for on a pull subscription and not yet delivered.
     fn pull_outstanding(&self, sid: u64) -> (usize, u64) {
         self.core.pull_outstanding(sid)

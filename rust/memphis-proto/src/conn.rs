@@ -355,6 +355,8 @@ pub struct Core {
     /// only while `end == out.len()` (nothing written after them). A pull goes in front of
     /// them (see [`Core::pull`]).
     ack_run: Option<(usize, usize)>,
+    /// Positive acks taken out of `out` by [`Core::hold_acks`] until [`Core::release_acks`].
+    held_acks: Vec<u8>,
     state: State,
     opts: Options,
     server_max_payload: usize,
@@ -486,6 +488,7 @@ impl Core {
             unsent_out: Vec::new(),
             unsent_pending: Vec::new(),
             ack_run: None,
+            held_acks: Vec::new(),
             state: State::Disconnected,
             opts,
             server_max_payload: 1024 * 1024,
@@ -787,6 +790,46 @@ impl Core {
     /// The bytes to hand to the transport.
     pub fn out(&self) -> &[u8] {
         &self.out
+    }
+
+    /// Take the positive acks written last (the run a pull with `ahead_of_acks` just went in
+    /// front of) out of [`Core::out`] until [`Core::release_acks`]: a fetch loop's pull goes
+    /// out alone, and the acks of the batch before follow once the next batch is in, so the
+    /// server works through them while the caller handles that batch instead of before it
+    /// delivers (nats-server serializes a consumer's acks and deliveries). Returns the bytes
+    /// held; 0 when there is no such run or acks are held already (one hold at a time: what
+    /// is held stays in order).
+    pub fn hold_acks(&mut self) -> usize {
+        match self.ack_run {
+            Some((s, e)) if e == self.out.len() && self.held_acks.is_empty() => {
+                // Only acks after `s` (the run ends `out`), so no frame offset moves.
+                self.held_acks.extend_from_slice(&self.out[s..]);
+                self.out.truncate(s);
+                self.ack_run = None;
+                self.held_acks.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Put the acks [`Core::hold_acks`] took back at the end of [`Core::out`]; returns whether
+    /// there were any.
+    pub fn release_acks(&mut self) -> bool {
+        if self.held_acks.is_empty() {
+            return false;
+        }
+        self.ack_run = None;
+        self.out.extend_from_slice(&self.held_acks);
+        self.held_acks.clear();
+        if self.held_acks.capacity() > 1024 * 1024 {
+            self.held_acks = Vec::new();
+        }
+        true
+    }
+
+    /// Bytes of acks held by [`Core::hold_acks`].
+    pub fn held_acks(&self) -> usize {
+        self.held_acks.len()
     }
 
     /// The transport took everything in [`Core::out`].
@@ -1227,7 +1270,9 @@ impl Core {
     pub fn on_disconnect(&mut self, sink: &mut impl Sink) {
         match self.state {
             State::Connected => {
-                // Whatever was not yet handed to the transport is still ours to send.
+                // Whatever was not yet handed to the transport is still ours to send, held
+                // acks included (after everything else, as they would have gone).
+                self.release_acks();
                 let mut unsent = std::mem::take(&mut self.out);
                 self.ack_run = None;
                 let base = unsent.len();
@@ -1247,6 +1292,7 @@ impl Core {
                 self.out.clear();
                 self.unsent_out.clear();
                 self.ack_run = None;
+                self.held_acks.clear();
             }
             State::Disconnected | State::Closed => {}
         }
@@ -1269,6 +1315,7 @@ impl Core {
     pub fn close(&mut self, sink: &mut impl Sink) {
         self.state = State::Closed;
         self.ack_run = None;
+        self.held_acks = Vec::new();
         self.pending = Vec::new();
         self.unsent_out.clear();
         self.unsent_pending.clear();

@@ -586,6 +586,71 @@ fn a_fetch_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else
 }
 
 #[test]
+fn held_acks_go_out_after_the_pull_they_were_behind_once_released() {
+    let (mut core, mut rec) = connected();
+    let sid = core.pull_subscribe(0).unwrap();
+    take(&mut core);
+    let ack = |n: u32| format!("$JS.ACK.st$1.g.1.{n}.{n}.1700000000000000000.0");
+    let ack_frame = |n: u32| format!("PUB {} 4\r\n+ACK\r\n", ack(n));
+    let pull = |t: u32| {
+        format!(
+            "PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.{t} 51\r\n\
+{{\"batch\":2,\"expires\":100000000,\"max_bytes\":1000000}}\r\n"
+        )
+    };
+    // The acks a fetch's pull went in front of wait; the pull goes out alone.
+    core.ack(ack(1).as_bytes(), AckKind::Ack).unwrap();
+    core.ack(ack(2).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
+    let held = ack_frame(1).len() + ack_frame(2).len();
+    assert_eq!(core.hold_acks(), held);
+    assert_eq!(core.held_acks(), held);
+    assert_eq!(take(&mut core), pull(1));
+    // One hold at a time: the next run stays where it is.
+    core.ack(ack(3).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
+    assert_eq!(core.hold_acks(), 0);
+    assert_eq!(take(&mut core), format!("{}{}", pull(2), ack_frame(3)));
+    assert!(core.release_acks());
+    assert!(!core.release_acks());
+    assert_eq!(core.held_acks(), 0);
+    assert_eq!(take(&mut core), format!("{}{}", ack_frame(1), ack_frame(2)));
+    // Nothing to hold unless positive acks end the buffer.
+    assert_eq!(core.hold_acks(), 0);
+    core.ack(ack(4).as_bytes(), AckKind::Ack).unwrap();
+    core.publish(b"x", None, None, b"1").unwrap();
+    assert_eq!(core.hold_acks(), 0);
+    assert_eq!(take(&mut core), format!("{}PUB x 1\r\n1\r\n", ack_frame(4)));
+    core.ack(ack(5).as_bytes(), AckKind::Nak).unwrap();
+    assert_eq!(core.hold_acks(), 0);
+    take(&mut core);
+    // Held when the connection drops: sent with the next session, after what was unsent.
+    core.ack(ack(6).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
+    assert!(core.hold_acks() > 0);
+    core.publish(b"y", None, None, b"2").unwrap();
+    core.on_disconnect(&mut rec);
+    assert_eq!(core.held_acks(), 0);
+    core.start_session(CONNECT, 0).unwrap();
+    take(&mut core);
+    core.feed_bytes(b"INFO {\"server_id\":\"x\"}\r\nPONG\r\n", 5, &mut rec)
+        .unwrap();
+    core.session_ready(10);
+    let next = take(&mut core);
+    assert!(
+        next.ends_with(&format!("PUB y 1\r\n2\r\n{}", ack_frame(6))),
+        "{next}"
+    );
+    // Closed: nothing is held any more.
+    core.ack(ack(7).as_bytes(), AckKind::Ack).unwrap();
+    core.pull(sid, &ahead(2, 100), 0).unwrap();
+    assert!(core.hold_acks() > 0);
+    core.close(&mut rec);
+    assert_eq!(core.held_acks(), 0);
+    assert!(!core.release_acks());
+}
+
+#[test]
 fn pulls_end_on_expiry_heartbeat_loss_and_disconnect() {
     let (mut core, mut rec) = connected();
     let a = core.pull_subscribe(0).unwrap();
