@@ -20,6 +20,25 @@ async def connect(port: int) -> mf.Memphis:
     return m
 
 
+async def preloaded_consumer(
+    m: mf.Memphis, port: int, name: str, n: int, batch: int
+) -> tuple[object, object]:
+    """A new memory station ``name`` holding ``n`` 128-byte messages (the raw reference's
+    preload) and a consumer of the bench's group on it: ``(station, consumer)``."""
+    from memphis_fast.bench import runner_common as rc
+    from memphis_fast.bench import runner_raw as rr
+
+    st = await m.station(name=name, storage_type="memory")
+    cons = await m.consumer(
+        station_name=name, consumer_name="c", consumer_group=rc.CONSUMER_GROUP, batch_size=batch
+    )
+    stored = rr.preload(
+        "127.0.0.1", port, name, 1, n, rc.make_payload(128), user="root$1", password="memphis"
+    )
+    assert stored == n, stored
+    return st, cons
+
+
 def wakeups(pid: int) -> int:
     """Voluntary context switches of all of process ``pid``'s threads (its wake-ups)."""
     total = 0

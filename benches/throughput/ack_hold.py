@@ -23,11 +23,9 @@ import statistics
 import sys
 import time
 
-from _experiment import connect, cpu
+from _experiment import connect, cpu, preloaded_consumer
 
 from memphis_fast import _connection, consumer
-from memphis_fast.bench import runner_common as rc
-from memphis_fast.bench import runner_raw as rr
 
 NP, PORT, N, ROUNDS = (int(a) for a in sys.argv[1:5])
 VARIANTS = sys.argv[5].split(",") if len(sys.argv) > 5 else ["no-hold", "fetch", "held-all", "ping"]
@@ -69,14 +67,7 @@ def ms(v: list[float]) -> str:
 
 
 async def one(m, name: str, variant: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    st = await m.station(name=name, storage_type="memory")
-    cons = await m.consumer(
-        station_name=name, consumer_name="c", consumer_group=rc.CONSUMER_GROUP, batch_size=BATCH
-    )
-    stored = rr.preload(
-        "127.0.0.1", PORT, name, 1, N, rc.make_payload(128), user="root$1", password="memphis"
-    )
-    assert stored == N, stored
+    st, cons = await preloaded_consumer(m, PORT, name, N, BATCH)
     mode["v"] = variant
     first, span, cycle, ping = [], [], [], []
     got, s0, t0 = 0, cpu(NP), time.perf_counter()

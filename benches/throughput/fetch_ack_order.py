@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from _experiment import cpu
+from _experiment import cpu, preloaded_consumer
 
 import memphis_fast as mf
 from memphis_fast.bench import runner_common as rc
@@ -55,14 +55,7 @@ def one_pull(c, stream, durable, n, pull_first):
 async def run(k, name):
     m = mf.Memphis()
     await m.connect(host="127.0.0.1", port=PORT, username="root", password="memphis")
-    st = await m.station(name=name, storage_type="memory")
-    cons = await m.consumer(
-        station_name=name, consumer_name="c", consumer_group=rc.CONSUMER_GROUP, batch_size=BATCH
-    )
-    stored = rr.preload(
-        "127.0.0.1", PORT, name, 1, N, rc.make_payload(128), user="root$1", password="memphis"
-    )
-    assert stored == N, stored
+    st, cons = await preloaded_consumer(m, PORT, name, N, BATCH)
     durable = rc.internal_name(rc.CONSUMER_GROUP)
     stream = rc.stream_names(name, 1)[0]
     s0, t0 = cpu(NP), time.perf_counter()

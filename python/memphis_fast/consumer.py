@@ -854,7 +854,9 @@ class Consumer:
         ``fetch_idle_ms`` (20 ms): a trickle is not held back for the whole wait, a busy
         station still fills the batch. The rest of that pull is ended (its inbox replaced), so
         it takes no message nobody waits for. With ``prefetch=True`` the next batch is pulled in the background
-        (bounded) for the next call."""
+        (bounded) for the next call. The acks of the batch before, still unwritten when the pull
+        goes out, follow once this batch is in (at most 20 ms later): the server works through
+        them while the caller handles it."""
         check_int("batch_size", batch_size)
         if batch_size > self.MAX_BATCH_SIZE or batch_size < 1:
             raise MemphisArgumentError(

@@ -503,18 +503,29 @@ PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.2 51\r\n\
     assert_eq!(core.pull_outstanding(sid), (0, 0));
 }
 
+/// The reply subject of a delivery `n` on consumer `g` of stream `st$1`.
+fn ack_subject(n: u32) -> String {
+    format!("$JS.ACK.st$1.g.1.{n}.{n}.1700000000000000000.0")
+}
+
+/// The positive ack of delivery `n`.
+fn ack_frame(n: u32) -> String {
+    format!("PUB {} 4\r\n+ACK\r\n", ack_subject(n))
+}
+
+/// Pull `t` of `ahead(2, 100)` on the first pull subscription.
+fn pull_frame(t: u32) -> String {
+    format!(
+        "PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.{t} 51\r\n\
+{{\"batch\":2,\"expires\":100000000,\"max_bytes\":1000000}}\r\n"
+    )
+}
+
 #[test]
 fn a_fetch_pull_goes_ahead_of_the_positive_acks_written_last_and_of_nothing_else() {
     let (mut core, _rec) = connected();
     let sid = core.pull_subscribe(0).unwrap();
-    let ack = |n: u32| format!("$JS.ACK.st$1.g.1.{n}.{n}.1700000000000000000.0");
-    let ack_frame = |n: u32| format!("PUB {} 4\r\n+ACK\r\n", ack(n));
-    let pull = |t: u32| {
-        format!(
-            "PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.{t} 51\r\n\
-{{\"batch\":2,\"expires\":100000000,\"max_bytes\":1000000}}\r\n"
-        )
-    };
+    let (ack, ack_frame, pull) = (ack_subject, ack_frame, pull_frame);
     let sub = format!("SUB _INBOX.abc.P1.* {sid}\r\n");
     // The SUB stays first: the pull moves only in front of the acks after it.
     core.ack(ack(1).as_bytes(), AckKind::Ack).unwrap();
@@ -590,14 +601,7 @@ fn held_acks_go_out_after_the_pull_they_were_behind_once_released() {
     let (mut core, mut rec) = connected();
     let sid = core.pull_subscribe(0).unwrap();
     take(&mut core);
-    let ack = |n: u32| format!("$JS.ACK.st$1.g.1.{n}.{n}.1700000000000000000.0");
-    let ack_frame = |n: u32| format!("PUB {} 4\r\n+ACK\r\n", ack(n));
-    let pull = |t: u32| {
-        format!(
-            "PUB $JS.API.CONSUMER.MSG.NEXT.st$1.g _INBOX.abc.P1.{t} 51\r\n\
-{{\"batch\":2,\"expires\":100000000,\"max_bytes\":1000000}}\r\n"
-        )
-    };
+    let (ack, ack_frame, pull) = (ack_subject, ack_frame, pull_frame);
     // The acks a fetch's pull went in front of wait; the pull goes out alone.
     core.ack(ack(1).as_bytes(), AckKind::Ack).unwrap();
     core.ack(ack(2).as_bytes(), AckKind::Ack).unwrap();
