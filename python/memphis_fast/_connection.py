@@ -106,11 +106,10 @@ F_FAILURES = _core.F_FAILURES
 F_PROGRESS = _core.F_PROGRESS
 F_EVENTS = _core.F_EVENTS
 F_TIMER = _core.F_TIMER
-#: feed results after which the tick's flush is scheduled at once (see on_flags)
 #: the longest a fetch() keeps the acks of the batch before out of the socket (see
 #: :meth:`NatsConnection.hold_acks`): a pull that waits on an empty station holds them no longer
 ACK_HOLD_MAX_S = 0.02
-
+#: feed results after which the tick's flush is scheduled at once (see on_flags)
 _FLUSH_AFTER = F_MSGS | F_EVENTS | F_FAILURES | _core.F_WRITE
 EV_INFO = _core.EV_INFO
 EV_ERR = _core.EV_ERR
@@ -940,12 +939,9 @@ class NatsConnection:
         h, self._ack_release = self._ack_release, None
         if h is not None:
             h.cancel()
-        if self.core.release_acks():
-            p = self._protocol
-            if p is not None:
-                p.flush_now()
-            else:
-                self._schedule_flush()
+        # (Not connected, the core holds nothing: a disconnect moved them to the next session.)
+        if self.core.release_acks() and self._protocol is not None:
+            self._protocol.flush_now()
 
     # -- flush / close -----------------------------------------------------------------------
     async def flush(self, timeout: float = 10.0) -> None:

@@ -797,8 +797,9 @@ impl Core {
     /// out alone, and the acks of the batch before follow once the next batch is in, so the
     /// server works through them while the caller handles that batch instead of before it
     /// delivers (nats-server serializes a consumer's acks and deliveries). Returns the bytes
-    /// held; 0 when there is no such run or acks are held already (one hold at a time: what
-    /// is held stays in order).
+    /// held; 0 when there is no such run or acks are held already (one hold at a time; acks
+    /// written meanwhile may go before the held ones: acks of different messages commute).
+    /// Set only while connected (as `ack_run`); a disconnect puts them back.
     pub fn hold_acks(&mut self) -> usize {
         match self.ack_run {
             Some((s, e)) if e == self.out.len() && self.held_acks.is_empty() => {
@@ -1292,7 +1293,6 @@ impl Core {
                 self.out.clear();
                 self.unsent_out.clear();
                 self.ack_run = None;
-                self.held_acks.clear();
             }
             State::Disconnected | State::Closed => {}
         }
