@@ -453,6 +453,9 @@ class OutcomeReason:
     EXPIRED_BEFORE_SENDING: OutcomeReason
     """Not sent: its ack wait ran out while the connection was down; it was taken out of the
     buffer and will never be sent (safe to retry)."""
+    DUPLICATE_IN_PROCESS: OutcomeReason
+    """Unknown: a clustered stream answered that a store of this msg_id was still in process
+    and never confirmed it within the ack wait."""
     @property
     def value(self) -> str: ...
     def __eq__(self, other: object, /) -> bool: ...

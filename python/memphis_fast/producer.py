@@ -173,7 +173,9 @@ def check_produce_args(
 
 def _produce_error(r: ProduceResult) -> MemphisProduceError:
     """The exception for a message that was not stored, its class chosen from the reason."""
-    cls = MemphisProduceTimeoutError if r.reason == OutcomeReason.ACK_TIMEOUT else MemphisProduceError
+    # Both mean the ack wait ran out without the server confirming the message.
+    timed_out = r.reason in (OutcomeReason.ACK_TIMEOUT, OutcomeReason.DUPLICATE_IN_PROCESS)
+    cls = MemphisProduceTimeoutError if timed_out else MemphisProduceError
     return cls(_failure_text(r), failures=[r])
 
 

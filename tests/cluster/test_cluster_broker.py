@@ -89,6 +89,52 @@ async def test_cluster_nodes_and_replicas(cluster: LocalBroker, name: Callable[[
         await nc.close()
 
 
+async def test_a_duplicate_still_in_process_is_not_taken_as_stored(
+    cluster: LocalBroker, name: Callable[[str], str]
+) -> None:
+    """A replicated stream's leader records a msg_id before it proposes the message and learns
+    its sequence only once the proposal is committed; a copy arriving in between is answered
+    "duplicate, sequence 0" (nats-server 2.10). That answer does not say the message is stored
+    (the proposal can still be lost with a leader change: the copy after a reconnect or a silent
+    resend is what gets it), so memphis-fast asks again until the server names the sequence.
+    Both copies here are written at once, so the second one meets the first one's proposal."""
+    st = name("inproc")
+    stream = subjects.stream_name(st, 1)
+    nc = await nats.connect(**cluster.nats_kwargs(), error_cb=quiet)
+    m = await memphis_connect(cluster)
+    try:
+        await m.station(st, replicas=3, timeout_retries=0)
+        # The premise, with nats-py: the second copy is answered with sequence 0.
+        js_ctx = nc.jetstream(timeout=10)
+        subject = f"{stream}.final"
+        zero_seen = 0
+        raw = 0
+        for i in range(20):
+            raw += 1
+            hdrs = {"Nats-Msg-Id": f"raw-{i}"}
+            first, second = await asyncio.gather(
+                js_ctx.publish(subject, b"raw", headers=hdrs), js_ctx.publish(subject, b"raw", headers=hdrs)
+            )
+            assert first.seq > 0 and not first.duplicate, first
+            assert second.duplicate, second
+            if second.seq == 0:
+                zero_seen += 1
+                break
+        assert zero_seen, "nats-server never answered a copy in process with sequence 0"
+        # memphis-fast: every copy ends stored with the sequence of the one stored message.
+        p = await m.producer(st, "p", timeout_retries=0)
+        for i in range(10):
+            results = await p.produce_batch([b"a", b"b"], msg_ids=[f"dup-{i}", f"dup-{i}"])
+            assert [r.stored for r in results] == [True, True], results
+            assert [r.duplicate for r in results] == [False, True], results
+            assert results[0].sequence and results[1].sequence == results[0].sequence, results
+        si = await js(nc, f"STREAM.INFO.{stream}")
+        assert si["state"]["messages"] == raw + 10, si
+    finally:
+        await m.close()
+        await nc.close()
+
+
 async def test_cluster_restart_keeps_everything(
     cluster_factory: Callable[..., LocalBroker], name: Callable[[str], str], tmp_path: Path
 ) -> None:

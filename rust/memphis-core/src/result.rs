@@ -139,9 +139,13 @@ pub enum OutcomeReason {
     /// was down); it was taken out of the buffer and will never be sent. Safe to retry.
     #[pyo3(name = "EXPIRED_BEFORE_SENDING")]
     ExpiredBeforeSending = 7,
+    /// Unknown: a clustered stream answered that it holds the message id for a store still in
+    /// process, and never confirmed it within the ack wait (the store may yet have been lost).
+    #[pyo3(name = "DUPLICATE_IN_PROCESS")]
+    DuplicateInProcess = 8,
 }
 
-const REASON_NAMES: [&str; 8] = [
+const REASON_NAMES: [&str; 9] = [
     "none",
     "ack_timeout",
     "connection_lost",
@@ -150,6 +154,7 @@ const REASON_NAMES: [&str; 8] = [
     "jetstream_error",
     "rejected",
     "expired_before_sending",
+    "duplicate_in_process",
 ];
 
 #[pymethods]
@@ -231,6 +236,9 @@ fn unknown_text(r: UnknownReason) -> &'static str {
     match r {
         UnknownReason::AckTimeout => "no acknowledgement within the ack wait",
         UnknownReason::ConnectionLost => "the connection was lost after the message was sent",
+        UnknownReason::DuplicateInProcess => {
+            "the stream answered that a store of this msg_id was still in process and never confirmed it within the ack wait"
+        }
     }
 }
 
@@ -286,6 +294,7 @@ impl ProduceResult {
                 r.reason = match u {
                     UnknownReason::AckTimeout => OutcomeReason::AckTimeout,
                     UnknownReason::ConnectionLost => OutcomeReason::ConnectionLost,
+                    UnknownReason::DuplicateInProcess => OutcomeReason::DuplicateInProcess,
                 };
                 r.error = Some(unknown_text(*u).to_owned());
             }

@@ -446,9 +446,6 @@ impl StreamNames {
     }
 }
 
-/// JetStream's "temporarily unavailable" answers: no responders (no stream leader took the
-/// subject) and JSClusterNotAvailErr (10008). Not "insufficient resources" (10047), which is
-/// a full store and final.
 /// The outcome of a message whose every try was answered "unavailable" until its ack wait
 /// ran out.
 fn summarize_unavailable(last: Outcome, tries: u32) -> Outcome {
@@ -468,8 +465,35 @@ fn summarize_unavailable(last: Outcome, tries: u32) -> Outcome {
     }
 }
 
+/// JetStream's "temporarily unavailable" answers: no responders (no stream leader took the
+/// subject) and JSClusterNotAvailErr (10008). Not "insufficient resources" (10047), which is
+/// a full store and final.
 pub fn is_unavailable(o: &Outcome) -> bool {
     matches!(o, Outcome::NotStored { code: 503, err_code, .. } if *err_code == 0 || *err_code == 10008)
+}
+
+/// A clustered stream's answer for a message id it holds for a store still in process: the
+/// leader records the id before it proposes the message and learns the sequence only once the
+/// proposal is committed. nats-server 2.10 answers a copy that arrives in between with a
+/// duplicate PubAck of sequence 0, 2.11 with JSStreamDuplicateMessageConflict (409, 10158).
+/// Neither says the message is stored: the proposal may still be lost with a leader change
+/// (the copy after a reconnect or a silent resend is what gets this answer), so it is asked
+/// again until the server names a sequence.
+pub fn is_in_process(o: &Outcome) -> bool {
+    matches!(
+        o,
+        Outcome::Stored {
+            seq: 0,
+            duplicate: true,
+            ..
+        }
+    ) || matches!(
+        o,
+        Outcome::NotStored {
+            err_code: 10158,
+            ..
+        }
+    )
 }
 
 impl Core {
@@ -738,10 +762,15 @@ impl Core {
         }
         if m.sid == self.mux_sid {
             if let Some(id) = self.ack_id(m.subject) {
-                let outcome =
+                let mut outcome =
                     pub_ack_outcome(m, self.inflight.is_waiter(id), &mut self.stream_names);
-                let mut outcome = outcome;
-                if self.retry_unavailable && is_unavailable(&outcome) {
+                if is_in_process(&outcome) {
+                    outcome = Outcome::Unknown(UnknownReason::DuplicateInProcess);
+                    if self.inflight.retry_later(id, outcome.clone(), now_ms) {
+                        self.timer_changed = true;
+                        return;
+                    }
+                } else if self.retry_unavailable && is_unavailable(&outcome) {
                     if self.inflight.retry_later(id, outcome.clone(), now_ms) {
                         self.timer_changed = true;
                         return;

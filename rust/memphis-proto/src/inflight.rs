@@ -20,6 +20,10 @@ pub enum UnknownReason {
     AckTimeout,
     /// The connection dropped after the message was handed to the transport.
     ConnectionLost,
+    /// A clustered stream answered that it holds the message id for a store still in process
+    /// (a proposal not yet committed, which may yet be lost), and never confirmed it within
+    /// the ack wait.
+    DuplicateInProcess,
 }
 
 /// Why a message never left.
@@ -300,7 +304,8 @@ impl Inflight {
             .min()
     }
 
-    /// A try of `id` was answered "unavailable" (`outcome`): if its frame is kept and its ack
+    /// A try of `id` was answered "unavailable" or "in process" (`outcome`, what it ends with
+    /// if no later try is answered): if its frame is kept and its ack
     /// wait leaves room, schedule another try after a backoff (25 ms doubling, at most 500 ms)
     /// and return true; otherwise false (the caller completes it with `outcome`).
     pub fn retry_later(&mut self, id: MsgId, outcome: Outcome, now_ms: u64) -> bool {

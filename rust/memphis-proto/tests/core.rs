@@ -900,6 +900,92 @@ fn silent_awaited_msg_id_publishes_are_sent_again() {
     assert_eq!(core.group_stats(1).retried, 2);
 }
 
+/// Clustered servers: a copy of a msg-id publish that reaches the stream leader while the
+/// first copy's proposal is not yet committed is answered "duplicate, sequence 0" (nats-server
+/// 2.10) or 409/10158 "duplicate message id is in process" (2.11). Neither says the message is
+/// stored (the proposal may still be lost): it is asked again until the server names a
+/// sequence, and ends "unknown" if its ack wait runs out first.
+#[test]
+fn a_duplicate_still_in_process_is_asked_again_not_taken_as_stored() {
+    let (mut core, mut rec) = connected();
+    core.set_retry_unavailable(true);
+    let a = core
+        .js_publish(&js(b"", b"", 1, true, true), b"a", 0)
+        .unwrap();
+    let b = core
+        .js_publish(&js(b"", b"", 1, true, true), b"b", 0)
+        .unwrap();
+    take(&mut core);
+    let zero = br#"{"stream":"orders#eu$1", "seq":0,"duplicate": true}"#;
+    let conflict = br#"{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"}}"#;
+    let input = format!(
+        "MSG _INBOX.abc.{a} 1 {}\r\n{}\r\nMSG _INBOX.abc.{b} 1 {}\r\n{}\r\n",
+        zero.len(),
+        s(zero),
+        conflict.len(),
+        s(conflict)
+    );
+    core.feed_bytes(input.as_bytes(), 0, &mut rec).unwrap();
+    assert!(rec.events.is_empty(), "{:?}", rec.events);
+    assert!(core.take_timer_changed());
+    core.sweep(25, &mut rec);
+    assert_eq!(
+        take(&mut core),
+        format!(
+            "PUB orders#eu$1.final _INBOX.abc.{a} 1\r\na\r\nPUB orders#eu$1.final _INBOX.abc.{b} 1\r\nb\r\n"
+        )
+    );
+    // `a`'s first copy is committed now: the server names its sequence. `b`'s is not.
+    let named = br#"{"stream":"orders#eu$1", "seq":9,"duplicate": true}"#;
+    let input = format!(
+        "MSG _INBOX.abc.{a} 1 {}\r\n{}\r\nMSG _INBOX.abc.{b} 1 {}\r\n{}\r\n",
+        named.len(),
+        s(named),
+        zero.len(),
+        s(zero)
+    );
+    core.feed_bytes(input.as_bytes(), 30_000, &mut rec).unwrap();
+    assert!(matches!(
+        &rec.events[..],
+        [Ev::Done(Completed { id, outcome: Outcome::Stored { seq: 9, duplicate: true, .. }, .. })] if *id == a
+    ));
+    rec.events.clear();
+    // `b` stays in process until its ack wait runs out.
+    let mut now = 30;
+    while rec.events.is_empty() {
+        now = core.next_deadline_ms().unwrap();
+        core.sweep(now, &mut rec);
+        if take(&mut core).contains(&format!("_INBOX.abc.{b} ")) {
+            let again = format!("MSG _INBOX.abc.{b} 1 {}\r\n{}\r\n", zero.len(), s(zero));
+            core.feed_bytes(again.as_bytes(), now * 1000, &mut rec)
+                .unwrap();
+        }
+        assert!(now <= 1000, "the ack wait bounds the tries");
+    }
+    assert!(matches!(
+        &rec.events[..],
+        [Ev::Done(Completed { id, outcome: Outcome::Unknown(UnknownReason::DuplicateInProcess), .. })] if *id == b
+    ));
+    assert!((500..1000).contains(&now), "{now}");
+}
+
+/// Without a kept frame there is nothing to ask again with: "in process" ends it as unknown.
+#[test]
+fn a_duplicate_in_process_without_a_kept_frame_is_unknown() {
+    let (mut core, mut rec) = connected();
+    let a = core
+        .js_publish(&js(b"", b"", 1, true, false), b"a", 0)
+        .unwrap();
+    take(&mut core);
+    let zero = br#"{"stream":"orders#eu$1","seq":0,"duplicate":true}"#;
+    let input = format!("MSG _INBOX.abc.{a} 1 {}\r\n{}\r\n", zero.len(), s(zero));
+    core.feed_bytes(input.as_bytes(), 0, &mut rec).unwrap();
+    assert!(matches!(
+        &rec.events[..],
+        [Ev::Done(Completed { id, outcome: Outcome::Unknown(UnknownReason::DuplicateInProcess), .. })] if *id == a
+    ));
+}
+
 /// A JetStream delivery that reaches a pull inbox after it was unsubscribed (the server was
 /// already sending) goes back at once with -NAK; a plain message is just dropped.
 #[test]
