@@ -40,3 +40,10 @@ def test_the_exception_class_comes_from_the_reason() -> None:
     assert type(_produce_error(timeout)).__name__ == "MemphisProduceTimeoutError"
     lost = ProduceResult(0, None, False, "unknown", reason=OutcomeReason.CONNECTION_LOST, error="lost")
     assert type(_produce_error(lost)).__name__ == "MemphisProduceError"
+    # The ack wait ran out while the stream kept answering "in process": a timeout too.
+    in_process = ProduceResult(
+        0, "m-0", False, "unknown", reason=OutcomeReason.DUPLICATE_IN_PROCESS, error="still in process"
+    )
+    assert in_process.reason == "duplicate_in_process"
+    err = _produce_error(in_process)
+    assert type(err).__name__ == "MemphisProduceTimeoutError" and "unknown" in str(err), err
