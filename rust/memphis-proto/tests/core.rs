@@ -750,23 +750,47 @@ fn unsent_messages_expire_as_not_sent_and_are_never_sent() {
     );
 }
 
+/// A connected core with one awaited publish per payload written and taken (`keep`: their
+/// frames kept, as a msg-id's are); `cluster`: it retries "unavailable" answers, as it does on
+/// a clustered server.
+fn publishes_written(payloads: &[&[u8]], keep: bool, cluster: bool) -> (Core, Rec, Vec<u64>) {
+    let (mut core, rec) = connected();
+    core.set_retry_unavailable(cluster);
+    let ids = payloads
+        .iter()
+        .map(|p| core.js_publish(&js(b"", b"", 1, true, keep), p, 0).unwrap())
+        .collect();
+    take(&mut core);
+    (core, rec, ids)
+}
+
+/// Sweep at each deadline from `now` (ms), answering every try of `id` with `answer`, until
+/// something completes; the time it did. The ack wait (1 s) bounds it.
+fn answer_every_try_until_done(
+    core: &mut Core,
+    rec: &mut Rec,
+    id: u64,
+    answer: &str,
+    mut now: u64,
+) -> u64 {
+    while rec.events.is_empty() {
+        now = core.next_deadline_ms().unwrap();
+        core.sweep(now, rec);
+        if take(core).contains(&format!("_INBOX.abc.{id} ")) {
+            core.feed_bytes(answer.as_bytes(), now * 1000, rec).unwrap();
+        }
+        assert!(now <= 1000, "the ack wait bounds the tries");
+    }
+    now
+}
+
 /// Clustered servers: a publish answered "no responders" (a stream leader is being elected)
 /// is sent again, with the same reply inbox, until it is stored or its ack wait runs out; a
 /// final error ("insufficient resources") is not retried.
 #[test]
 fn unavailable_answers_are_retried_until_the_ack_wait() {
-    let (mut core, mut rec) = connected();
-    core.set_retry_unavailable(true);
-    let a = core
-        .js_publish(&js(b"", b"", 1, true, false), b"a", 0)
-        .unwrap();
-    let b = core
-        .js_publish(&js(b"", b"", 1, true, false), b"b", 0)
-        .unwrap();
-    let c = core
-        .js_publish(&js(b"", b"", 1, true, false), b"c", 0)
-        .unwrap();
-    take(&mut core);
+    let (mut core, mut rec, ids) = publishes_written(&[b"a", b"b", b"c"], false, true);
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
     let full = br#"{"error":{"code":503,"err_code":10047,"description":"insufficient resources"}}"#;
     let input = format!(
         "HMSG _INBOX.abc.{a} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nHMSG _INBOX.abc.{b} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\nMSG _INBOX.abc.{c} 1 {}\r\n{}\r\n",
@@ -803,18 +827,8 @@ fn unavailable_answers_are_retried_until_the_ack_wait() {
         [Ev::Done(Completed { id, outcome: Outcome::Stored { seq: 7, .. }, .. })] if *id == a
     ));
     rec.events.clear();
-    let mut now = 30;
-    while rec.events.is_empty() {
-        now = core.next_deadline_ms().unwrap();
-        core.sweep(now, &mut rec);
-        let out = take(&mut core);
-        if !out.is_empty() {
-            let nak = format!("HMSG _INBOX.abc.{b} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
-            core.feed_bytes(nak.as_bytes(), now * 1000, &mut rec)
-                .unwrap();
-        }
-        assert!(now <= 1000, "the ack wait bounds the retries");
-    }
+    let nak = format!("HMSG _INBOX.abc.{b} 1 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
+    let now = answer_every_try_until_done(&mut core, &mut rec, b, &nak, 30);
     match &rec.events[..] {
         [Ev::Done(Completed {
             id,
@@ -907,15 +921,8 @@ fn silent_awaited_msg_id_publishes_are_sent_again() {
 /// sequence, and ends "unknown" if its ack wait runs out first.
 #[test]
 fn a_duplicate_still_in_process_is_asked_again_not_taken_as_stored() {
-    let (mut core, mut rec) = connected();
-    core.set_retry_unavailable(true);
-    let a = core
-        .js_publish(&js(b"", b"", 1, true, true), b"a", 0)
-        .unwrap();
-    let b = core
-        .js_publish(&js(b"", b"", 1, true, true), b"b", 0)
-        .unwrap();
-    take(&mut core);
+    let (mut core, mut rec, ids) = publishes_written(&[b"a", b"b"], true, true);
+    let (a, b) = (ids[0], ids[1]);
     let zero = br#"{"stream":"orders#eu$1", "seq":0,"duplicate": true}"#;
     let conflict = br#"{"error":{"code":409,"err_code":10158,"description":"duplicate message id is in process"}}"#;
     let input = format!(
@@ -951,17 +958,8 @@ fn a_duplicate_still_in_process_is_asked_again_not_taken_as_stored() {
     ));
     rec.events.clear();
     // `b` stays in process until its ack wait runs out.
-    let mut now = 30;
-    while rec.events.is_empty() {
-        now = core.next_deadline_ms().unwrap();
-        core.sweep(now, &mut rec);
-        if take(&mut core).contains(&format!("_INBOX.abc.{b} ")) {
-            let again = format!("MSG _INBOX.abc.{b} 1 {}\r\n{}\r\n", zero.len(), s(zero));
-            core.feed_bytes(again.as_bytes(), now * 1000, &mut rec)
-                .unwrap();
-        }
-        assert!(now <= 1000, "the ack wait bounds the tries");
-    }
+    let again = format!("MSG _INBOX.abc.{b} 1 {}\r\n{}\r\n", zero.len(), s(zero));
+    let now = answer_every_try_until_done(&mut core, &mut rec, b, &again, 30);
     assert!(matches!(
         &rec.events[..],
         [Ev::Done(Completed { id, outcome: Outcome::Unknown(UnknownReason::DuplicateInProcess), .. })] if *id == b
@@ -972,11 +970,8 @@ fn a_duplicate_still_in_process_is_asked_again_not_taken_as_stored() {
 /// Without a kept frame there is nothing to ask again with: "in process" ends it as unknown.
 #[test]
 fn a_duplicate_in_process_without_a_kept_frame_is_unknown() {
-    let (mut core, mut rec) = connected();
-    let a = core
-        .js_publish(&js(b"", b"", 1, true, false), b"a", 0)
-        .unwrap();
-    take(&mut core);
+    let (mut core, mut rec, ids) = publishes_written(&[b"a"], false, false);
+    let a = ids[0];
     let zero = br#"{"stream":"orders#eu$1","seq":0,"duplicate":true}"#;
     let input = format!("MSG _INBOX.abc.{a} 1 {}\r\n{}\r\n", zero.len(), s(zero));
     core.feed_bytes(input.as_bytes(), 0, &mut rec).unwrap();
