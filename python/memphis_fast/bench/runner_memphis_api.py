@@ -394,7 +394,8 @@ def _wait_stopped(pid: int, timeout: float = 2.0) -> bool:
             for tid in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
                     stat = f.read()
-                states.append(stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3])
+                at = stat.rindex(b") ") + 2  # the state follows the command name's ")"
+                states.append(stat[at : at + 1])
         except OSError:
             return False
         if states and all(st in (b"T", b"t") for st in states):

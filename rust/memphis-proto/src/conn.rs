@@ -447,7 +447,7 @@ impl StreamNames {
 }
 
 /// The outcome of a message whose every try was answered "unavailable" until its ack wait
-/// ran out.
+/// ran out (an "in process" outcome, already unknown, stays as it is).
 fn summarize_unavailable(last: Outcome, tries: u32) -> Outcome {
     match last {
         Outcome::NotStored {
@@ -764,13 +764,11 @@ impl Core {
             if let Some(id) = self.ack_id(m.subject) {
                 let mut outcome =
                     pub_ack_outcome(m, self.inflight.is_waiter(id), &mut self.stream_names);
-                if is_in_process(&outcome) {
+                let in_process = is_in_process(&outcome);
+                if in_process {
                     outcome = Outcome::Unknown(UnknownReason::DuplicateInProcess);
-                    if self.inflight.retry_later(id, outcome.clone(), now_ms) {
-                        self.timer_changed = true;
-                        return;
-                    }
-                } else if self.retry_unavailable && is_unavailable(&outcome) {
+                }
+                if in_process || (self.retry_unavailable && is_unavailable(&outcome)) {
                     if self.inflight.retry_later(id, outcome.clone(), now_ms) {
                         self.timer_changed = true;
                         return;
