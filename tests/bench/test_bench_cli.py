@@ -83,6 +83,7 @@ def test_smoke_run_writes_json_and_chart(tmp_path: Path) -> None:
         ("produce-nonblocking", "raw", ""),
         ("produce-batch", "memphis-fast", ""),
         ("produce-batch", "memphis-fast", "pipelined"),
+        ("produce-batch", "raw", "pipelined"),  # the reference, run beside memphis-fast's batches
         ("consume-ack", "memphis-fast", "consume"),
         ("consume-ack", "memphis-fast", "fetch"),
         ("consume-ack", "memphis-fast", "fetch-prefetch"),
@@ -252,6 +253,39 @@ def test_plan_reverses_the_client_order_on_even_runs() -> None:
     for j in cli.plan(s):
         by_run.setdefault(j.run, []).append(j.client)
     assert by_run == {1: ["memphis-fast", "raw"], 2: ["raw", "memphis-fast"], 3: ["memphis-fast", "raw"]}
+
+
+def test_produce_batch_is_compared_with_the_raw_pipelined_produce_run_beside_it() -> None:
+    # The plan runs the raw reference's pipelined produce in the produce-batch path, next to
+    # memphis-fast's batches (odd runs after them, even runs before them).
+    s = cli.Settings(
+        clients=["memphis-fast", "raw"], paths=["produce-nonblocking", "produce-batch"], messages=1000,
+        payloads=[128], partitions=[1], runs=2, batch=100, timeout=None, quick=False, storages=["memory"],
+    )  # fmt: skip
+    batch_jobs = [(j.run, j.client, j.variant) for j in cli.plan(s) if j.path == "produce-batch"]
+    assert batch_jobs == [
+        (1, "memphis-fast", ""), (1, "memphis-fast", "pipelined"), (1, "raw", "pipelined"),
+        (2, "raw", "pipelined"), (2, "memphis-fast", "pipelined"), (2, "memphis-fast", ""),
+    ]  # fmt: skip
+    run = _run
+    runs = [
+        run("raw", "produce-nonblocking", 400.0),
+        run("raw", "produce-batch", 300.0, "pipelined"),
+        run("memphis-fast", "produce-batch", 290.0, "pipelined"),
+        run("memphis-go", "produce-nonblocking", 100.0),
+    ]
+    rows = report.aggregate(runs)
+    ts = {t["target"]: t for t in report.targets(rows, "128B/1p")}
+    goal = ts["produce_batch vs raw reference (pipelined)"]
+    # against the row beside it (290 / 300), not the produce-nonblocking one (290 / 400)
+    assert goal["value"] == pytest.approx(290 / 300) and goal["met"] is True
+    mine = next(r for r in rows if r["path"] == "produce-batch" and r["client"] == "memphis-fast")
+    assert mine["x_raw"] == pytest.approx(290 / 300)
+    assert mine["x_memphis_go"] == pytest.approx(2.9)  # the Go peers have no batch path: their pipelined produce
+    # a JSON without that row (before 2026-12-03): raw's produce-nonblocking, as before
+    old = report.aggregate([r for r in runs if not (r["client"] == "raw" and r["path"] == "produce-batch")])
+    ts = {t["target"]: t for t in report.targets(old, "128B/1p")}
+    assert ts["produce_batch vs raw reference (pipelined)"]["value"] == pytest.approx(290 / 400)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,8 @@ stopped at the end.
 
 Paths: produce-sync (one ack awaited at a time), produce-nonblocking (pipelined acks),
 produce-batch (memphis-fast's produce_batch: one --batch at a time, and pipelined: the raw
-reference's pattern, batches of 256 messages, as many in flight as fit its 4,096-message window), consume-ack (an ack per
+reference's pattern, batches of 256 messages, as many in flight as fit its 4,096-message window;
+the raw reference runs its pipelined produce again in this path, next to them), consume-ack (an ack per
 message; memphis-fast by consume(), fetch(), fetch(prefetch=True), `async for`, and on several
 partitions fetch-rr: fetch() with the client's own partition round-robin; the raw reference
 also as one-pull: one pull at a time, a fetch loop's pattern), latency (produce -> consume, one message in flight), schema-json
@@ -122,6 +123,9 @@ VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("nats-py", "connect"): ("",),
     ("raw", "produce-sync"): ("",),
     ("raw", "produce-nonblocking"): ("",),
+    # the same pipelined publish again, run beside memphis-fast's produce_batch (its reference:
+    # the machine's speed drifts between paths, see report._reference_path)
+    ("raw", "produce-batch"): ("pipelined",),
     # one-pull: one pull at a time, as a fetch() loop without prefetch (that pattern's ceiling)
     ("raw", "consume-ack"): ("", "one-pull"),
     ("raw", "latency"): ("",),

@@ -483,6 +483,8 @@ async def connect(args: argparse.Namespace) -> dict[str, Any]:
 HANDLERS: dict[str, rc.Handler] = {
     "produce-sync": produce_sync,
     "produce-nonblocking": produce_nonblocking,
+    # the reference of memphis-fast's produce_batch, run in its path (next to it in time)
+    "produce-batch": produce_nonblocking,
     "consume-ack": consume_ack,
     "latency": latency,
     "connect": connect,
