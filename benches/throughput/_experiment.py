@@ -39,6 +39,15 @@ async def preloaded_consumer(
     return st, cons
 
 
+def io_calls(pid: int) -> tuple[int, int]:
+    """read(2) and write(2) calls of process ``pid`` so far (``/proc/<pid>/io`` syscr, syscw).
+    nats-server reads and writes its sockets with them; Python's asyncio uses recv/send, which
+    these do not count."""
+    with open(f"/proc/{pid}/io") as f:
+        d = dict(line.split(": ") for line in f.read().splitlines())
+    return int(d["syscr"]), int(d["syscw"])
+
+
 def wakeups(pid: int) -> int:
     """Voluntary context switches of all of process ``pid``'s threads (its wake-ups)."""
     total = 0

@@ -6,7 +6,10 @@ rounds in alternating order, paired ratios against the first variant.
 Variants: pipe (the raw reference, two pulls in flight), acks-first / pull-first (the raw
 one-pull loop, its acks written before / after its next pull), mf-fetch (memphis-fast
 fetch(); since f179c8a its pull goes in front of the acks written last), mf-fetch-acksfirst
-(the same, the acks written out before each fetch() call: the order before f179c8a).
+(the same, the acks written out before each fetch() call: the order before f179c8a),
+mf-prefetch (fetch(prefetch=True)), mf-consume (consume() with a handler that acks each).
+Besides the rate and nats-server's CPU per message, per 1,000 messages: nats-server's wake-ups
+(voluntary context switches) and its read(2) and write(2) calls.
 
     .venv/bin/memphis-fast broker --memory --port 17666 --data-dir /tmp/sb &
     .venv/bin/python benches/throughput/fetch_ack_order.py $(pgrep -x nats-server) 17666 150000 10 \
@@ -20,7 +23,7 @@ import os
 import sys
 import time
 
-from _experiment import cpu, preloaded_consumer
+from _experiment import cpu, io_calls, preloaded_consumer, wakeups
 
 import memphis_fast as mf
 from memphis_fast.bench import runner_common as rc
@@ -32,6 +35,8 @@ N = int(sys.argv[3]) if len(sys.argv) > 3 else 200000
 ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 4
 VARIANTS = sys.argv[5].split(",") if len(sys.argv) > 5 else ["pipe", "acks-first", "pull-first", "mf-fetch"]
 BATCH = 1000
+#: per variant, per round: nats-server's wake-ups, read(2) and write(2) calls per 1,000 messages
+SERVER = collections.defaultdict(list)
 
 
 def one_pull(c, stream, durable, n, pull_first):
@@ -59,7 +64,33 @@ async def run(k, name):
     durable = rc.internal_name(rc.CONSUMER_GROUP)
     stream = rc.stream_names(name, 1)[0]
     s0, t0 = cpu(NP), time.perf_counter()
-    if k.startswith("mf-fetch"):
+    w0, (r0, x0) = wakeups(NP), io_calls(NP)
+    if k == "mf-consume":
+        done = asyncio.Event()
+        got = 0
+
+        async def handler(msgs, error, context):
+            nonlocal got
+            for x in msgs:
+                await x.ack()
+            got += len(msgs)
+            if got >= N:
+                done.set()
+
+        cons.consume(handler)
+        await done.wait()
+        await m._conn.flush()
+        await cons.stop_consume()
+    elif k == "mf-prefetch":
+        got = 0
+        while got < N:
+            # no prefetch for the last batch: nothing would be left to take
+            msgs = await cons.fetch(batch_size=min(BATCH, N - got), prefetch=got + BATCH < N)
+            for x in msgs:
+                await x.ack()
+            got += len(msgs)
+        await m._conn.flush()
+    elif k.startswith("mf-fetch"):
         got = 0
         early = k == "mf-fetch-acksfirst"
         while got < N:
@@ -94,6 +125,8 @@ async def run(k, name):
         c.close()
     dt = time.perf_counter() - t0
     srv = (cpu(NP) - s0) / N * 1e6
+    r1, x1 = io_calls(NP)
+    SERVER[k].append(((wakeups(NP) - w0) / N * 1000, (r1 - r0) / N * 1000, (x1 - x0) / N * 1000))
     await st.destroy()
     await m.close()
     return N / dt, srv
@@ -109,8 +142,9 @@ async def main():
     base = res[VARIANTS[0]]
     for k, v in res.items():
         rs = sorted(a[0] / b[0] for a, b in zip(v, base, strict=True))
+        wake, reads, writes = (sorted(e[i] for e in SERVER[k])[len(v) // 2] for i in range(3))
         print(
-            f"{k:12s} median {sorted(a[0] for a in v)[len(v) // 2]:,.0f}/s  srv {sorted(a[1] for a in v)[len(v) // 2]:.2f}us  paired vs {VARIANTS[0]} {rs[len(rs) // 2]:.3f}  all {' '.join(f'{r:.2f}' for r in rs)}"
+            f"{k:18s} server per 1k msgs: {wake:.1f} wake-ups, {reads:.1f} reads, {writes:.1f} writes; median {sorted(a[0] for a in v)[len(v) // 2]:,.0f}/s  srv {sorted(a[1] for a in v)[len(v) // 2]:.2f}us  paired vs {VARIANTS[0]} {rs[len(rs) // 2]:.3f}  all {' '.join(f'{r:.2f}' for r in rs)}"
         )
 
 
