@@ -124,7 +124,7 @@ VARIANTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("raw", "produce-sync"): ("",),
     ("raw", "produce-nonblocking"): ("",),
     # the same pipelined publish again, run beside memphis-fast's produce_batch (its reference:
-    # the machine's speed drifts between paths, see report._reference_path)
+    # the machine's speed drifts between paths, see report._reference)
     ("raw", "produce-batch"): ("pipelined",),
     # one-pull: one pull at a time, as a fetch() loop without prefetch (that pattern's ceiling)
     ("raw", "consume-ack"): ("", "one-pull"),

@@ -186,10 +186,10 @@ def _reference(rows: list[dict[str, Any]], config: str, path: str, client: str) 
     API has no counterpart in the other clients: produce-batch is compared with their pipelined
     produce, which the raw reference runs again in the produce-batch path itself, beside
     memphis-fast's batches. The plan interleaves the clients of one path, and this kind of VM
-    changes speed by tens of percent between paths of one run (the raw client's produce-nonblocking
-    runs, four to six jobs earlier, ran 0.62x to 1.23x of memphis-fast's batches run by run in a
-    7-run bench of 2026-12-03); without that row (the Go peers, an older JSON), their
-    produce-nonblocking row."""
+    changes speed by tens of percent between paths of one run (against the raw client's
+    produce-nonblocking runs, four to six jobs earlier, memphis-fast's batches ran 0.62x to 1.23x
+    run by run in a 7-run bench of 2026-12-03); without that row (the Go peers, an older JSON),
+    their produce-nonblocking row."""
     if path == "produce-batch":
         return best(rows, config, path, client) or best(rows, config, "produce-nonblocking", client)
     return best(rows, config, path, client)
