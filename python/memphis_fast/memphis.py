@@ -552,6 +552,8 @@ class Memphis:
                 st.functions_sid = self._require_conn().subscribe(
                     functions_updates_subject(internal), st.on_functions_broadcast
                 )
+                # Subscribed after the request: the server holds it when producer() returns.
+                await self._require_conn().flush(20)
         except BaseException:
             self._release_station(internal)
             raise
@@ -747,6 +749,15 @@ class Memphis:
                 partitions=partitions,
                 max_bytes_per_pull=max_bytes_per_pull,
             )
+            try:
+                # The consumer subscribed to its group's DLS subject after the creation
+                # requests: one PING/PONG so that the server holds that subscription when
+                # consumer() returns (a message resent to the group right after, from another
+                # connection, is otherwise dropped by a server that has not read the SUB yet).
+                await conn.flush(20)
+            except BaseException:
+                await consumer._shutdown()
+                raise
         except BaseException:
             self._release_station(internal)
             raise
