@@ -473,7 +473,10 @@ async def test_a_fetch_pull_goes_ahead_of_the_acks_before_it(connect: Any, nc: A
     assert len(third) == 1
     await third[0].ack()
     await conn.broker_manager.flush()
-    await eventually(lambda: len(seen) >= 14)
+    try:
+        await eventually(lambda: len(seen) >= 14)
+    except AssertionError as exc:  # say which frames did arrive
+        raise AssertionError(f"{exc}; seen {seen!r}; consumer stats {consumer.stats}") from None
     kinds = [k if d in (b"+ACK", b"") or k == "pull" else d.decode() for k, d in seen]
     assert kinds == ["pull", "pull"] + ["ack"] * 5 + ["ack"] * 4 + ["-NAK", "pull", "ack"]
     info = await consumer_info(nc, f"{name}$1", "c")
