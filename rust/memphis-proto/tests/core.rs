@@ -1002,3 +1002,109 @@ fn deliveries_to_a_gone_subscription_are_nakked() {
     assert_eq!(core.stats().dropped_msgs, 2);
     assert_eq!(core.stats().orphans_nakked, 1);
 }
+
+/// Feed `frames` to a fresh connected core with three publishes in flight; the events, the
+/// stats and the error that come out.
+fn pub_ack_run(frames: &[u8], limits: memphis_proto::Limits) -> (Vec<Ev>, String, String) {
+    pub_ack_run_pieces(&[frames], limits)
+}
+
+/// [`pub_ack_run`] with the bytes fed in pieces.
+fn pub_ack_run_pieces(
+    pieces: &[&[u8]],
+    limits: memphis_proto::Limits,
+) -> (Vec<Ev>, String, String) {
+    let mut core = Core::new(
+        "_INBOX.abc",
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut rec = Rec::default();
+    core.start_session(CONNECT, 0).unwrap();
+    core.feed_bytes(b"INFO {\"server_id\":\"x\"}\r\nPONG\r\n", 5, &mut rec)
+        .unwrap();
+    core.session_ready(0);
+    rec.events.clear();
+    for _ in 0..3 {
+        core.js_publish(&js(HDRS, b"", 1, true, false), b"m", 0)
+            .unwrap();
+    }
+    let err = pieces
+        .iter()
+        .find_map(|p| core.feed_bytes(p, 0, &mut rec).err())
+        .map_or_else(String::new, |e| e.to_string());
+    (rec.events, format!("{:?}", core.stats()), err)
+}
+
+/// The PubAck fast path (`MSG <inbox prefix><id> <mux sid> <size>`, single spaces, as
+/// nats-server writes it) gives exactly what the general parser gives for the same frame
+/// written with doubled spaces (which only the general parser accepts): for acks of known,
+/// unknown and overlong ids, other sids, an oversized size, a line past the control-line
+/// limit, a bad terminator, and every split point of the canonical stream.
+#[test]
+fn pub_ack_fast_path_matches_the_general_parser() {
+    let ack = |subject: &str, sid: &str, body: &str, sep: &str| {
+        format!(
+            "MSG{sep}{subject}{sep}{sid}{sep}{}\r\n{body}\r\n",
+            body.len()
+        )
+    };
+    let stored = r#"{"stream":"orders#eu$1","seq":42}"#;
+    let cases: Vec<(String, String, String)> = vec![
+        ("_INBOX.abc.1".into(), "1".into(), stored.into()),
+        ("_INBOX.abc.3".into(), "1".into(), r#"{"stream":"orders#eu$1", "seq":7,"duplicate": true}"#.into()),
+        ("_INBOX.abc.2".into(), "1".into(), r#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"orders#eu$1"}"#.into()),
+        ("_INBOX.abc.0002".into(), "1".into(), stored.into()), // leading zeros: id 2
+        ("_INBOX.abc.9999999999999999999".into(), "1".into(), stored.into()), // 19 digits: late
+        ("_INBOX.abc.12345678901234567890".into(), "1".into(), stored.into()), // 20: a message
+        ("_INBOX.abc.1".into(), "7".into(), stored.into()), // not the mux sid: dropped
+        ("_INBOX.abc.x1".into(), "1".into(), stored.into()), // a request reply: a message
+        ("_INBOX.abcd.1".into(), "1".into(), stored.into()),
+        ("_INBOX.abc.".into(), "1".into(), stored.into()),
+        ("_INBOX.abc.1".into(), "1".into(), "".into()),
+    ];
+    let limits = memphis_proto::Limits::default();
+    for (subject, sid, body) in &cases {
+        let fast = ack(subject, sid, body, " ");
+        let slow = ack(subject, sid, body, "  ");
+        let a = pub_ack_run(fast.as_bytes(), limits);
+        let b = pub_ack_run(slow.as_bytes(), limits);
+        assert_eq!(a, b, "{fast:?}");
+    }
+    // All of them in one stream, fed whole and byte by byte.
+    let stream: String = cases.iter().map(|(a, b, c)| ack(a, b, c, " ")).collect();
+    let slow: String = cases.iter().map(|(a, b, c)| ack(a, b, c, "  ")).collect();
+    let whole = pub_ack_run(stream.as_bytes(), limits);
+    assert_eq!(whole, pub_ack_run(slow.as_bytes(), limits));
+    assert!(whole.0.len() >= 4, "{:?}", whole.0);
+    for cut in 1..stream.len() {
+        let (a, b) = stream.as_bytes().split_at(cut);
+        assert_eq!(pub_ack_run_pieces(&[a, b], limits), whole, "cut at {cut}");
+    }
+    // Errors: a size over the limit, a line over the control-line limit, no CRLF after the
+    // payload. The fast path leaves each to the general parser.
+    let small = memphis_proto::Limits {
+        max_control_line: 30,
+        max_payload: 16,
+    };
+    for frame in [
+        format!("MSG _INBOX.abc.1 1 17\r\n{}\r\n", "x".repeat(17)),
+        "MSG _INBOX.abc.123456789012 1 2\r\nab\r\n".to_string(),
+        "MSG _INBOX.abc.1 1 2\r\nabXY".to_string(),
+    ] {
+        let (events, _, err) = pub_ack_run(frame.as_bytes(), small);
+        assert!(!err.is_empty(), "{frame:?} gave {events:?}");
+        assert_eq!(
+            (events.clone(), err.clone()),
+            {
+                // (the error quotes the line: compare it with single spaces)
+                let (e, _, r) = pub_ack_run(frame.replace(' ', "  ").as_bytes(), small);
+                (e, r.replace("  ", " "))
+            },
+            "{frame:?}"
+        );
+    }
+}
