@@ -1506,9 +1506,6 @@ fn write_js_frame(
     buf.extend_from_slice(b"\r\n");
 }
 
-/// The outcome of a publish from the message that answered it. The stream name of a stored
-/// message is shared with the acks before it (`names`); a name not seen before is only copied
-/// out when somebody waits for it (`with_stream`) or there is room to remember it.
 /// Where [`Core::fast_pub_ack`] found a PubAck's parts in the receive buffer.
 struct FastPubAck {
     id: MsgId,
@@ -1536,6 +1533,9 @@ fn decimal_then(s: &[u8], stop: u8) -> Option<(u64, &[u8])> {
     None
 }
 
+/// The outcome of a publish from the message that answered it. The stream name of a stored
+/// message is shared with the acks before it (`names`); a name not seen before is only copied
+/// out when somebody waits for it (`with_stream`) or there is room to remember it.
 fn pub_ack_outcome(m: &MsgOp<'_>, with_stream: bool, names: &mut StreamNames) -> Outcome {
     if let Some(h) = m.headers {
         let st = header::status(h);
