@@ -66,9 +66,11 @@ def paused(pid: int | None) -> Iterator[None]:
 
 class TcpProxy:
     """A small asyncio TCP proxy: ``forward`` relays, ``reject`` accepts and closes at once;
-    ``cut()`` drops every open link. ``accepted`` counts connections (reconnect attempts)."""
+    ``cut()`` drops every open link. ``accepted`` counts connections (reconnect attempts);
+    ``sent`` holds every byte the clients wrote, in order (what reached the server)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
+        self.sent = bytearray()
         self.target = (target_host, target_port)
         self.mode = "forward"
         self.accepted = 0
@@ -126,6 +128,8 @@ class TcpProxy:
         async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             try:
                 while data := await r.read(65536):
+                    if r is cr:
+                        self.sent += data
                     w.write(data)
                     await w.drain()
             except (OSError, asyncio.CancelledError):
