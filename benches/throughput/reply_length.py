@@ -34,6 +34,9 @@ PREFIXES = {
         b"_INBOX." + "".join(random.choice(string.ascii_letters + string.digits) for _ in range(22)).encode()
     ),
     "long": lambda: b"_INBOX." + uuid.uuid4().hex.encode(),
+    # memphis-fast's inbox token (16 base62 characters) and nats.go's random part (12)
+    "b16": lambda: b"_INBOX." + "".join(random.choice(string.ascii_letters + string.digits) for _ in range(16)).encode(),
+    "b12": lambda: b"_INBOX." + "".join(random.choice(string.ascii_letters + string.digits) for _ in range(12)).encode(),
 }
 
 

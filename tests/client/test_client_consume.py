@@ -444,7 +444,6 @@ async def test_prefetch_is_bounded(connect: Any, nc: Any, uid: Any) -> None:
         assert info["num_ack_pending"] <= 10  # only the prefetched batch is out
 
 
-
 def _pulls_and_acks(sent: bytes, stream: str) -> list[str]:
     """The pulls and acks of ``stream``'s consumers in the bytes a client wrote, in order:
     ``pull`` or the ack's body (``+ACK``, ``-NAK``, ...)."""
