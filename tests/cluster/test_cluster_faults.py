@@ -290,7 +290,8 @@ async def test_kill_control_plane_node(cluster: LocalBroker, name: Callable[[str
 
 
 # -- 4. rolling restart of all nodes while producing and consuming ------------------------------
-async def test_rolling_restart(cluster: LocalBroker, name: Callable[[str], str]) -> None:
+async def test_rolling_restart(own_cluster: LocalBroker, name: Callable[[str], str]) -> None:
+    cluster = own_cluster
     async def fault(broker: LocalBroker, nc: Any, ctx: Ctx) -> None:
         restarts = []
         for index in range(len(broker.nodes())):
