@@ -515,8 +515,13 @@ class Producer:
                 msg_id = None
         if msg_id is None and self.auto_msg_id:
             msg_id = f"{self._id_prefix}{self._count}"
-        if producer_partition_key is None and producer_partition_number is _NUMBER_DEFAULT and self._single_subject:
-            subject = self._single_subject if not self._state.functions else self._subject(None, -1)
+        if producer_partition_key is None and producer_partition_number is _NUMBER_DEFAULT:
+            if self._state.functions:
+                subject = self._subject(None, -1)
+            elif self._single_subject is not None:
+                subject = self._single_subject
+            else:  # round-robin over the partitions (what _subject does, without its tests)
+                subject = self._subjects[self.partition_generator.next()]
         else:
             check_partition_args(producer_partition_key, producer_partition_number)
             subject = self._subject(producer_partition_key, producer_partition_number)
@@ -629,6 +634,15 @@ class Producer:
         single = self._single_subject
         if (
             schema is None
+            and single is None
+            and not self._state.functions
+            and producer_partition_key is None
+            and producer_partition_number <= 0
+            and kinds == PAYLOADS_BYTES
+        ):
+            return await self._produce_batch_spread(messages, ack_ms, header_lines, ids, base)
+        if (
+            schema is None
             and single is not None
             and not self._state.functions
             and producer_partition_key is None
@@ -684,6 +698,47 @@ class Producer:
             for pos, r in enumerate(outcomes):
                 results[idx[pos]] = r
         final = [r for r in results if r is not None]
+        self._deliver_all(final)
+        return final
+
+    async def _produce_batch_spread(
+        self,
+        messages: Sequence[Any],
+        ack_ms: int,
+        header_lines: bytes,
+        ids: list[str | None],
+        base: int,
+    ) -> list[ProduceResult]:
+        """``produce_batch`` of bytes spread round-robin over several partitions, without a
+        Python step per message: round-robin repeats every ``k`` (the partition count)
+        messages, so the messages of one partition are the slice ``messages[j::k]``. The
+        partition generator ends where ``n`` single produces would have left it."""
+        gen = self.partition_generator
+        n, k = len(messages), len(self._subjects)
+        order = [gen.next() for _ in range(min(n, k))]
+        for _ in range((n - k) % k if n > k else 0):
+            gen.next()
+        msgs = messages if isinstance(messages, list) else list(messages)
+        with_ids = any(ids)
+        conn = self._conn
+        await conn.wait_writable()
+        calls = [
+            conn.publish_batch(
+                self._subjects[p],
+                msgs[j::k],
+                self._group,
+                ack_ms,
+                header_lines,
+                ids[j::k] if with_ids else None,
+                0,
+                range(base + j, base + n, k),
+            )
+            for j, p in enumerate(order)
+        ]
+        done = await asyncio.gather(*calls)
+        final: list[Any] = [None] * n
+        for j, outcomes in enumerate(done):
+            final[j::k] = outcomes
         self._deliver_all(final)
         return final
 

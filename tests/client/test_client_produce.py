@@ -564,6 +564,47 @@ async def test_produce_batch_results_name_each_partitions_stream(connect: Any, n
         assert await stream_count(nc, f"{name}${p}") == 3
 
 
+
+
+async def test_produce_batch_spread_lands_where_single_produces_would(connect: Any, nc: Any, uid: Any) -> None:
+    """A batch of bytes over several partitions (sent as one slice per partition) puts every
+    message in the partition, and in the order, that the same produces one by one would, and
+    leaves the round-robin where they would have: one station fed one message at a time, the
+    other single, batch, single, batch; the partitions' contents must be equal. Results come
+    in message order, each naming the stream and sequence it was stored at; msg_ids go with
+    their messages (a duplicate is reported at its own position)."""
+    conn = await connect()
+    one, spread = uid("rr-one"), uid("rr-spread")
+    for name in (one, spread):
+        await conn.station(name, partitions_number=3)
+    p_one = await conn.producer(one, "p")
+    p_spread = await conn.producer(spread, "p")
+    payloads = [f"m{i}".encode() for i in range(16)]
+    for m in payloads:
+        await p_one.produce(m)
+    await p_spread.produce(payloads[0])
+    results = await p_spread.produce_batch(payloads[1:8])  # 7 messages: not a multiple of 3
+    await p_spread.produce(payloads[8])
+    results += await p_spread.produce_batch(tuple(payloads[9:11]))  # fewer than the partitions
+    results += await p_spread.produce_batch(payloads[11:16])
+    assert [r.index for r in results] == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15]
+    assert all(r.stored for r in results)
+    for p in (1, 2, 3):
+        n = await stream_count(nc, f"{one}${p}")
+        assert await stream_count(nc, f"{spread}${p}") == n
+        for seq in range(1, n + 1):
+            want, _ = await stored_msg(nc, f"{one}${p}", seq)
+            got, _ = await stored_msg(nc, f"{spread}${p}", seq)
+            assert got == want, (p, seq)
+    sent = payloads[1:8] + payloads[9:16]
+    for r, m in zip(results, sent, strict=True):
+        assert r.stream is not None and r.sequence is not None
+        assert (await stored_msg(nc, r.stream, r.sequence))[0] == m
+    # Positions 0 and 3 go to one partition (3 apart), 1 and 5 to two different ones.
+    ids = ["a", "b", "c", "a", None, "b"]
+    dup = await p_spread.produce_batch([b"x"] * 6, msg_ids=ids)
+    assert [r.duplicate for r in dup] == [False, False, False, True, False, False]
+    assert dup[3].stream == dup[0].stream and dup[5].stream != dup[1].stream
 # -- schema errors ------------------------------------------------------------------------------
 @pytest.mark.parametrize("lib", ["memphis_fast", "memphis-py"])
 async def test_schema_failure_error_types(
