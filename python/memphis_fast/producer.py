@@ -119,8 +119,7 @@ def _failure_text(f: ProduceResult) -> str:
             return f"{name} was not stored on station {f.station}: {f.error}"
         # A single server answers "no responders" only when no stream takes the subject.
         return (
-            f"{name} was not stored: no stream for it on station {f.station} "
-            "(does the station still exist?)"
+            f"{name} was not stored: no stream for it on station {f.station} (does the station still exist?)"
         )
     if f.reason == OutcomeReason.JETSTREAM_ERROR:
         return f"{name} was not stored: {f.error} (code {f.code}, err_code {f.err_code})"
@@ -135,7 +134,9 @@ def check_partition_args(key: object, number: object) -> None:
     """``producer_partition_key``/``consumer_partition_key`` (a str or None) and the partition
     number (-1 or 0 = not given, else a partition number >= 1), and never both."""
     if key is not None and type(key) is not str:
-        raise MemphisArgumentTypeError(f"the partition key must be a str or None, not {type(key).__name__} {key!r}")
+        raise MemphisArgumentTypeError(
+            f"the partition key must be a str or None, not {type(key).__name__} {key!r}"
+        )
     if number != -1:
         n = check_int("the partition number", number)
         if n < 0:
@@ -274,7 +275,9 @@ class Producer:
             self._single_subject = subjects.final_subject(subjects.stream_name(station_name, partitions[0]))
         else:
             self._single_subject = None
-            self._subjects = {p: subjects.final_subject(subjects.stream_name(station_name, p)) for p in partitions}
+            self._subjects = {
+                p: subjects.final_subject(subjects.stream_name(station_name, p)) for p in partitions
+            }
             self.partition_generator = Partitioner(list(partitions))
 
     def __repr__(self) -> str:
@@ -332,7 +335,9 @@ class Producer:
         if state.functions and partition is not None:
             fid = state.functions.get(str(partition))
             if fid is not None:
-                return subjects.functions_subject(subjects.stream_name(self.internal_station_name, partition), fid)
+                return subjects.functions_subject(
+                    subjects.stream_name(self.internal_station_name, partition), fid
+                )
         return subject
 
     def get_partition_from_key(self, key: str) -> int:
@@ -569,7 +574,9 @@ class Producer:
                 await asyncio.sleep(0)
             return None
         self._count = index + 1
-        r = await conn.publish_awaited(subject, data, self._group, index, ack_ms, self._header_lines, hdrs, msg_id)
+        r = await conn.publish_awaited(
+            subject, data, self._group, index, ack_ms, self._header_lines, hdrs, msg_id
+        )
         if self.delivery_callback is not None:
             self._run_callback(self.delivery_callback, r, "delivery")
         if not r.stored:
@@ -623,47 +630,57 @@ class Producer:
         else:
             header_lines = self._header_lines
         base = self._count
-        self._count += len(messages)
-        results: list[ProduceResult | None] = [None] * len(messages)
-        ids: list[str | None] = list(msg_ids) if msg_ids is not None else [None] * len(messages)
+        n = len(messages)
+        self._count += n
+        given: list[str | None] | None = list(msg_ids) if msg_ids is not None else None
         if self.auto_msg_id:
-            ids = [m if m else f"{self._id_prefix}{base + i}" for i, m in enumerate(ids)]
-        # Encode, and group by subject (round-robin as single produces would route them).
-        groups: dict[str, tuple[list[int], list[Any]]] = {}
+            prefix = self._id_prefix
+            if given is None:
+                given = [f"{prefix}{base + i}" for i in range(n)]
+            else:
+                given = [m if m else f"{prefix}{base + i}" for i, m in enumerate(given)]
         schema = self._state.schema.schema
         single = self._single_subject
         if (
             schema is None
-            and single is None
             and not self._state.functions
             and producer_partition_key is None
             and producer_partition_number <= 0
             and kinds == PAYLOADS_BYTES
         ):
-            return await self._produce_batch_spread(messages, ack_ms, header_lines, ids, base)
-        if (
-            schema is None
-            and single is not None
-            and not self._state.functions
-            and producer_partition_key is None
-            and producer_partition_number <= 0
-            and kinds == PAYLOADS_BYTES
-        ):
-            # The common case: bytes to one subject, sent as given.
-            groups[single] = (list(range(len(messages))), list(messages))
-        else:
-            for i, m in enumerate(messages):
-                try:
-                    data = m if schema is None and type(m) in _BYTES_TYPES else self._encode(schema, m, headers)
-                    subject = self._subject(producer_partition_key, producer_partition_number)
-                except MemphisError as exc:
-                    results[i] = ProduceResult(
-                        base + i, ids[i], False, "rejected", error=exc.message, station=str(self.station_name)
-                    )
-                    continue
-                idx, datas = groups.setdefault(subject, ([], []))
-                idx.append(i)
-                datas.append(data)
+            # The common case: bytes sent as given, round-robin over the partitions.
+            if single is None:
+                return await self._produce_batch_spread(messages, ack_ms, header_lines, given, base)
+            batch = list(messages)  # as it is now: the caller's list may change while we wait
+            conn = self._conn
+            await conn.wait_writable()
+            out = await conn.publish_batch(
+                single,
+                batch,
+                self._group,
+                ack_ms,
+                header_lines,
+                given if given is not None and any(given) else None,
+                base,
+            )
+            self._deliver_all(out)
+            return out
+        results: list[ProduceResult | None] = [None] * n
+        ids: list[str | None] = given if given is not None else [None] * n
+        # Encode, and group by subject (round-robin as single produces would route them).
+        groups: dict[str, tuple[list[int], list[Any]]] = {}
+        for i, m in enumerate(messages):
+            try:
+                data = m if schema is None and type(m) in _BYTES_TYPES else self._encode(schema, m, headers)
+                subject = self._subject(producer_partition_key, producer_partition_number)
+            except MemphisError as exc:
+                results[i] = ProduceResult(
+                    base + i, ids[i], False, "rejected", error=exc.message, station=str(self.station_name)
+                )
+                continue
+            idx, datas = groups.setdefault(subject, ([], []))
+            idx.append(i)
+            datas.append(data)
         conn = self._conn
         await conn.wait_writable()
         if len(groups) == 1 and results.count(None) == len(results):
@@ -706,7 +723,7 @@ class Producer:
         messages: Sequence[Any],
         ack_ms: int,
         header_lines: bytes,
-        ids: list[str | None],
+        ids: list[str | None] | None,
         base: int,
     ) -> list[ProduceResult]:
         """``produce_batch`` of bytes spread round-robin over several partitions, without a
@@ -718,22 +735,20 @@ class Producer:
         order = [gen.next() for _ in range(min(n, k))]
         for _ in range((n - k) % k if n > k else 0):
             gen.next()
-        msgs = messages if isinstance(messages, list) else list(messages)
-        with_ids = any(ids)
+        # Sliced now (the caller's list may change while we wait); any Sequence works.
+        msgs = messages if type(messages) is list or type(messages) is tuple else list(messages)
+        with_ids = ids if ids is not None and any(ids) else None
+        parts = [
+            (self._subjects[p], msgs[j::k], None if with_ids is None else with_ids[j::k])
+            for j, p in enumerate(order)
+        ]
         conn = self._conn
         await conn.wait_writable()
         calls = [
             conn.publish_batch(
-                self._subjects[p],
-                msgs[j::k],
-                self._group,
-                ack_ms,
-                header_lines,
-                ids[j::k] if with_ids else None,
-                0,
-                range(base + j, base + n, k),
+                subject, datas, self._group, ack_ms, header_lines, part_ids, 0, range(base + j, base + n, k)
             )
-            for j, p in enumerate(order)
+            for j, (subject, datas, part_ids) in enumerate(parts)
         ]
         done = await asyncio.gather(*calls)
         final: list[Any] = [None] * n
@@ -811,9 +826,7 @@ class Producer:
         ok = await self._conn.wait_group_drained(self._group, timeout)
         self._raise_failures()
         if not ok:
-            raise MemphisTimeoutError(
-                f"timeout: {self.inflight} messages still in flight after {timeout} s"
-            )
+            raise MemphisTimeoutError(f"timeout: {self.inflight} messages still in flight after {timeout} s")
 
     async def destroy(self, timeout_retries: int = 5) -> None:
         """Wait for in-flight messages, unregister the producer, drop it from the cache; raises
