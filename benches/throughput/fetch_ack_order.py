@@ -7,7 +7,8 @@ Variants: pipe (the raw reference, two pulls in flight), acks-first / pull-first
 one-pull loop, its acks written before / after its next pull), mf-fetch (memphis-fast
 fetch(); since f179c8a its pull goes in front of the acks written last), mf-fetch-acksfirst
 (the same, the acks written out before each fetch() call: the order before f179c8a),
-mf-prefetch (fetch(prefetch=True)), mf-consume (consume() with a handler that acks each).
+mf-prefetch (fetch(prefetch=True)), mf-prefetch-late (the same, each batch acked only once the
+next one is in), mf-consume (consume() with a handler that acks each).
 Besides the rate and nats-server's CPU per message, per 1,000 messages: nats-server's wake-ups
 (voluntary context switches) and its read(2) and write(2) calls.
 
@@ -81,6 +82,18 @@ async def run(k, name):
         await done.wait()
         await m._conn.flush()
         await cons.stop_consume()
+    elif k == "mf-prefetch-late":
+        got = 0
+        prev = []
+        while got < N:
+            msgs = await cons.fetch(batch_size=min(BATCH, N - got), prefetch=got + BATCH < N)
+            for x in prev:
+                await x.ack()
+            prev = msgs
+            got += len(msgs)
+        for x in prev:
+            await x.ack()
+        await m._conn.flush()
     elif k == "mf-prefetch":
         got = 0
         while got < N:
