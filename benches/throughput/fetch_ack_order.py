@@ -82,26 +82,19 @@ async def run(k, name):
         await done.wait()
         await m._conn.flush()
         await cons.stop_consume()
-    elif k == "mf-prefetch-late":
+    elif k.startswith("mf-prefetch"):
         got = 0
-        prev = []
-        while got < N:
-            msgs = await cons.fetch(batch_size=min(BATCH, N - got), prefetch=got + BATCH < N)
-            for x in prev:
-                await x.ack()
-            prev = msgs
-            got += len(msgs)
-        for x in prev:
-            await x.ack()
-        await m._conn.flush()
-    elif k == "mf-prefetch":
-        got = 0
+        late = k == "mf-prefetch-late"
+        prev = []  # mf-prefetch-late: the batch before, acked once the next one is in
         while got < N:
             # no prefetch for the last batch: nothing would be left to take
             msgs = await cons.fetch(batch_size=min(BATCH, N - got), prefetch=got + BATCH < N)
-            for x in msgs:
+            for x in prev if late else msgs:
                 await x.ack()
+            prev = msgs
             got += len(msgs)
+        for x in prev if late else ():
+            await x.ack()
         await m._conn.flush()
     elif k.startswith("mf-fetch"):
         got = 0
