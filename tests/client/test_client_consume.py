@@ -455,6 +455,13 @@ async def test_prefetch_is_bounded(connect: Any, nc: Any, uid: Any) -> None:
         assert info["num_ack_pending"] <= 10, info
 
 
+async def _nothing_pending(nc: Any, stream: str, floor: int) -> bool:
+    """Consumer ``c`` of ``stream`` has no ack pending and its ack floor is at ``floor``."""
+    info = await consumer_info(nc, stream, "c")
+    assert info["ack_floor"]["stream_seq"] <= floor, info
+    return bool(info["num_ack_pending"] == 0 and info["ack_floor"]["stream_seq"] == floor)
+
+
 def _pulls_and_acks(sent: bytes, stream: str) -> list[str]:
     """The pulls and acks of ``stream``'s consumers in the bytes a client wrote, in order:
     ``pull`` or the ack's body (``+ACK``, ``-NAK``, ...)."""
@@ -505,10 +512,17 @@ async def test_a_fetch_pull_goes_ahead_of_the_acks_before_it(
         await conn.broker_manager.flush()  # everything written has reached the server
         kinds = _pulls_and_acks(bytes(proxy.sent), f"{name}$1")
         assert kinds == ["pull", "pull"] + ["+ACK"] * 5 + ["+ACK"] * 4 + ["-NAK", "pull", "+ACK"]
+        # The server applies a consumer's acks on the consumer's goroutine, after the PONG:
+        # wait for the floor rather than read it once.
+        floor = 10 if third[0].data == b"m9" else 9  # m9 redelivered and acked: the floor passes it
+
+        async def floor_reached() -> bool:
+            info = await consumer_info(nc, f"{name}$1", "c")
+            return bool(info["ack_floor"]["stream_seq"] >= floor)
+
+        await eventually(floor_reached)
         info = await consumer_info(nc, f"{name}$1", "c")
-        assert info["ack_floor"]["stream_seq"] >= 9, "every ack before the NAK arrived"
-        if third[0].data == b"m9":  # the redelivery, acked: the floor passes it
-            assert info["ack_floor"]["stream_seq"] == 10, info
+        assert info["ack_floor"]["stream_seq"] == floor, info
     finally:
         await proxy.close()
 
@@ -556,8 +570,8 @@ async def test_a_fetch_holds_the_acks_before_its_pull_until_its_batch_is_in(
     assert waited >= 1.4 and acks[-1] - t0 < 1.0, (
         f"acks out after {acks[-1] - t0:.3f} s (bound {ACK_HOLD_MAX_S} s), fetch() waited {waited:.3f} s"
     )
-    info = await consumer_info(nc, f"{name}$1", "c")
-    assert info["num_ack_pending"] == 0
+    # A subscriber saw the acks; the consumer applies them on its own goroutine, soon after.
+    await eventually(lambda: _nothing_pending(nc, f"{name}$1", 10))
     # Held when the connection closes: close() writes them.
     await _station_with(conn, name, 5)
     for m in await consumer.fetch(batch_size=5):
@@ -570,8 +584,7 @@ async def test_a_fetch_holds_the_acks_before_its_pull_until_its_batch_is_in(
     await closing[0]
     assert held[2] > 0
     await eventually(lambda: len(acks) == 15)
-    info = await consumer_info(nc, f"{name}$1", "c")
-    assert info["num_ack_pending"] == 0 and info["ack_floor"]["stream_seq"] == 15
+    await eventually(lambda: _nothing_pending(nc, f"{name}$1", 15))
     await sub.unsubscribe()
 
 
