@@ -9,7 +9,8 @@ fetch(); since f179c8a its pull goes in front of the acks written last), mf-fetc
 (the same, the acks written out before each fetch() call: the order before f179c8a),
 mf-prefetch (fetch(prefetch=True)), mf-prefetch-late (the same, each batch acked only once the
 next one is in), mf-consume (consume() with a handler that acks each).
-Besides the rate and nats-server's CPU per message, per 1,000 messages: nats-server's wake-ups
+Besides the rate, nats-server's CPU per message and this process's (the client's; the raw
+variants run in it too), per 1,000 messages: nats-server's wake-ups
 (voluntary context switches) and its read(2) and write(2) calls.
 
     .venv/bin/memphis-fast broker --memory --port 17666 --data-dir /tmp/sb &
@@ -38,6 +39,8 @@ VARIANTS = sys.argv[5].split(",") if len(sys.argv) > 5 else ["pipe", "acks-first
 BATCH = 1000
 #: per variant, per round: nats-server's wake-ups, read(2) and write(2) calls per 1,000 messages
 SERVER = collections.defaultdict(list)
+#: per variant, per round: this process's CPU per message (µs)
+CLIENT = collections.defaultdict(list)
 
 
 def one_pull(c, stream, durable, n, pull_first):
@@ -64,7 +67,7 @@ async def run(k, name):
     st, cons = await preloaded_consumer(m, PORT, name, N, BATCH)
     durable = rc.internal_name(rc.CONSUMER_GROUP)
     stream = rc.stream_names(name, 1)[0]
-    s0, t0 = cpu(NP), time.perf_counter()
+    s0, t0, c0 = cpu(NP), time.perf_counter(), time.process_time()
     w0, (r0, x0) = wakeups(NP), io_calls(NP)
     if k == "mf-consume":
         done = asyncio.Event()
@@ -130,6 +133,7 @@ async def run(k, name):
         one_pull(c, stream, durable, N, k == "pull-first")
         c.close()
     dt = time.perf_counter() - t0
+    CLIENT[k].append((time.process_time() - c0) / N * 1e6)
     srv = (cpu(NP) - s0) / N * 1e6
     r1, x1 = io_calls(NP)
     SERVER[k].append(((wakeups(NP) - w0) / N * 1000, (r1 - r0) / N * 1000, (x1 - x0) / N * 1000))
@@ -150,7 +154,7 @@ async def main():
         rs = sorted(a[0] / b[0] for a, b in zip(v, base, strict=True))
         wake, reads, writes = (sorted(e[i] for e in SERVER[k])[len(v) // 2] for i in range(3))
         print(
-            f"{k:18s} server per 1k msgs: {wake:.1f} wake-ups, {reads:.1f} reads, {writes:.1f} writes; median {sorted(a[0] for a in v)[len(v) // 2]:,.0f}/s  srv {sorted(a[1] for a in v)[len(v) // 2]:.2f}us  paired vs {VARIANTS[0]} {rs[len(rs) // 2]:.3f}  all {' '.join(f'{r:.2f}' for r in rs)}"
+            f"{k:18s} server per 1k msgs: {wake:.1f} wake-ups, {reads:.1f} reads, {writes:.1f} writes; median {sorted(a[0] for a in v)[len(v) // 2]:,.0f}/s  srv {sorted(a[1] for a in v)[len(v) // 2]:.2f}us  client {sorted(CLIENT[k])[len(v) // 2]:.2f}us  paired vs {VARIANTS[0]} {rs[len(rs) // 2]:.3f}  all {' '.join(f'{r:.2f}' for r in rs)}"
         )
 
 
