@@ -520,3 +520,43 @@ def test_chart_draws_every_panel(tmp_path: Path) -> None:
     assert report._ratio_label(rows[0], False) == "1.72x memphis-py · 1.09x nats.go"  # 12002/6998, 12002/11000
 
 
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_file_storage_runs_on_file_streams(tmp_path: Path) -> None:
+    """``--storage file``: every row ran, and was checked (``verify``), on stations whose
+    streams JetStream has on file storage; the report names the configuration."""
+    p = bench(
+        "--clients", "memphis-fast,raw", "--paths", "produce-nonblocking,consume-ack", "--messages", "1000",
+        "--runs", "1", "--payload", "128", "--partitions", "1", "--storage", "file", "--json", "-",
+        "--no-progress", env=_env(tmp_path),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["runs"] and all(r["ok"] for r in doc["runs"]), [r.get("error") for r in doc["runs"]]
+    assert {r["storage"] for r in doc["runs"]} == {"file"}
+    assert {r["path"] for r in doc["runs"]} == {"produce-nonblocking", "consume-ack"}
+    assert "== 128 B payloads, 1 partition, file storage ==" in p.stderr
+    assert "stations: file storage" in p.stderr
+
+
+async def test_the_storage_check_reads_the_streams(broker: Any, uid: Any) -> None:
+    """The check behind every run's ``verify``: the storage of a station's streams as JetStream
+    has them, so that a run on the wrong storage is an error rather than a mislabelled row."""
+    from memphis_fast.bench.control import Control
+
+    c = Control(broker.nats_kwargs(), broker.username)
+    await c.connect()
+    try:
+        on_memory, on_file = uid("st-mem"), uid("st-file")
+        await c.create_station(on_memory, 2, storage="memory")
+        await c.create_station(on_file, 3, storage="file")
+        try:
+            assert await c.storages(on_memory, 2) == {"memory"}
+            assert await c.storages(on_file, 3) == {"file"}
+        finally:
+            await c.delete_station(on_memory)
+            await c.delete_station(on_file)
+    finally:
+        await c.close()

@@ -56,7 +56,8 @@ also as one-pull: one pull at a time, a fetch loop's pattern), latency (produce 
 (dicts into a station with a JSON schema), connect (password mode, host localhost),
 memory-bound (nats-server SIGSTOPped while a producer keeps calling nonblocking produce).
 Stations use memory storage; --storage memory,file adds file-storage stations (the broker's
-store in a temporary directory, or --data-dir) for the throughput paths and latency.
+store in a temporary directory, or --data-dir) for the throughput paths and latency. Every run
+checks that its station's streams are on the storage it reports.
 
 Output: the report on stdout; the JSON, the chart (PNG) and the report (.txt) are written
 to --out-dir (default: $XDG_CACHE_HOME/memphis-fast/bench, i.e. ~/.cache/memphis-fast/bench),
@@ -611,10 +612,14 @@ class Bench:
         return res
 
     def verify(self, job: Job, station: str, res: dict[str, Any]) -> str | None:
-        """Every message stored (produce) / received and acked (consume)."""
+        """The station's streams on the storage asked for; every message stored (produce) /
+        received and acked (consume)."""
         from .runner_common import CONSUMER_GROUP
 
         c = self.control
+        storages = self.loop.run(c.storages(station, job.partitions))
+        if storages != {job.storage}:
+            return f"the station's streams are on {', '.join(sorted(storages))} storage, not {job.storage}"
         extra = res.get("extra") or {}
         if job.path in PRODUCE_PATHS:
             produced = int(extra.get("produced", res.get("messages") or 0)) if job.path == "memory-bound" else job.messages

@@ -124,6 +124,14 @@ class Control:
             total += int(info["state"]["messages"])
         return total
 
+    async def storages(self, station: str, partitions: int) -> set[str]:
+        """The storage types (``memory``, ``file``) of the station's streams, as JetStream has them."""
+        out: set[str] = set()
+        for s in stream_names(station, partitions):
+            info = await self._js_api(js_stream_info(s))
+            out.add(str(info["config"]["storage"]))
+        return out
+
     async def group_state(self, station: str, partitions: int, group: str) -> dict[str, int]:
         """Summed over partitions: delivered, ack floor (acked in order), ack pending, pending."""
         out = {"delivered": 0, "ack_floor": 0, "ack_pending": 0, "pending": 0, "redelivered": 0}
