@@ -520,8 +520,6 @@ def test_chart_draws_every_panel(tmp_path: Path) -> None:
     assert report._ratio_label(rows[0], False) == "1.72x memphis-py · 1.09x nats.go"  # 12002/6998, 12002/11000
 
 
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_file_storage_runs_on_file_streams(tmp_path: Path) -> None:
