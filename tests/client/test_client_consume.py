@@ -443,16 +443,18 @@ async def test_prefetch_is_bounded(connect: Any, nc: Any, uid: Any) -> None:
         # pending: wait until the ack floor shows this round's acks applied, then count.
         await conn.broker_manager.flush()
         acked = 10 * (round_ + 1)
-
-        async def acks_applied(acked: int = acked) -> dict[str, Any] | None:
-            info = await consumer_info(nc, f"{name}$1", "c")
-            return info if info["ack_floor"]["stream_seq"] >= acked else None
-
-        info = await eventually(acks_applied)
+        info = await eventually(lambda acked=acked: _at_floor(nc, f"{name}$1", acked))
         assert info["ack_floor"]["stream_seq"] == acked
         # Only the prefetched batch is out: delivered at most one batch past the acked ones.
         assert info["delivered"]["stream_seq"] <= acked + 10, info
         assert info["num_ack_pending"] <= 10, info
+
+
+async def _at_floor(nc: Any, stream: str, floor: int) -> dict[str, Any] | None:
+    """Consumer ``c``'s info once its ack floor has reached ``floor`` (else ``None``): the
+    server applies acks on the consumer's goroutine, after the PONG that follows them."""
+    info = await consumer_info(nc, stream, "c")
+    return info if info["ack_floor"]["stream_seq"] >= floor else None
 
 
 async def _nothing_pending(nc: Any, stream: str, floor: int) -> bool:
@@ -515,13 +517,7 @@ async def test_a_fetch_pull_goes_ahead_of_the_acks_before_it(
         # The server applies a consumer's acks on the consumer's goroutine, after the PONG:
         # wait for the floor rather than read it once.
         floor = 10 if third[0].data == b"m9" else 9  # m9 redelivered and acked: the floor passes it
-
-        async def floor_reached() -> bool:
-            info = await consumer_info(nc, f"{name}$1", "c")
-            return bool(info["ack_floor"]["stream_seq"] >= floor)
-
-        await eventually(floor_reached)
-        info = await consumer_info(nc, f"{name}$1", "c")
+        info = await eventually(lambda: _at_floor(nc, f"{name}$1", floor))
         assert info["ack_floor"]["stream_seq"] == floor, info
     finally:
         await proxy.close()

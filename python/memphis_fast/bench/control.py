@@ -116,21 +116,17 @@ class Control:
             raise ControlError(f"{subject}: {body['error'].get('description', body['error'])}")
         return body
 
+    async def _stream_infos(self, station: str, partitions: int) -> list[dict[str, Any]]:
+        """JetStream's ``STREAM.INFO`` of each of the station's streams."""
+        return [await self._js_api(js_stream_info(s)) for s in stream_names(station, partitions)]
+
     async def stored(self, station: str, partitions: int) -> int:
         """Messages in the station's streams."""
-        total = 0
-        for s in stream_names(station, partitions):
-            info = await self._js_api(js_stream_info(s))
-            total += int(info["state"]["messages"])
-        return total
+        return sum(int(info["state"]["messages"]) for info in await self._stream_infos(station, partitions))
 
     async def storages(self, station: str, partitions: int) -> set[str]:
         """The storage types (``memory``, ``file``) of the station's streams, as JetStream has them."""
-        out: set[str] = set()
-        for s in stream_names(station, partitions):
-            info = await self._js_api(js_stream_info(s))
-            out.add(str(info["config"]["storage"]))
-        return out
+        return {str(info["config"]["storage"]) for info in await self._stream_infos(station, partitions)}
 
     async def group_state(self, station: str, partitions: int, group: str) -> dict[str, int]:
         """Summed over partitions: delivered, ack floor (acked in order), ack pending, pending."""
